@@ -1,0 +1,204 @@
+/**
+ * Command-line conventions shared by every script:
+ * - flags are strict: an unknown flag, a stray argument or a missing value is a usage error;
+ * - exit codes: 0 done, 1 the work failed (build, network, server), 2 bad input or usage;
+ * - an error is one line on stderr that says what failed and what to do; --debug adds the stack;
+ * - Ctrl-C / SIGTERM run the registered clean-ups (stop nix, remove half-written files) and exit
+ *   130 / 143.
+ */
+import { cac } from "cac";
+import { isDebug, say, setDebug } from "./log.ts";
+
+/** Bad input: wrong flags, missing files the operator named, invalid values. Exit 2. */
+export class UsageError extends Error {}
+
+/** The work failed: the build, the network, the server. Exit 1. */
+export class Failure extends Error {}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+export interface Flag {
+  /** Long name without dashes, e.g. "out". */
+  name: string;
+  /** Placeholder for a flag that takes a value, e.g. "dir"; absent for a boolean switch. */
+  value?: string;
+  description: string;
+  /** May be given several times; the values are collected in order. */
+  repeatable?: boolean;
+}
+
+export interface CommandSpec {
+  /** Script name as the operator types it, e.g. "build-images.ts". */
+  name: string;
+  /** One line: what the script does. */
+  summary: string;
+  flags: Flag[];
+  /** Shown as the usage's tail, e.g. "[-- <nix build args>]"; without it, `--` is refused. */
+  passThrough?: string;
+  /** Extra help sections: environment variables, exit codes, examples. */
+  sections?: { title: string; body: string }[];
+}
+
+export type FlagValues = Record<string, string | string[] | boolean | undefined>;
+
+export interface CommandLine {
+  flags: FlagValues;
+  /** Arguments after `--`, passed through untouched. */
+  passThrough: string[];
+}
+
+/**
+ * cac's parser (mri) turns any number-like value into a number before we see it: `--title 1.10`
+ * would arrive as 1.1 and `--tag 007` as 7. Values of flags that take one are marked with this
+ * prefix before parsing, so mri leaves them alone, and unmarked afterwards.
+ */
+const KEEP_STRING = "\u0001";
+
+function protectValues(argv: string[], valueFlags: Set<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") ? arg.slice(2, eq === -1 ? undefined : eq) : "";
+    if (!valueFlags.has(name)) {
+      out.push(arg);
+    } else if (eq !== -1) {
+      out.push(`${arg.slice(0, eq + 1)}${KEEP_STRING}${arg.slice(eq + 1)}`);
+    } else {
+      out.push(arg);
+      const next = argv[i + 1];
+      if (next !== undefined && !next.startsWith("-")) {
+        out.push(KEEP_STRING + next);
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
+function unprotect(value: unknown): unknown {
+  if (typeof value === "string") return value.startsWith(KEEP_STRING) ? value.slice(1) : value;
+  if (Array.isArray(value)) return value.map(unprotect);
+  return value;
+}
+
+const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Parses the command line strictly. Prints help and returns null for --help. Throws UsageError
+ * for anything cac would otherwise accept silently or coerce.
+ */
+export function parseCommandLine(spec: CommandSpec, argv: string[] = process.argv.slice(2)): CommandLine | null {
+  const cli = cac(spec.name);
+  const command = cli.command("", spec.summary);
+  for (const flag of spec.flags) {
+    command.option(`--${flag.name}${flag.value ? ` <${flag.value}>` : ""}`, flag.description);
+  }
+  command.action(() => {});
+  if (spec.passThrough) command.usage(`[flags] ${spec.passThrough}`);
+  // A script is one command: drop cac's sections about sub-commands.
+  cli.help((sections) => {
+    const [title, ...rest] = sections.filter((s) => s.title !== "Commands" && !s.title?.startsWith("For more info"));
+    return [title!, { body: spec.summary }, ...rest, ...(spec.sections ?? [])];
+  });
+
+  const valueFlags = new Set(spec.flags.filter((f) => f.value).map((f) => f.name));
+  const dashDash = argv.indexOf("--");
+  if (dashDash !== -1 && !spec.passThrough) {
+    throw new UsageError(`unexpected "--": ${spec.name} passes no arguments through`);
+  }
+  try {
+    cli.parse(["bun", spec.name, ...protectValues(argv, valueFlags)], { run: false });
+    if (cli.options.help) return null;
+    cli.runMatchedCommand();
+  } catch (error) {
+    if (error instanceof Error && error.name === "CACError") {
+      const message = error.message.replace(/`/g, "").replace(/\.$/, "").replace(/^Unused args: /, "unexpected argument: ");
+      throw new UsageError(message.charAt(0).toLowerCase() + message.slice(1));
+    }
+    throw error;
+  }
+
+  const flags: FlagValues = {};
+  for (const flag of spec.flags) {
+    const raw = unprotect(cli.options[camel(flag.name)]);
+    if (raw === undefined) continue;
+    if (flag.value) {
+      const values = (Array.isArray(raw) ? raw : [raw]).map(String);
+      if (values.some((v) => v === "" || v === "true")) {
+        throw new UsageError(`--${flag.name} needs a value: --${flag.name} <${flag.value}>`);
+      }
+      if (!flag.repeatable && values.length > 1) throw new UsageError(`--${flag.name} given more than once`);
+      flags[flag.name] = flag.repeatable ? values : values[0];
+    } else {
+      if (typeof raw !== "boolean") throw new UsageError(`--${flag.name} takes no value`);
+      flags[flag.name] = raw;
+    }
+  }
+  if (flags.debug === true) setDebug(true);
+  return { flags, passThrough: dashDash === -1 ? [] : argv.slice(dashDash + 1) };
+}
+
+type Cleanup = () => Promise<void> | void;
+const cleanups: Cleanup[] = [];
+let interrupted: NodeJS.Signals | null = null;
+
+/**
+ * Registers work to undo if the operator interrupts (stop a child, delete a staging directory).
+ * Returns a function that unregisters it once the work is safely done.
+ */
+export function onInterrupt(cleanup: Cleanup): () => void {
+  cleanups.push(cleanup);
+  return () => {
+    const i = cleanups.indexOf(cleanup);
+    if (i !== -1) cleanups.splice(i, 1);
+  };
+}
+
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+function installSignalHandlers(): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, async () => {
+      // A second Ctrl-C while cleaning up means "now".
+      if (interrupted) process.exit(SIGNAL_EXIT[signal]);
+      interrupted = signal;
+      say(`interrupted (${signal}): stopping and cleaning up`);
+      for (const cleanup of [...cleanups].reverse()) {
+        try {
+          await cleanup();
+        } catch (error) {
+          say(`clean-up failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      process.exit(SIGNAL_EXIT[signal]);
+    });
+  }
+}
+
+/**
+ * Runs a script's main function and turns its outcome into an exit code and, on failure, one
+ * line on stderr. Never returns.
+ */
+export async function runMain(main: () => Promise<void>): Promise<never> {
+  installSignalHandlers();
+  let code = EXIT_OK;
+  try {
+    await main();
+  } catch (error) {
+    // After a signal the main flow fails as its child dies; the signal handler owns the exit.
+    if (interrupted) await new Promise(() => {});
+    code = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
+    const message = error instanceof Error ? error.message : String(error);
+    say(`error: ${message}`);
+    if (error instanceof UsageError) say("run with --help for usage");
+    if (isDebug() && error instanceof Error && error.stack) say(error.stack);
+  }
+  process.exit(code);
+}

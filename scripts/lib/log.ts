@@ -1,0 +1,98 @@
+/**
+ * Human output. Everything for people goes to stderr, one line at a time, so stdout stays free
+ * for the one machine-readable `--json` result. Every line passes through `redact`: a secret
+ * registered with `addSecret` can never be printed, whatever message carries it.
+ */
+
+const secrets = new Set<string>();
+let debugEnabled = false;
+
+/** Registers a value (a token, a key) that must never appear in any output. */
+export function addSecret(value: string): void {
+  // Very short values would mask ordinary words; real tokens are long.
+  if (value.length >= 6) secrets.add(value);
+}
+
+export function redact(text: string): string {
+  let out = text;
+  for (const secret of secrets) out = out.replaceAll(secret, "[redacted]");
+  return out;
+}
+
+export function setDebug(on: boolean): void {
+  debugEnabled = on;
+}
+
+export function isDebug(): boolean {
+  return debugEnabled;
+}
+
+/** One line for the operator, on stderr. */
+export function say(line: string): void {
+  process.stderr.write(`${redact(line)}\n`);
+}
+
+/** Detail only shown with --debug. */
+export function debug(line: string): void {
+  if (debugEnabled) say(`debug: ${line}`);
+}
+
+/** "1.4 GiB" style sizes for progress and summaries. */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+const QUIET_BELOW = 32 * 1024 * 1024;
+
+export interface Progress {
+  /** Total bytes done so far. */
+  update(done: number): void;
+  finish(): void;
+}
+
+/**
+ * Progress of one long byte-moving step (an upload, a download, a copy). On a terminal: one
+ * line redrawn in place. Elsewhere (CI logs): a plain line at every 10 %, so a log shows the
+ * step is alive without drowning in updates.
+ */
+export function progress(label: string, total: number): Progress {
+  // Small files are done before anyone waits for them: no progress lines at all.
+  if (total < QUIET_BELOW) return { update() {}, finish() {} };
+  const tty = process.stderr.isTTY === true;
+  const started = performance.now();
+  let lastTenth = -1;
+  let lastDraw = 0;
+  const line = (done: number) => {
+    const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+    const secs = (performance.now() - started) / 1000;
+    const rate = secs > 0 ? `${formatBytes(done / secs)}/s` : "";
+    return `${label}: ${pct}% of ${formatBytes(total)} ${rate}`.trimEnd();
+  };
+  return {
+    update(done) {
+      if (tty) {
+        const now = performance.now();
+        if (now - lastDraw < 100 && done < total) return;
+        lastDraw = now;
+        process.stderr.write(`\r\x1b[2K${redact(line(done))}`);
+        return;
+      }
+      const tenth = total > 0 ? Math.floor((done / total) * 10) : 10;
+      if (tenth > lastTenth) {
+        lastTenth = tenth;
+        say(line(done));
+      }
+    },
+    finish() {
+      if (tty) process.stderr.write(`\r\x1b[2K${redact(line(total))}\n`);
+      else if (lastTenth < 10) say(line(total));
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * Running nix: check that it can build flakes, read a flake's metadata (revision, lock), and run
+ * one `nix build` for all chosen targets with the build log streamed live.
+ *
+ * Written for Nix 2.8 and later: flakes are switched on per call with
+ * --extra-experimental-features (no nix.conf change needed), and store paths come from
+ * `--json` (`--print-out-paths` only exists from 2.9).
+ */
+import { $ } from "zx/core";
+import { Failure, UsageError, onInterrupt } from "./cli.ts";
+import type { LockedInput } from "./manifest.ts";
+
+const FLAKES = ["--extra-experimental-features", "nix-command flakes"];
+
+export interface NixInfo {
+  version: string;
+  /** The system nix builds for here, e.g. x86_64-linux. */
+  system: string;
+}
+
+/** First line of nix's error output, for a one-line message. */
+function firstError(stderr: string): string {
+  const line = stderr.split("\n").find((l) => l.startsWith("error:")) ?? stderr.split("\n").find((l) => l.trim() !== "");
+  return (line ?? "").replace(/^error:\s*/, "").trim() || "no error message";
+}
+
+/** Fails unless a nix that can evaluate and build flakes is on PATH. */
+export async function checkNix(): Promise<NixInfo> {
+  if (!Bun.which("nix")) {
+    throw new Failure("nix is not on PATH: install Nix 2.4 or later (Debian: apt install nix-bin) or run inside `nix develop`");
+  }
+  const probe = await $({ quiet: true, nothrow: true })`nix eval ${FLAKES} --impure --json --expr ${
+    "{ version = builtins.nixVersion; system = builtins.currentSystem; flakes = builtins ? getFlake; }"
+  }`;
+  if (probe.exitCode === 0) {
+    const info = JSON.parse(probe.stdout) as NixInfo & { flakes: boolean };
+    if (info.flakes) return { version: info.version, system: info.system };
+  }
+  const version = await $({ quiet: true, nothrow: true })`nix --version`;
+  const said = version.stdout.trim() || "this nix";
+  throw new Failure(
+    `${said} cannot use flakes (${firstError(probe.stderr)}): flakes need Nix 2.4 or later with the nix-command and flakes features`,
+  );
+}
+
+export interface FlakeMetadata {
+  /** The flake reference as nix locked it, e.g. git+file:///src/runner-images?ref=main&rev=<sha>. */
+  url: string;
+  /** The git revision, absent when the tree has uncommitted changes. */
+  revision?: string;
+  /** Local source directory, when the flake is a local path. */
+  localPath?: string;
+  /** Direct inputs as pinned in flake.lock. */
+  inputs: Record<string, LockedInput>;
+}
+
+/** A flake reference that names a directory on this machine rather than a URL. */
+function isLocalFlake(flake: string): boolean {
+  return !/^[a-z][a-z0-9+.-]*:/i.test(flake) || flake.startsWith("path:") || flake.startsWith("git+file:");
+}
+
+interface LockFile {
+  root: string;
+  nodes: Record<string, { inputs?: Record<string, string | string[]>; locked?: LockedInput }>;
+}
+
+/** `nix flake metadata`: what nix sees of the flake, without evaluating or fetching inputs. */
+export async function flakeMetadata(flake: string): Promise<FlakeMetadata> {
+  if (isLocalFlake(flake) && !flake.includes(":")) {
+    const dir = flake.split("?")[0]!;
+    if (!(await Bun.file(`${dir}/flake.nix`).exists())) {
+      throw new UsageError(`--flake ${flake}: there is no flake.nix in that directory`);
+    }
+  }
+  const meta = await $({ quiet: true, nothrow: true })`nix flake metadata ${FLAKES} --json ${flake}`;
+  if (meta.exitCode !== 0) throw new Failure(`cannot read flake ${flake}: ${firstError(meta.stderr)}`);
+  const data = JSON.parse(meta.stdout) as { url: string; revision?: string; path?: string; locks: LockFile };
+  const locks = data.locks;
+  const inputs: Record<string, LockedInput> = {};
+  for (const [name, key] of Object.entries(locks.nodes[locks.root]?.inputs ?? {})) {
+    // An array is a `follows` of another input: not a pin of its own.
+    const locked = typeof key === "string" ? locks.nodes[key]?.locked : undefined;
+    if (locked) inputs[name] = locked;
+  }
+  return {
+    url: data.url,
+    revision: data.revision,
+    localPath: data.url.startsWith("git+file://") ? data.url.slice("git+file://".length).split("?")[0] : undefined,
+    inputs,
+  };
+}
+
+export interface BuiltTarget {
+  attr: string;
+  storePath: string;
+  drvPath: string;
+}
+
+/**
+ * Builds the targets' packages (`packages.<system>.<attr>`) in one nix build and returns their
+ * store paths in the targets' order.
+ *
+ * Two steps, because `nix build --json` lists its results sorted by derivation path, not in the
+ * order asked: one `nix eval` turns every attribute into its derivation and output path, then
+ * one `nix build` of those derivations lets nix schedule them together, and the results are
+ * matched back by derivation path. The log (-L) goes straight to our stderr, so an operator at a
+ * terminal sees nix's own progress. Ctrl-C or SIGTERM to this script is forwarded to nix and
+ * waited for, so no build is left running.
+ *
+ * `--keep-going` lets the other targets finish when one fails; the failed ones are then exactly
+ * those whose outputs are missing, which is how the error names them.
+ */
+export async function nixBuild(
+  flake: string,
+  targets: readonly { attr: string; system: string }[],
+  extraArgs: string[],
+): Promise<BuiltTarget[]> {
+  const paths = await evalTargets(flake, targets, extraArgs);
+  const build = $({ stdio: ["inherit", "pipe", "inherit"], quiet: true, nothrow: true })`nix build ${FLAKES} --json --no-link -L --keep-going ${paths.map((p) => p.drv)} ${extraArgs}`;
+  const forget = onInterrupt(async () => {
+    if (build.exitCode === null) {
+      await build.kill("SIGINT").catch(() => {});
+      await build;
+    }
+  });
+  const result = await build;
+  forget();
+
+  if (result.exitCode !== 0) {
+    const failed: string[] = [];
+    for (const [i, path] of paths.entries()) {
+      const valid = await $({ quiet: true, nothrow: true })`nix path-info ${FLAKES} ${path.out}`;
+      if (valid.exitCode !== 0) failed.push(targets[i]!.attr);
+    }
+    const which = failed.length > 0 ? ` for ${failed.join(", ")}` : "";
+    throw new Failure(`nix build failed${which} (exit ${result.exitCode}); the nix log above says why`);
+  }
+
+  const results = JSON.parse(result.stdout) as { drvPath: string; outputs: { out?: string } }[];
+  return targets.map((target, i) => {
+    const built = results.find((r) => r.drvPath === paths[i]!.drv)?.outputs.out;
+    if (!built) throw new Failure(`${target.attr}: nix build did not report an "out" path for ${paths[i]!.drv}`);
+    return { attr: target.attr, storePath: built, drvPath: paths[i]!.drv };
+  });
+}
+
+/** One evaluation: each target's derivation path and "out" path, in the targets' order. */
+async function evalTargets(
+  flake: string,
+  targets: readonly { attr: string; system: string }[],
+  extraArgs: string[],
+): Promise<{ drv: string; out: string }[]> {
+  // Attribute names come from targets.json; JSON string literals are valid Nix strings for them.
+  const pick = targets.map((t, i) => {
+    const pkg = `p.${JSON.stringify(t.system)}.${JSON.stringify(t.attr)}`;
+    return `"${i}" = { drv = ${pkg}.drvPath; out = ${pkg}.outPath; };`;
+  });
+  // stderr is shown live (evaluation warnings matter to operators) and kept for the error line.
+  const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#packages`} --apply ${`p: { ${pick.join(" ")} }`} ${extraArgs}`;
+  if (evaluated.exitCode !== 0) {
+    throw new Failure(`nix could not evaluate the targets in ${flake}: ${firstError(evaluated.stderr)}`);
+  }
+  const byIndex = JSON.parse(evaluated.stdout) as Record<string, { drv: string; out: string }>;
+  return targets.map((_, i) => byIndex[String(i)]!);
+}

@@ -1,0 +1,80 @@
+/**
+ * The --out directory of a build. Files are collected in a hidden staging directory next to it
+ * and renamed into place only when everything is written, so a failed or interrupted build never
+ * leaves a directory that looks like a complete dist.
+ *
+ * Replacing is only ever done to a previous dist (a directory holding nothing but what a
+ * manifest lists): `--out .` or `--out ~` is refused rather than emptied.
+ */
+import { rmSync } from "node:fs";
+import { chmod, mkdtemp, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { UsageError, onInterrupt } from "./cli.ts";
+import { MANIFEST_FILE, SUMS_FILE, readManifest } from "./manifest.ts";
+
+const stagingPrefix = (out: string) => `.${basename(out)}.partial-`;
+
+/** Files a dist may hold besides its artifacts (a signature is added by signing). */
+const DIST_EXTRAS = [MANIFEST_FILE, SUMS_FILE, `${SUMS_FILE}.sig`];
+
+/** Validates --out before any work: absent, empty, or a previous dist. */
+export async function checkOutDir(out: string): Promise<string> {
+  const path = resolve(out);
+  const info = await stat(path).catch(() => null);
+  if (!info) {
+    const parent = await stat(dirname(path)).catch(() => null);
+    if (!parent?.isDirectory()) throw new UsageError(`--out ${out}: its parent directory does not exist`);
+    return path;
+  }
+  if (!info.isDirectory()) throw new UsageError(`--out ${out} exists and is not a directory`);
+  const entries = await readdir(path);
+  if (entries.length === 0) return path;
+  const manifest = await readManifest(path).catch(() => null);
+  const ours = new Set([...DIST_EXTRAS, ...(manifest?.artifacts.map((a) => a.name) ?? [])]);
+  const foreign = entries.filter((e) => !ours.has(e));
+  if (!manifest || foreign.length > 0) {
+    throw new UsageError(
+      `--out ${out} holds files that are not a previous build (${(foreign.length ? foreign : entries).slice(0, 3).join(", ")}…); choose an empty or new directory`,
+    );
+  }
+  return path;
+}
+
+export interface Staging {
+  dir: string;
+  /** Moves the staged files into place as the new --out. */
+  commit(): Promise<void>;
+}
+
+/**
+ * Clears a previous dist (so a failure leaves nothing that looks complete), removes staging
+ * directories that killed runs left behind, and creates a fresh staging directory, removed again
+ * if the run is interrupted or fails.
+ */
+export async function startStaging(out: string): Promise<Staging> {
+  const parent = dirname(out);
+  for (const entry of await readdir(parent)) {
+    if (entry.startsWith(stagingPrefix(out))) await rm(join(parent, entry), { recursive: true, force: true });
+  }
+  if (await stat(out).catch(() => null)) {
+    for (const entry of await readdir(out)) await rm(join(out, entry), { force: true });
+    await rmdir(out);
+  }
+  const dir = await mkdtemp(join(parent, stagingPrefix(out)));
+  await chmod(dir, 0o755); // mkdtemp makes it private; a dist is meant to be read and served
+  const discard = () => rm(dir, { recursive: true, force: true });
+  const forget = onInterrupt(discard);
+  let committed = false;
+  process.once("exit", () => {
+    // Last resort for failures (exit is synchronous): the staging directory never outlives the run.
+    if (!committed) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir,
+    async commit() {
+      await rename(dir, out);
+      committed = true;
+      forget();
+    },
+  };
+}
