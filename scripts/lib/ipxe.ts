@@ -12,6 +12,9 @@
 
 export class IpxeScriptError extends Error {}
 
+/** iPXE image-command options that take a separate value (`--name=x` needs no entry). */
+const VALUE_OPTIONS = new Set(["--name", "-n", "--timeout", "-t"]);
+
 /**
  * @param script the generated script
  * @param renames source file name → release name (the target's files)
@@ -29,8 +32,10 @@ export function rewriteIpxeScript(script: string, renames: ReadonlyMap<string, s
     const words = line.trim().split(/\s+/);
     const command = words[0];
     if (command !== "kernel" && command !== "initrd") return line;
-    // The file is the first argument that is not an option (iPXE allows --name=… and the like).
-    const at = words.findIndex((w, i) => i > 0 && !w.startsWith("--"));
+    // The file is the first argument that is neither an option nor an option's value.
+    let at = 1;
+    while (at < words.length && words[at]!.startsWith("-")) at += VALUE_OPTIONS.has(words[at]!) ? 2 : 1;
+    if (at >= words.length) at = -1;
     if (at === -1) throw new IpxeScriptError(`the netboot script has a ${command} line without a file`);
     words[at] = rename(words[at]!, command);
     if (command === "kernel") {

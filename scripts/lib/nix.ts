@@ -118,7 +118,7 @@ export async function nixBuild(
   const paths = await evalTargets(flake, targets, extraArgs);
   const build = $({ stdio: ["inherit", "pipe", "inherit"], quiet: true, nothrow: true })`nix build ${FLAKES} --json --no-link -L --keep-going ${paths.map((p) => p.drv)} ${extraArgs}`;
   const forget = onInterrupt(async () => {
-    if (build.exitCode === null) {
+    if (!build.isSettled()) {
       await build.kill("SIGINT").catch(() => {});
       await build;
     }
@@ -127,11 +127,10 @@ export async function nixBuild(
   forget();
 
   if (result.exitCode !== 0) {
-    const failed: string[] = [];
-    for (const [i, path] of paths.entries()) {
-      const valid = await $({ quiet: true, nothrow: true })`nix path-info ${FLAKES} ${path.out}`;
-      if (valid.exitCode !== 0) failed.push(targets[i]!.attr);
-    }
+    // A local database query: unlike `nix path-info`, it never asks a binary cache.
+    const check = await $({ quiet: true, nothrow: true })`nix-store --check-validity --print-invalid ${paths.map((p) => p.out)}`;
+    const invalid = new Set(check.stdout.split("\n").filter(Boolean));
+    const failed = targets.filter((_, i) => invalid.has(paths[i]!.out)).map((t) => t.attr);
     const which = failed.length > 0 ? ` for ${failed.join(", ")}` : "";
     throw new Failure(`nix build failed${which} (exit ${result.exitCode}); the nix log above says why`);
   }

@@ -1,0 +1,183 @@
+/** The lib modules that build, publish and verify share: each behaviour a script's user relies on. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { $ } from "zx/core";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UsageError, parseCommandLine, type CommandSpec } from "../scripts/lib/cli.ts";
+import { ciEnv } from "../scripts/lib/ci.ts";
+import { copyAndHash, hashFile } from "../scripts/lib/hash.ts";
+import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/ipxe.ts";
+import { addSecret, redact } from "../scripts/lib/log.ts";
+import {
+  ManifestError, checkDist, formatSums, parseSums, validateManifest, writeManifest, type Manifest,
+} from "../scripts/lib/manifest.ts";
+import { DEFAULT_TARGETS, TARGETS, releaseNames, selectTargets } from "../scripts/lib/targets.ts";
+import { versionLabel } from "../scripts/lib/source.ts";
+
+const scratch = await mkdtemp(join(tmpdir(), "runner-images-lib-"));
+afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+describe("targets", () => {
+  test("the x86_64 netboot and ISO targets are built by default, under stable release names", () => {
+    expect(DEFAULT_TARGETS.map((t) => t.attr)).toEqual(["netboot-x86_64", "iso-x86_64"]);
+    expect(releaseNames()).toEqual(["bzImage-x86_64", "initrd-x86_64", "netboot-x86_64.ipxe", "runner-x86_64.iso"]);
+  });
+
+  test("release names are unique, version-free and architecture-qualified", () => {
+    const names = releaseNames(TARGETS);
+    expect(new Set(names).size).toBe(names.length);
+    for (const t of TARGETS) {
+      const arch = t.system.split("-")[0]!;
+      for (const f of t.files) {
+        expect(f.name).toContain(arch);
+        expect(f.name).not.toMatch(/\d+\.\d+/);
+      }
+    }
+  });
+
+  test("selection keeps table order, accepts comma lists and drops repeats", () => {
+    expect(selectTargets(["iso-x86_64", "netboot-x86_64,iso-x86_64"]).map((t) => t.attr)).toEqual(["netboot-x86_64", "iso-x86_64"]);
+    expect(() => selectTargets(["iso-x86_64,bogus"])).toThrow("unknown target bogus");
+  });
+});
+
+describe("hashing", () => {
+  test("hashFile and copyAndHash agree with sha256sum on a multi-chunk file, and the copy is identical", async () => {
+    const source = join(scratch, "big.bin");
+    const data = new Uint8Array(9 * 1024 * 1024 + 123);
+    for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) % 251;
+    await Bun.write(source, data);
+    const reference = (await $({ quiet: true })`sha256sum ${source}`).stdout.split(" ")[0];
+    expect((await hashFile(source)).sha256).toBe(reference);
+    const target = join(scratch, "copy.bin");
+    let seen = 0;
+    const digest = await copyAndHash(source, target, (done) => (seen = done));
+    expect(digest).toEqual({ size: data.length, sha256: reference! });
+    expect(seen).toBe(data.length);
+    expect((await $({ quiet: true })`cmp ${source} ${target}`).exitCode).toBe(0);
+  });
+
+  test("copyAndHash never overwrites an existing file", async () => {
+    const target = join(scratch, "exists.bin");
+    await writeFile(target, "keep me");
+    expect(copyAndHash(join(scratch, "big.bin"), target)).rejects.toThrow();
+    expect(await Bun.file(target).text()).toBe("keep me");
+  });
+});
+
+describe("iPXE script rewrite", () => {
+  const renames = new Map([["bzImage", "bzImage-x86_64"], ["initrd", "initrd-x86_64"]]);
+  test("a script loading a file the release does not publish is refused, naming the file", () => {
+    const script = "#!ipxe\nkernel vmlinuz initrd=initrd\ninitrd initrd\nboot\n";
+    expect(() => rewriteIpxeScript(script, renames)).toThrow('loads "vmlinuz"');
+  });
+  test("a script without a kernel line is refused", () => {
+    expect(() => rewriteIpxeScript("#!ipxe\ninitrd initrd\nboot\n", renames)).toThrow(IpxeScriptError);
+  });
+  test("options before the file name are kept", () => {
+    const out = rewriteIpxeScript("#!ipxe\nkernel bzImage initrd=initrd\ninitrd --name initrd initrd\nboot\n", renames);
+    expect(out).toContain("initrd --name initrd initrd-x86_64");
+  });
+});
+
+describe("manifest and SHA256SUMS", () => {
+  const sha = (c: string) => c.repeat(64);
+  const manifest = (): Manifest => ({
+    schemaVersion: 1,
+    version: "boot-v1.0.0",
+    source: { commit: "a".repeat(40), dirty: false, flake: "git+file:///src" },
+    inputs: {},
+    nix: { version: "2.8.0", system: "x86_64-linux" },
+    builtAt: "2026-11-26T00:00:00.000Z",
+    ci: null,
+    artifacts: [
+      { name: "one.iso", target: "iso-x86_64", source: "iso/x.iso", size: 3, sha256: sha("0"), storePath: "/nix/store/x", drvPath: "/nix/store/x.drv" },
+    ],
+  });
+
+  test("SHA256SUMS round-trips and rejects malformed lines and repeats", () => {
+    const text = formatSums([{ name: "a", sha256: sha("1") }, { name: "b", sha256: sha("2") }]);
+    expect(text).toBe(`${sha("1")}  a\n${sha("2")}  b\n`);
+    expect([...parseSums(text)]).toEqual([["a", sha("1")], ["b", sha("2")]]);
+    expect(() => parseSums(`${sha("1")} a\n`)).toThrow(ManifestError); // one space, no mode char: not coreutils format
+    expect(() => parseSums(`${sha("1")}  a\n${sha("2")}  a\n`)).toThrow("lists a twice");
+  });
+
+  test.each([
+    ["a short commit", (m: Manifest) => (m.source.commit = "abc123"), "source.commit"],
+    ["a path as a name", (m: Manifest) => (m.artifacts[0]!.name = "../etc/passwd"), "not a plain file name"],
+    ["a repeated name", (m: Manifest) => m.artifacts.push({ ...m.artifacts[0]! }), "listed twice"],
+    ["a bad digest", (m: Manifest) => (m.artifacts[0]!.sha256 = "xyz"), "no valid sha256"],
+    ["another schema", (m: Manifest) => ((m as { schemaVersion: number }).schemaVersion = 2), "schemaVersion 2"],
+  ])("validation refuses %s", (_, spoil, message) => {
+    const m = manifest();
+    spoil(m);
+    expect(() => validateManifest(m)).toThrow(message);
+  });
+
+  test("checkDist re-hashes: a tampered file and a SHA256SUMS that disagrees are both named", async () => {
+    const dir = await mkdtemp(join(scratch, "dist-"));
+    await writeFile(join(dir, "one.iso"), "abc");
+    const m = manifest();
+    m.artifacts[0]!.sha256 = new Bun.CryptoHasher("sha256").update("abc").digest("hex");
+    await writeManifest(dir, m);
+    expect((await checkDist(dir)).version).toBe("boot-v1.0.0");
+
+    await writeFile(join(dir, "one.iso"), "abd");
+    expect(checkDist(dir)).rejects.toThrow("one.iso has SHA-256");
+    await writeFile(join(dir, "one.iso"), "abc");
+    await writeFile(join(dir, "SHA256SUMS"), `${sha("f")}  one.iso\n`);
+    expect(checkDist(dir)).rejects.toThrow("SHA256SUMS and manifest.json disagree on one.iso");
+    await writeFile(join(dir, "SHA256SUMS"), formatSums(m.artifacts));
+    await rm(join(dir, "one.iso"));
+    expect(checkDist(dir)).rejects.toThrow("one.iso is missing");
+  });
+});
+
+describe("command line", () => {
+  const spec: CommandSpec = {
+    name: "t.ts",
+    summary: "test",
+    flags: [
+      { name: "title", value: "text", description: "" },
+      { name: "target", value: "name", repeatable: true, description: "" },
+      { name: "json", description: "" },
+    ],
+  };
+  test("number-like values arrive exactly as typed", () => {
+    expect(parseCommandLine(spec, ["--title", "1.10"])!.flags.title).toBe("1.10");
+    expect(parseCommandLine(spec, ["--title=007"])!.flags.title).toBe("007");
+    expect(parseCommandLine(spec, ["--target", "0x10", "--target", "1e3"])!.flags.target).toEqual(["0x10", "1e3"]);
+  });
+  test("a value flag without a value, a repeated single flag and a valued switch are usage errors", () => {
+    expect(() => parseCommandLine(spec, ["--title"])).toThrow(UsageError);
+    expect(() => parseCommandLine(spec, ["--title", "a", "--title", "b"])).toThrow("given more than once");
+    expect(() => parseCommandLine(spec, ["--json=yes"])).toThrow(UsageError);
+  });
+  test("`--` is refused by a script that passes nothing through", () => {
+    expect(() => parseCommandLine(spec, ["--", "x"])).toThrow('unexpected "--"');
+  });
+});
+
+describe("secrets", () => {
+  test("a registered secret is masked wherever it appears in a line", () => {
+    addSecret("tok_0123456789abcdef");
+    expect(redact("GET /x with token tok_0123456789abcdef failed")).toBe("GET /x with token [redacted] failed");
+  });
+});
+
+describe("CI environment", () => {
+  test("FORGEJO_* wins over GITHUB_*, the server URL loses its trailing slash, and REF_TYPE is derived if absent", () => {
+    const ci = ciEnv({ GITHUB_RUN_ID: "1", GITHUB_SERVER_URL: "https://a.example/", FORGEJO_SERVER_URL: "https://b.example//", GITHUB_REF: "refs/tags/boot-v1.0.0" });
+    expect(ci).toMatchObject({ inCi: true, serverUrl: "https://b.example", refType: "tag" });
+    expect(ciEnv({}).inCi).toBe(false);
+  });
+  test("a pushed boot-v* tag names the build only for its own commit and a clean tree", () => {
+    const commit = "c".repeat(40);
+    const ci = ciEnv({ FORGEJO_RUN_ID: "1", FORGEJO_REF_TYPE: "tag", FORGEJO_REF_NAME: "boot-v3.0.0", FORGEJO_SHA: commit });
+    expect(versionLabel(commit, false, [], ci)).toBe("boot-v3.0.0");
+    expect(versionLabel("d".repeat(40), false, [], ci)).toBe("dev-dddddddddddd");
+    expect(versionLabel(commit, true, [], ci)).toBe("dev-cccccccccccc-dirty");
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * A fresh git repository holding tests/fixtures/flake: the real target table, a variant that
+ * says which failure to simulate, and one commit. Nix sees a git flake exactly as it sees the
+ * real repository.
+ */
+import { $ } from "zx/core";
+import { chmod, cp, mkdtemp, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "./run.ts";
+
+export type Variant = "ok" | "build-fails" | "no-ipxe" | "two-isos" | "slow";
+
+export interface Fixture {
+  /** The flake directory (a git repository). */
+  dir: string;
+  /** Full SHA of its only commit. */
+  commit: string;
+  /** A scratch directory next to it, for --out and the like. */
+  scratch: string;
+  /** For "slow": appears when the slow build has started. */
+  startedMarker: string;
+  nonce: string;
+}
+
+/** Extra nix arguments every test build passes: offline, and builders may use the host's /bin/sh. */
+export const OFFLINE = ["--", "--option", "substituters", "", "--option", "sandbox", "false"];
+
+export async function makeFixture(variant: Variant = "ok"): Promise<Fixture> {
+  const scratch = await mkdtemp(join(tmpdir(), "runner-images-test-"));
+  const dir = join(scratch, "flake");
+  await mkdir(dir);
+  await cp(join(ROOT, "tests", "fixtures", "flake"), dir, { recursive: true });
+  await cp(join(ROOT, "scripts", "lib", "targets.json"), join(dir, "targets.json"));
+  const nonce = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  // The builder runs as a nixbld user: the marker directory must be writable by it.
+  const markers = join(scratch, "markers");
+  await mkdir(markers);
+  await chmod(markers, 0o777);
+  await chmod(scratch, 0o755);
+  const startedMarker = join(markers, "started");
+  await Bun.write(join(dir, "variant.json"), JSON.stringify({ name: variant, nonce, startedMarker }));
+  const git = $({ cwd: dir, quiet: true });
+  await git`git init -q -b main`;
+  await git`git add -A`;
+  await git`git -c user.name=test -c user.email=test@invalid commit -qm fixture`;
+  const commit = (await git`git rev-parse HEAD`).stdout.trim();
+  return { dir, commit, scratch, startedMarker, nonce };
+}
