@@ -48,12 +48,12 @@ describe("hashing", () => {
     const data = new Uint8Array(9 * 1024 * 1024 + 123);
     for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) % 251;
     await Bun.write(source, data);
-    const reference = (await $({ quiet: true })`sha256sum ${source}`).stdout.split(" ")[0];
+    const reference = (await $({ quiet: true })`sha256sum ${source}`).stdout.split(" ")[0]!;
     expect((await hashFile(source)).sha256).toBe(reference);
     const target = join(scratch, "copy.bin");
     let seen = 0;
     const digest = await copyAndHash(source, target, (done) => (seen = done));
-    expect(digest).toEqual({ size: data.length, sha256: reference! });
+    expect(digest).toEqual({ size: data.length, sha256: reference });
     expect(seen).toBe(data.length);
     expect((await $({ quiet: true })`cmp ${source} ${target}`).exitCode).toBe(0);
   });

@@ -117,8 +117,10 @@ export async function nixBuild(
 ): Promise<BuiltTarget[]> {
   const paths = await evalTargets(flake, targets, extraArgs);
   const build = $({ stdio: ["inherit", "pipe", "inherit"], quiet: true, nothrow: true })`nix build ${FLAKES} --json --no-link -L --keep-going ${paths.map((p) => p.drv)} ${extraArgs}`;
+  let settled = false;
+  void build.then(() => (settled = true));
   const forget = onInterrupt(async () => {
-    if (!build.isSettled()) {
+    if (!settled) {
       await build.kill("SIGINT").catch(() => {});
       await build;
     }

@@ -1,0 +1,161 @@
+{
+  description = "NixOS boot images (netboot, ISO) for Forgejo Actions runner machines";
+
+  # nixos-26.05 (supported until 2026-12-31); `nix flake update` moves the pin in flake.lock.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+
+      # scripts/lib/targets.json, read through ./nix/targets.nix: the only place the package
+      # names and the ISO file name are spelled. Nothing below repeats them.
+      inherit (import ./nix/targets.nix) targets bySystem systems;
+
+      forSystems = lib.genAttrs systems;
+      pkgsFor = system: nixpkgs.legacyPackages.${system};
+
+      # What the machine shows in /etc/runner-image-release and at login.
+      release = {
+        revision = self.rev or self.dirtyRev or "dirty";
+        shortRevision = self.shortRev or self.dirtyShortRev or "dirty";
+        lastModified = self.lastModifiedDate or "unknown";
+        nixpkgsRevision = nixpkgs.rev or "unknown";
+      };
+
+      operatorKeys = builtins.filter (line: line != "" && !lib.hasPrefix "#" line) (
+        lib.splitString "\n" (builtins.readFile ./nix/operator-keys.pub)
+      );
+
+      # One entry per image kind used in targets.json ("image" field): the NixOS module that
+      # makes the boot medium, and how the flake package is cut from the evaluated machine.
+      # An aarch64 row of an existing kind needs nothing here; a new kind (e.g. "sd") needs
+      # one entry.
+      kinds = {
+        netboot = {
+          module = ./nix/netboot.nix;
+          # One directory with exactly the kernel, the initrd and the iPXE script (like
+          # makeNetboot in nixpkgs nixos/release.nix, but a linkFarm so that nothing else of
+          # the kernel's output, e.g. System.map, comes along).
+          artifact =
+            target: config:
+            let
+              build = config.system.build;
+              kernelFile = config.system.boot.loader.kernelFile; # bzImage on x86_64
+              entries = [
+                {
+                  name = kernelFile;
+                  path = "${build.kernel}/${kernelFile}";
+                }
+                {
+                  name = "initrd";
+                  path = "${build.netbootRamdisk}/initrd";
+                }
+                {
+                  name = "netboot.ipxe";
+                  path = "${build.netbootIpxeScript}/netboot.ipxe";
+                }
+              ];
+              names = map (entry: entry.name) entries;
+            in
+            assert lib.assertMsg (builtins.sort builtins.lessThan names == builtins.sort builtins.lessThan target.sources)
+              "targets.json: ${target.attr} publishes [${toString target.sources}] but the netboot directory holds [${toString names}]";
+            (pkgsFor target.system).linkFarm target.attr entries;
+        };
+        iso = {
+          module = ./nix/iso.nix;
+          # $out/iso/<baseName>.iso
+          artifact = target: config: config.system.build.isoImage;
+        };
+      };
+      kindOf =
+        target:
+        kinds.${target.image}
+          or (throw "targets.json: ${target.attr} has image kind '${target.image}', which nix/ cannot build");
+
+      mkMachine =
+        target: extraModules:
+        lib.nixosSystem {
+          modules = [
+            self.nixosModules.runner
+            (kindOf target).module
+            (
+              {
+                nixpkgs.hostPlatform = target.system;
+                runnerImage.release = release;
+                runnerImage.sshAuthorizedKeys = operatorKeys;
+              }
+              // lib.optionalAttrs (target.image == "iso") {
+                runnerImage.isoBaseName = target.baseName;
+              }
+            )
+          ]
+          ++ extraModules;
+        };
+
+      artifactOf = target: config: (kindOf target).artifact target config;
+    in
+    {
+      nixosModules.runner = ./nix/runner.nix;
+      nixosModules.default = self.nixosModules.runner;
+
+      # One machine per target, named like its package: nixosConfigurations.<target>.
+      nixosConfigurations = lib.mapAttrs (_: target: mkMachine target [ ]) targets;
+
+      # packages.<system>.<target>: `nix build .#<target>` for every row of targets.json.
+      packages = forSystems (
+        system:
+        lib.mapAttrs (
+          attr: target: artifactOf target self.nixosConfigurations.${attr}.config
+        ) bySystem.${system}
+      );
+
+      checks = forSystems (
+        system:
+        let
+          pkgs = pkgsFor system;
+        in
+        # `nix flake check` only evaluates packages; re-export them so it builds them.
+        lib.mapAttrs' (name: lib.nameValuePair "package-${name}") self.packages.${system}
+        # QEMU boot tests (x86_64 only for now: BIOS boot and the OVMF/iPXE ROM paths).
+        // lib.optionalAttrs (system == "x86_64-linux") (
+          import ./nix/boot-tests.nix {
+            inherit pkgs lib nixpkgs;
+            targets = bySystem.${system};
+            # the instrumented sibling of a target (see nix/boot-tests.nix)
+            instrumented =
+              target:
+              let
+                machine = mkMachine target [
+                  (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix")
+                ];
+              in
+              {
+                inherit (machine) config;
+                artifact = artifactOf target machine.config;
+              };
+          }
+        )
+      );
+
+      # Everything the scripts in scripts/ need: `nix develop -c bun scripts/...`.
+      devShells = forSystems (system: {
+        default = (pkgsFor system).mkShellNoCC {
+          packages = with pkgsFor system; [
+            bun
+            git
+            openssh # ssh-keygen (release signatures)
+            curl # also a reference tool for bench/
+            openssl # reference tool for bench/
+            coreutils
+            nix
+            actionlint # .forgejo/workflows
+          ];
+        };
+      });
+
+      # `nix fmt`: nixfmt over the tree (pkgs/by-name/ni/nixfmt-tree).
+      formatter = forSystems (system: (pkgsFor system).nixfmt-tree);
+    };
+}

@@ -1,0 +1,211 @@
+# QEMU boot tests of the images, in the style of nixpkgs nixos/tests/boot.nix (mkStartCommand,
+# create_machine with a raw QEMU command line) and nix-community/nixos-images
+# nix/image-installer/tests.nix (pkgs.testers.runNixOSTest).
+#
+# The booted artifact is an INSTRUMENTED SIBLING of the published one: the same target built
+# with nixpkgs nixos/modules/testing/test-instrumentation.nix added (the test driver's
+# backdoor shell and serial console). The published netboot directory and ISO themselves
+# are only built (checks.package-*), not booted.
+#
+# Needs a builder with KVM ("kvm" and "nixos-test" system features).
+{
+  pkgs,
+  lib,
+  nixpkgs,
+  targets, # nix/targets.nix bySystem.<system>
+  instrumented, # target -> { config; artifact; }
+}:
+let
+  qemu-common = import (nixpkgs + "/nixos/lib/qemu-common.nix") { inherit lib pkgs; };
+
+  # Test-only registration secret. Its first 16 characters give the runner UUID the way
+  # forgejo-runner create-runner-file does (uuidFromSecret: gouuid.FromBytes of those 16
+  # ASCII bytes), so the test can check the credential really came from this secret.
+  testSecret = "0123456789abcdef0123456789abcdef01234567";
+  expectedUuid = "30313233-3435-3637-3839-616263646566";
+  testEnv = pkgs.writeText "runner.env" ''
+    FORGEJO_RUNNER_SECRET=${testSecret}
+    FORGEJO_URL=http://forgejo.invalid:3000
+    FORGEJO_RUNNER_NAME=boot-test
+  '';
+
+  # A small vfat disk labelled like an operator's config stick, holding runner.env.
+  configDisk =
+    config:
+    let
+      inherit (config.runnerImage.secretSource) label fileName;
+    in
+    pkgs.runCommand "runner-config-disk.img"
+      {
+        nativeBuildInputs = [
+          pkgs.dosfstools
+          pkgs.mtools
+        ];
+      }
+      ''
+        truncate --size=16M "$out"
+        mkfs.vfat -n ${label} "$out"
+        mcopy -i "$out" ${testEnv} ::/${fileName}
+      '';
+
+  mkStartCommand =
+    {
+      memory ? 4096, # the netboot initrd (~1 GB) and job storage live in RAM
+      cdrom ? null,
+      usb ? null,
+      tftp ? null, # directory served by QEMU's user-net TFTP server (10.0.2.2)
+      uefi ? false,
+      extraFlags ? [ ],
+    }:
+    let
+      flags = [
+        "-m"
+        (toString memory)
+        "-netdev"
+        ("user,id=net0" + lib.optionalString (tftp != null) ",tftp=${tftp},bootfile=boot.ipxe")
+        "-device"
+        (
+          "virtio-net-pci,netdev=net0"
+          + lib.optionalString (tftp != null && uefi) ",romfile=${pkgs.ipxe}/ipxe.efirom"
+        )
+      ]
+      ++ lib.optionals (cdrom != null) [
+        "-cdrom"
+        cdrom
+      ]
+      ++ lib.optionals (usb != null) [
+        "-device"
+        "usb-ehci"
+        "-drive"
+        "id=usbdisk,file=${usb},if=none,readonly"
+        "-device"
+        "usb-storage,drive=usbdisk"
+      ]
+      ++ lib.optionals (tftp != null) [
+        "-boot"
+        "order=n"
+      ]
+      ++ lib.optionals uefi [
+        "-drive"
+        "if=pflash,format=raw,unit=0,readonly=on,file=${pkgs.OVMF.firmware}"
+        "-drive"
+        "if=pflash,format=raw,unit=1,readonly=on,file=${pkgs.OVMF.variables}"
+      ]
+      ++ extraFlags;
+    in
+    "${qemu-common.qemuBinary pkgs.qemu_test} ${lib.concatStringsSep " " flags}";
+
+  configDiskFlags = config: [
+    "-drive"
+    "file=${configDisk config},format=raw,if=virtio,readonly=on"
+  ];
+
+  # Python helpers shared by the test scripts.
+  helpers = ''
+    def assert_runner_configured(machine):
+        machine.wait_for_unit("multi-user.target")
+        machine.wait_for_unit("forgejo-runner-secret.service")
+        machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner/.runner)\" = '600 forgejo-runner'")
+        machine.succeed("grep -F '${expectedUuid}' /run/forgejo-runner/.runner")
+        machine.succeed("grep -F 'http://forgejo.invalid:3000' /run/forgejo-runner/.runner")
+        # the runner unit passed its condition (it cannot reach forgejo.invalid, so it keeps
+        # restarting; registration against a live server is not tested here)
+        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx yes")
+        machine.wait_for_unit("docker.service")
+        machine.succeed("grep -q '^RUNNER_IMAGE_REVISION=' /etc/runner-image-release")
+
+    def assert_runner_skipped(machine):
+        machine.wait_for_unit("multi-user.target")
+        machine.succeed("journalctl -b -u forgejo-runner-secret.service | grep -F 'no registration secret found'")
+        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx no")
+        machine.fail("test -e /run/forgejo-runner/.runner")
+  '';
+
+  mkTest =
+    name: testScript:
+    pkgs.testers.runNixOSTest {
+      inherit name;
+      nodes = { };
+      testScript = helpers + testScript;
+    };
+
+  netbootTests =
+    target:
+    let
+      inherit (instrumented target) config artifact;
+      param = config.runnerImage.secretSource.cmdlineParam;
+      # The operator's side of netboot, in miniature: a wrapper script that names where the
+      # runner configuration is and chains the image's own iPXE script (which appends
+      # ${cmdline} to the kernel command line), all served over QEMU's TFTP.
+      tftpRoot = pkgs.symlinkJoin {
+        name = "${target.attr}-tftp";
+        paths = [
+          artifact
+          (pkgs.writeTextDir "boot.ipxe" ''
+            #!ipxe
+            set cmdline ${param}=tftp://10.0.2.2/runner.env
+            chain netboot.ipxe
+          '')
+          (pkgs.runCommand "runner-env-dir" { } ''
+            mkdir -p "$out"
+            cp ${testEnv} "$out/runner.env"
+          '')
+        ];
+      };
+    in
+    {
+      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" ''
+        machine = create_machine("${mkStartCommand { tftp = tftpRoot; }}")
+        machine.start()
+        assert_runner_configured(machine)
+        machine.succeed("grep -F '${param}=' /proc/cmdline")
+        machine.shutdown()
+      '';
+    };
+
+  isoTests =
+    target:
+    let
+      inherit (instrumented target) config artifact;
+      isoFile = "${artifact}/iso/${artifact.isoName}";
+    in
+    {
+      # Boots twice: without a config disk (runner skipped, one clear log line), then with one.
+      "boot-${target.attr}-bios-cdrom" = mkTest "boot-${target.attr}-bios-cdrom" ''
+        machine = create_machine("${mkStartCommand { cdrom = isoFile; }}")
+        machine.start()
+        assert_runner_skipped(machine)
+        machine.shutdown()
+
+        machine = create_machine("${
+          mkStartCommand {
+            cdrom = isoFile;
+            extraFlags = configDiskFlags config;
+          }
+        }")
+        machine.start()
+        assert_runner_configured(machine)
+        machine.shutdown()
+      '';
+
+      # makeEfiBootable and makeUsbBootable are set by nix/iso.nix, so test that path too.
+      "boot-${target.attr}-uefi-usb" = mkTest "boot-${target.attr}-uefi-usb" ''
+        machine = create_machine("${
+          mkStartCommand {
+            usb = isoFile;
+            uefi = true;
+            extraFlags = configDiskFlags config;
+          }
+        }")
+        machine.start()
+        assert_runner_configured(machine)
+        machine.shutdown()
+      '';
+    };
+
+  testsByKind = {
+    netboot = netbootTests;
+    iso = isoTests;
+  };
+in
+lib.concatMapAttrs (_: target: (testsByKind.${target.image} or (_: { })) target) targets
