@@ -34,8 +34,9 @@ function templateOf(apiPath: string): string {
   });
   // prefer literal segments (/releases/latest over /releases/{id})
   candidates.sort((a, b) => (a.match(/\{/g)?.length ?? 0) - (b.match(/\{/g)?.length ?? 0));
-  if (!candidates.length) throw new Error(`no swagger path for ${apiPath}`);
-  return candidates[0];
+  const best = candidates[0];
+  if (best === undefined) throw new Error(`no swagger path for ${apiPath}`);
+  return best;
 }
 
 interface Seen {
@@ -50,7 +51,7 @@ describe.skipIf(!present)("Forgejo swagger contract", () => {
   const seen: Seen[] = [];
   const W = "token write-token";
 
-  async function hit(method: string, path: string, opts: { auth?: string; json?: unknown; raw?: BodyInit; headers?: Record<string, string>; server?: ForgejoServer } = {}) {
+  async function hit(method: string, path: string, opts: { auth?: string; json?: unknown; raw?: Bun.BodyInit; headers?: Record<string, string>; server?: ForgejoServer } = {}) {
     const s = opts.server ?? srv;
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     if (opts.auth !== "") headers.authorization = opts.auth ?? W;
@@ -62,7 +63,7 @@ describe.skipIf(!present)("Forgejo swagger contract", () => {
     const res = await fetch(s.apiUrl + path, { method, headers, body });
     const text = await res.text();
     const entry: Seen = {
-      op: `${method} ${templateOf(path.split("?")[0])}`,
+      op: `${method} ${templateOf(path.split("?")[0]!)}`,
       status: res.status,
       contentType: res.headers.get("content-type") ?? "",
       body: text ? JSON.parse(text) : undefined,
@@ -158,7 +159,7 @@ describe.skipIf(!present)("Forgejo swagger contract", () => {
     expect(seen.length).toBeGreaterThan(30);
     const problems: string[] = [];
     for (const s of seen) {
-      const schema = checker!.responseSchema(s.op.split(" ")[0], s.op.slice(s.op.indexOf(" ") + 1), s.status);
+      const schema = checker!.responseSchema(s.op.split(" ")[0]!, s.op.slice(s.op.indexOf(" ") + 1), s.status);
       const label = `${s.op} -> ${s.status}`;
       if (s.status === 204) {
         if (s.body !== undefined) problems.push(`${label}: 204 with a body`);

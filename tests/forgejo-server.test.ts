@@ -19,6 +19,13 @@ const W = "token write-token";
 const R = "token read-token";
 const A = "token actions-token";
 
+/** `arr[i]`, failing the test with a clear message when there is no such element. */
+function at<T>(arr: readonly T[], i: number, what: string): T {
+  const v = arr[i];
+  if (v === undefined) throw new Error(`expected ${what}[${i}] to exist (length ${arr.length})`);
+  return v;
+}
+
 interface Res {
   status: number;
   headers: Headers;
@@ -29,11 +36,11 @@ async function call(
   srv: ForgejoServer,
   method: string,
   path: string,
-  opts: { auth?: string; body?: unknown; headers?: Record<string, string>; raw?: BodyInit; base?: string } = {},
+  opts: { auth?: string; body?: unknown; headers?: Record<string, string>; raw?: Bun.BodyInit; base?: string } = {},
 ): Promise<Res> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.auth) headers.authorization = opts.auth;
-  let body: BodyInit | undefined = opts.raw;
+  let body: Bun.BodyInit | undefined = opts.raw;
   if (opts.body !== undefined) {
     body = JSON.stringify(opts.body);
     headers["content-type"] ??= "application/json";
@@ -76,7 +83,7 @@ async function createRelease(s: ForgejoServer, body: Record<string, unknown>, au
 async function upload(s: ForgejoServer, id: number, name: string, data: Uint8Array, ct = "application/octet-stream", auth = W) {
   return call(s, "POST", `${REPO}/releases/${id}/assets?name=${encodeURIComponent(name)}`, {
     auth,
-    raw: data as unknown as BodyInit,
+    raw: data,
     headers: { "content-type": ct },
   });
 }
@@ -174,7 +181,7 @@ describe("create, publish, tags", () => {
     const p = await call(srv, "PATCH", `${REPO}/releases/${d.json.id}`, { auth: W, body: { draft: false } });
     expect(p.status).toBe(500);
     expect(p.json.message).toBe(""); // hidden in production
-    expect(srv.state().releases[0].draft).toBe(true); // nothing persisted
+    expect(at(srv.state().releases, 0, "releases").draft).toBe(true); // nothing persisted
     // v8 had no 404 mapping
     const old = await start({ version: "8.0.3", commits: [] });
     expect((await createRelease(old, { tag_name: "x", target_commitish: "f".repeat(40) })).status).toBe(500);
@@ -242,7 +249,7 @@ describe("create, publish, tags", () => {
   test("DELETE of a release keeps the git tag and leaves a bare-tag row; DELETE /tags then removes it", async () => {
     const c = await createRelease(srv, { tag_name: "boot-v1" });
     await upload(srv, c.json.id, "a.bin", bytes(10));
-    const assetPath = srv.state().releases[0].assets[0].path;
+    const assetPath = at(at(srv.state().releases, 0, "releases").assets, 0, "assets").path;
     expect(existsSync(assetPath)).toBe(true);
     expect((await call(srv, "DELETE", `${REPO}/tags/boot-v1`, { auth: W })).status).toBe(409); // release attached
     expect((await call(srv, "DELETE", `${REPO}/releases/${c.json.id}`, { auth: W })).status).toBe(204);
@@ -267,7 +274,7 @@ describe("create, publish, tags", () => {
     const d = await createRelease(srv, { tag_name: "boot-v1", draft: true });
     await call(srv, "DELETE", `${REPO}/releases/${d.json.id}`, { auth: W });
     expect(srv.state().tags).toEqual({});
-    expect(srv.state().releases[0].isTag).toBe(true);
+    expect(at(srv.state().releases, 0, "releases").isTag).toBe(true);
     expect((await call(srv, "POST", `${REPO}/tags`, { auth: W, body: { tag_name: "boot-v1", target: MAIN_SHA } })).status).toBe(409);
     // convert path with draft:false and no target: GetCommit("") fails -> 500
     expect((await createRelease(srv, { tag_name: "boot-v1" })).status).toBe(500);
@@ -299,7 +306,7 @@ describe("create, publish, tags", () => {
 
   test("pushTag auto-publishes a draft of that name with created_at = now", async () => {
     const d = await createRelease(srv, { tag_name: "boot-v1", draft: true });
-    const before = srv.state().releases[0].createdUnix;
+    const before = at(srv.state().releases, 0, "releases").createdUnix;
     await Bun.sleep(1100);
     srv.pushTag("boot-v1", SHA3);
     const r = (await call(srv, "GET", `${REPO}/releases/${d.json.id}`)).json;
@@ -332,7 +339,7 @@ describe("look-ups and drafts", () => {
     const dl = `/ops/runner-images/releases/download/boot-v1/a.bin`;
     expect((await call(srv, "GET", dl, { base: srv.url })).status).toBe(404);
     expect((await call(srv, "GET", dl, { base: srv.url, auth: W })).status).toBe(200);
-    const uuid = srv.state().releases[0].assets[0].uuid;
+    const uuid = at(at(srv.state().releases, 0, "releases").assets, 0, "assets").uuid;
     const byUuid = await fetch(`${srv.url}/attachments/${uuid}`);
     expect(byUuid.status).toBe(200);
     expect(sha256(new Uint8Array(await byUuid.arrayBuffer()))).toBe(sha256(bytes(100)));
@@ -426,7 +433,7 @@ describe("assets", () => {
     expect(r.status).toBe(201);
     expect(r.json).toMatchObject({ name: "runner x86_64.iso", size: 300_000, type: "attachment" });
     expect(r.json.browser_download_url).toBe(`${srv.url}/attachments/${r.json.uuid}`);
-    const st = srv.state().releases[0].assets[0];
+    const st = at(at(srv.state().releases, 0, "releases").assets, 0, "assets");
     expect(st).toMatchObject({ size: 300_000, sha256: sha256(data), uuid: r.json.uuid });
     const list = (await call(srv, "GET", `${REPO}/releases/${rel.id}/assets`)).json;
     expect(list[0].browser_download_url).toBe(`${srv.url}/ops/runner-images/releases/download/boot-v1/runner%20x86_64.iso`);
@@ -435,7 +442,7 @@ describe("assets", () => {
     const part = await fetch(`${srv.url}/attachments/${r.json.uuid}`, { headers: { range: "bytes=100-199" } });
     expect(part.status).toBe(206);
     expect(new Uint8Array(await part.arrayBuffer())).toEqual(data.slice(100, 200));
-    expect(srv.state().releases[0].assets[0].downloadCount).toBe(2);
+    expect(at(at(srv.state().releases, 0, "releases").assets, 0, "assets").downloadCount).toBe(2);
   });
 
   test("raw upload needs ?name= (400, v7-v8 wording differs); no Content-Type is raw; empty body makes a 0-byte asset", async () => {
@@ -445,7 +452,7 @@ describe("assets", () => {
     const noCt = await fetch(`${srv.apiUrl}${REPO}/releases/${rel.id}/assets?name=a`, { method: "POST", headers: { authorization: W }, body: bytes(10).buffer as ArrayBuffer });
     expect(noCt.status).toBe(201);
     expect((await call(srv, "POST", `${REPO}/releases/${rel.id}/assets?name=empty`, { auth: W })).status).toBe(201);
-    expect(srv.state().releases[0].assets.map((a) => [a.name, a.size])).toEqual([["a", 10], ["empty", 0]]);
+    expect(at(srv.state().releases, 0, "releases").assets.map((a) => [a.name, a.size])).toEqual([["a", 10], ["empty", 0]]);
     const v8 = await start({ version: "8.0.0" });
     const r8 = (await createRelease(v8, { tag_name: "a" })).json;
     expect((await call(v8, "POST", `${REPO}/releases/${r8.id}/assets`, { auth: W, raw: bytes(1) })).json.message).toBe("Could not determine name of attachment.");
@@ -461,7 +468,7 @@ describe("assets", () => {
     const big = bytes(11 * 1024 * 1024);
     const r = await upload(srv, rel.id, "big", big, "application/x-www-form-urlencoded");
     expect(r.json.size).toBe(big.length - (10 * 1024 * 1024 + 1));
-    expect(srv.state().releases[0].assets.find((a) => a.name === "big")!.sha256).toBe(sha256(big.subarray(10 * 1024 * 1024 + 1)));
+    expect(at(srv.state().releases, 0, "releases").assets.find((a) => a.name === "big")!.sha256).toBe(sha256(big.subarray(10 * 1024 * 1024 + 1)));
   });
 
   test("multipart field `attachment` (name from ?name= or the filename); external assets", async () => {
@@ -498,7 +505,7 @@ describe("assets", () => {
     const ren = await call(srv, "PATCH", `${REPO}/releases/${rel.id}/assets/${other.id}`, { auth: W, body: { name: "x.iso" } });
     expect(ren.status).toBe(201);
     expect(ren.json.browser_download_url).toBe(`${srv.url}/attachments/${other.uuid}`);
-    expect(srv.state().releases[0].assets.filter((x) => x.name === "x.iso")).toHaveLength(3);
+    expect(at(srv.state().releases, 0, "releases").assets.filter((x) => x.name === "x.iso")).toHaveLength(3);
     expect((await call(srv, "PATCH", `${REPO}/releases/${rel.id}/assets/${a.id}`, { auth: W, body: { browser_download_url: "https://e.org/" } })).status).toBe(400);
     // single GET: /attachments/ URL; asset of another release: 404
     expect((await call(srv, "GET", `${REPO}/releases/${rel.id}/assets/${a.id}`)).json.browser_download_url).toContain("/attachments/");
@@ -542,7 +549,7 @@ describe("assets", () => {
       } as RequestInit),
     ).rejects.toThrow();
     await Bun.sleep(100);
-    expect(srv.state().releases[0].assets).toEqual([]);
+    expect(at(srv.state().releases, 0, "releases").assets).toEqual([]);
   });
 
   test("a 50 MiB upload is streamed: server RSS grows by less than 30 MB", async () => {
@@ -581,7 +588,7 @@ describe("faults", () => {
   beforeEach(async () => {
     rel = (await createRelease(srv, { tag_name: "boot-v1", draft: true })).json;
   });
-  const assets = () => srv.state().releases[0].assets;
+  const assets = () => at(srv.state().releases, 0, "releases").assets;
 
   test("status: no work done, html or JSON, Retry-After; consumed after `times`", async () => {
     srv.addFault({ kind: "status", status: 503, retryAfter: 7, html: true, method: "POST", path: /\/assets$/, times: 2 });
@@ -626,7 +633,7 @@ describe("faults", () => {
     srv.addFault({ kind: "close", method: "DELETE", times: 2 });
     await expect(call(srv, "DELETE", `${REPO}/releases/${rel.id}`, { auth: W })).rejects.toThrow();
     expect(srv.requests.filter((r) => r.method === "DELETE").every((r) => r.status === 0)).toBe(true);
-    expect(srv.state().releases[0].isTag).toBe(false);
+    expect(at(srv.state().releases, 0, "releases").isTag).toBe(false);
     expect((await call(srv, "DELETE", `${REPO}/releases/${rel.id}`, { auth: W })).status).toBe(204);
   });
 
@@ -678,8 +685,8 @@ describe("faults", () => {
     const followed = await fetch(`${srv.apiUrl}${REPO}`, { headers: { authorization: W } });
     expect(followed.status).toBe(200);
     expect(cap.seen).toHaveLength(1);
-    expect(cap.seen[0].path).toBe("/elsewhere");
-    expect(cap.seen[0].headers.authorization).toBeUndefined(); // fetch drops it across origins
+    expect(at(cap.seen, 0, "cap.seen").path).toBe("/elsewhere");
+    expect(at(cap.seen, 0, "cap.seen").headers.authorization).toBeUndefined(); // fetch drops it across origins
   });
 
   test("requests log counts calls, auth and uploaded bytes", async () => {

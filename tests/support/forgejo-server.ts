@@ -219,7 +219,7 @@ function parseVersion(v: string): [number, number, number] {
   return [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)];
 }
 function cmpVersion(a: [number, number, number], b: [number, number, number]) {
-  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  for (const i of [0, 1, 2] as const) if (a[i] !== b[i]) return a[i] - b[i];
   return 0;
 }
 function defaultDraftLookup(v: [number, number, number]): "all" | "writers" {
@@ -677,9 +677,9 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     if (isForm) {
       // Forgejo's API middleware runs ParseMultipartForm: the body is buffered in memory (§9).
       const buf = await readAll(b);
-      let fd: FormData;
+      let fd: Awaited<ReturnType<Response["formData"]>>;
       try {
-        fd = await new Response(buf as unknown as BodyInit, { headers: { "content-type": b.req.headers.get("content-type")! } }).formData();
+        fd = await new Response(buf, { headers: { "content-type": b.req.headers.get("content-type")! } }).formData();
       } catch {
         return apiError(500, "ParseMultipartForm");
       }
@@ -758,13 +758,13 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const m = /^(\S+)\s+(.*)$/.exec(h.trim());
     const unauthorized = () => fail(apiError(401, "invalid username, password or token"));
     if (!m) return unauthorized();
-    const scheme = m[1].toLowerCase();
+    const scheme = m[1]!.toLowerCase(); // group 1 is mandatory in the regex
     let token: string | undefined;
-    if (scheme === "token" || scheme === "bearer") token = m[2].trim();
+    if (scheme === "token" || scheme === "bearer") token = m[2]!.trim();
     else if (scheme === "basic") {
       let decoded = "";
       try {
-        decoded = atob(m[2].trim());
+        decoded = atob(m[2]!.trim());
       } catch {
         return unauthorized();
       }
@@ -824,8 +824,9 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       if (perm === "none") return webNotFound();
       if (dl) {
         if (dl[1] !== owner || dl[2] !== repoName) return webNotFound();
-        const tag = decodeURIComponent(dl[3]);
-        const name = decodeURIComponent(dl[4]);
+        // all four groups of `dl` are mandatory in the regex
+        const tag = decodeURIComponent(dl[3]!);
+        const name = decodeURIComponent(dl[4]!);
         const canWrite = perm === "write";
         const visible = rows.filter((r) => !r.isTag && r.tagName === tag && (canWrite || !r.isDraft));
         let r: Row | undefined;
@@ -835,7 +836,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         // Unordered Get: with duplicate names an arbitrary one is served (we pick a random one).
         const hits = r.attachments.filter((a) => a.name === name);
         if (!hits.length) return webNotFound();
-        return serveFile(hits[Math.floor(Math.random() * hits.length)], req);
+        return serveFile(hits[Math.floor(Math.random() * hits.length)]!, req); // hits is non-empty
       }
       const uuid = attRoute!.length === 2 ? attRoute![1] : attRoute![3];
       if (attRoute!.length === 4 && (attRoute![1] !== owner || attRoute![2] !== repoName)) return webNotFound();
@@ -855,7 +856,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const rm = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(api);
     if (!rm) return notFound();
     const perm = permOf(caller);
-    if (rm[1].toLowerCase() !== owner.toLowerCase() || rm[2].toLowerCase() !== repoName.toLowerCase() || perm === "none") return notFound();
+    if (rm[1]!.toLowerCase() !== owner.toLowerCase() || rm[2]!.toLowerCase() !== repoName.toLowerCase() || perm === "none") return notFound();
     const sub = rm[3] ?? "";
     const isWrite = method !== "GET";
     const requireWriter = () => {
@@ -888,7 +889,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     }
     let m = /^\/releases\/tags\/([^/]+)$/.exec(sub);
     if (m) {
-      const tag = decodeURIComponent(m[1]);
+      const tag = decodeURIComponent(m[1]!);
       const r = findRow(tag);
       if (method === "GET") {
         if (!r || r.isTag) return notFound();
@@ -957,7 +958,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     }
     m = /^\/tags\/(.+)$/.exec(sub); // wildcard route: `/` allowed
     if (m) {
-      const tag = decodeURIComponent(m[1]);
+      const tag = decodeURIComponent(m[1]!);
       if (method === "GET") {
         const t = gitTags.get(tag);
         return t ? json(200, toTag(t)) : notFound([`tag does not exist [name: ${tag}]`]);

@@ -1,0 +1,306 @@
+/**
+ * The repository's releases API over fetch (forgejo-release-api.md): authentication, retries,
+ * pagination, downloads, and errors that say what to fix.
+ *
+ * The token is sent only to the configured origin and never across a redirect: API calls refuse
+ * redirects outright, downloads follow them by hand and drop the token when the origin changes.
+ */
+import { Failure } from "./cli.ts";
+import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./forgejo-types.ts";
+import {
+  NetworkError, backoffMs, explainNetworkError, retryableStatus, stallGuard, type HttpTuning,
+} from "./http.ts";
+import { debug, say } from "./log.ts";
+
+/** The part of a Repository the publisher reads. */
+export interface RepositoryAccess {
+  full_name: string;
+  permissions?: Permission;
+}
+
+/** An HTTP error status from the server, with the fix in the message. */
+export class HttpError extends Failure {
+  constructor(
+    message: string,
+    readonly status: number,
+    /** "json" when Forgejo itself answered; "html" usually means a reverse proxy did. */
+    readonly bodyKind: "json" | "html" | "other",
+    readonly serverMessage: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  /** Server URL without a trailing slash, e.g. https://forge.example or https://host/forgejo. */
+  server: string;
+  owner: string;
+  repo: string;
+  token: string;
+  tuning: HttpTuning;
+}
+
+interface CallOptions {
+  json?: unknown;
+  query?: Record<string, string | number | boolean>;
+  /** Repeating the call does no harm twice: 500s are retried too. */
+  idempotent: boolean;
+  /** What the operator was doing, for the error line. */
+  what: string;
+}
+
+export class ForgejoClient {
+  readonly origin: string;
+  readonly repoApi: string;
+  /** Counters for the summary and for --json: API calls made, bytes sent and received. */
+  readonly stats = { calls: 0, bytesUploaded: 0, bytesDownloaded: 0 };
+
+  constructor(readonly options: ClientOptions) {
+    this.origin = new URL(options.server).origin;
+    this.repoApi = `${options.server}/api/v1/repos/${encodeURIComponent(options.owner)}/${encodeURIComponent(options.repo)}`;
+  }
+
+  get repoName(): string {
+    return `${this.options.owner}/${this.options.repo}`;
+  }
+
+  authHeaders(): Record<string, string> {
+    return this.options.token ? { authorization: `token ${this.options.token}` } : {};
+  }
+
+  /**
+   * One API call with retries. Returns null for a 404 when `allow404`; throws HttpError for any
+   * other failure status, NetworkError when the server cannot be reached.
+   */
+  async call<T>(method: string, path: string, options: CallOptions & { allow404: true }): Promise<T | null>;
+  async call<T>(method: string, path: string, options: CallOptions & { allow404?: false }): Promise<T>;
+  async call<T>(method: string, path: string, options: CallOptions & { allow404?: boolean }): Promise<T | null> {
+    const { response } = await this.send(method, path, options);
+    if (response.status === 404 && options.allow404) {
+      await response.body?.cancel();
+      return null;
+    }
+    if (!response.ok) throw await this.httpError(response, method, path, options.what);
+    const text = await response.text();
+    return (text ? JSON.parse(text) : null) as T;
+  }
+
+  /** Pages through a list endpoint: 50 a page (Forgejo clamps larger limits), until no rel="next". */
+  async *list<T>(path: string, query: Record<string, string | number | boolean>, what: string): AsyncGenerator<T> {
+    for (let page = 1; ; page++) {
+      const { response } = await this.send("GET", path, { query: { ...query, page, limit: 50 }, idempotent: true, what });
+      if (!response.ok) throw await this.httpError(response, "GET", path, what);
+      const items = (await response.json()) as T[];
+      yield* items;
+      const link = response.headers.get("link") ?? "";
+      if (!/rel="next"/.test(link) || items.length === 0) return;
+    }
+  }
+
+  private async send(method: string, path: string, options: CallOptions): Promise<{ response: Response }> {
+    const url = new URL(`${this.repoApi}${path}`);
+    for (const [k, v] of Object.entries(options.query ?? {})) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: "application/json", ...this.authHeaders() };
+    let body: string | undefined;
+    if (options.json !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(options.json);
+    }
+    const { tuning } = this.options;
+    for (let attempt = 0; ; attempt++) {
+      this.stats.calls++;
+      let response: Response;
+      try {
+        response = await fetch(url, { method, headers, body, redirect: "manual", signal: AbortSignal.timeout(tuning.timeoutMs) });
+      } catch (error) {
+        const failure = explainNetworkError(error, options.what, this.origin);
+        if (failure.transient && attempt < tuning.retries) {
+          await this.pause(attempt + 1, `${method} ${path}: ${failure.code}`);
+          continue;
+        }
+        throw failure;
+      }
+      debug(`${method} ${url.pathname}${url.search} -> ${response.status}`);
+      if (response.status >= 300 && response.status < 400) {
+        await response.body?.cancel();
+        throw new HttpError(
+          `${options.what}: ${this.origin} redirected to ${response.headers.get("location") ?? "elsewhere"} (${response.status}); give the final URL as --server (the token is never sent across a redirect)`,
+          response.status,
+          "other",
+          "",
+        );
+      }
+      if (retryableStatus(response.status, options.idempotent) && attempt < tuning.retries) {
+        const wait = response.headers.get("retry-after");
+        await response.body?.cancel();
+        await this.pause(attempt + 1, `${method} ${path}: ${response.status}`, wait);
+        continue;
+      }
+      return { response };
+    }
+  }
+
+  async pause(attempt: number, why: string, retryAfter?: string | null): Promise<void> {
+    const wait = backoffMs(attempt, this.options.tuning.retryBaseMs, retryAfter);
+    say(`retrying in ${(wait / 1000).toFixed(1)} s (${why}, attempt ${attempt} of ${this.options.tuning.retries})`);
+    await Bun.sleep(wait);
+  }
+
+  /** Reads the error body (JSON from Forgejo, HTML from a proxy) and says what to fix. */
+  async httpError(response: Response, method: string, path: string, what: string): Promise<HttpError> {
+    const type = response.headers.get("content-type") ?? "";
+    const text = await response.text().catch(() => "");
+    const kind = type.includes("json") ? "json" : type.includes("html") ? "html" : "other";
+    let serverMessage = "";
+    if (kind === "json") {
+      try {
+        serverMessage = String((JSON.parse(text) as { message?: string }).message ?? "");
+      } catch {
+        serverMessage = "";
+      }
+    }
+    const said = serverMessage ? ` ("${serverMessage}")` : "";
+    const status = response.status;
+    let hint: string;
+    if (status === 401) {
+      hint = "the token is missing, expired or revoked; set FORGEJO_TOKEN or --token-file to a token with the write:repository scope";
+    } else if (status === 403) {
+      hint = `the token may not do this; it needs the write:repository scope and write access to ${this.repoName}'s releases`;
+    } else if (status === 404) {
+      hint = `not found; check --repo ${this.repoName} and that the token can see that repository`;
+    } else if (status === 413 && kind === "json") {
+      hint = "the storage quota of the repository's owner is exhausted; delete old releases (see --keep-dev) or ask for a larger quota";
+    } else if (status === 413) {
+      hint = "a reverse proxy in front of Forgejo refused the body size (its own HTML error page); raise its limit, e.g. nginx client_max_body_size";
+    } else if (kind === "html" && status >= 500) {
+      hint = "a reverse proxy in front of Forgejo answered (HTML error page): check its timeouts and that Forgejo is up";
+    } else {
+      hint = `the server answered ${method} ${path} with ${status}`;
+    }
+    return new HttpError(`${what}: ${status}${said}: ${hint}`, status, kind, serverMessage);
+  }
+
+  // --- the endpoints the publisher uses (forgejo-release-api.md §2) ---
+
+  repository(): Promise<RepositoryAccess> {
+    return this.call<RepositoryAccess>("GET", "", { idempotent: true, what: `reading ${this.repoName}` });
+  }
+
+  /** The release for `tag`, drafts included for writers; null if there is none. */
+  releaseByTag(tag: string): Promise<Release | null> {
+    return this.call<Release>("GET", `/releases/tags/${encodeURIComponent(tag)}`, { idempotent: true, allow404: true, what: `looking up release ${tag}` });
+  }
+
+  /**
+   * Finds the release for `tag`: the tag lookup first, then the list of drafts, because some
+   * server versions hide drafts from the tag lookup. Tags compare case-insensitively, as Forgejo
+   * stores them.
+   */
+  async findRelease(tag: string): Promise<Release | null> {
+    const byTag = await this.releaseByTag(tag);
+    if (byTag) return byTag;
+    for await (const release of this.list<Release>("/releases", { draft: true }, `listing draft releases for ${tag}`)) {
+      if (release.tag_name.toLowerCase() === tag.toLowerCase()) return release;
+    }
+    return null;
+  }
+
+  releases(query: Record<string, string | number | boolean> = {}): AsyncGenerator<Release> {
+    return this.list<Release>("/releases", query, "listing releases");
+  }
+
+  /** Creates a release; null on 409 (one exists already, e.g. made by a concurrent run). */
+  async createRelease(option: CreateReleaseOption): Promise<Release | null> {
+    const { response } = await this.send("POST", "/releases", { json: option, idempotent: false, what: `creating release ${option.tag_name}` });
+    if (response.status === 409) {
+      await response.body?.cancel();
+      return null;
+    }
+    if (response.status === 422) {
+      const error = await this.httpError(response, "POST", "/releases", `creating release ${option.tag_name}`);
+      throw new HttpError(
+        `creating release ${option.tag_name}: 422${error.serverMessage ? ` ("${error.serverMessage}")` : ""}: the tag is protected and this token may not create it (the Actions token never can); push the tag first (git push origin ${option.tag_name}) or publish with a personal token`,
+        422,
+        error.bodyKind,
+        error.serverMessage,
+      );
+    }
+    if (!response.ok) throw await this.httpError(response, "POST", "/releases", `creating release ${option.tag_name}`);
+    return (await response.json()) as Release;
+  }
+
+  editRelease(id: number, option: EditReleaseOption, what: string): Promise<Release> {
+    return this.call<Release>("PATCH", `/releases/${id}`, { json: option, idempotent: true, what });
+  }
+
+  async deleteRelease(id: number, what: string): Promise<void> {
+    await this.call("DELETE", `/releases/${id}`, { idempotent: true, allow404: true, what });
+  }
+
+  assets(releaseId: number): Promise<Attachment[]> {
+    return this.call<Attachment[]>("GET", `/releases/${releaseId}/assets`, { idempotent: true, what: "listing the release's assets" });
+  }
+
+  /** Renames an asset (Forgejo answers 201); null when it no longer exists. */
+  renameAsset(releaseId: number, assetId: number, name: string): Promise<Attachment | null> {
+    return this.call<Attachment>("PATCH", `/releases/${releaseId}/assets/${assetId}`, {
+      json: { name }, idempotent: true, allow404: true, what: `renaming an asset to ${name}`,
+    });
+  }
+
+  async deleteAsset(releaseId: number, assetId: number, name: string): Promise<void> {
+    await this.call("DELETE", `/releases/${releaseId}/assets/${assetId}`, { idempotent: true, allow404: true, what: `deleting asset ${name}` });
+  }
+
+  tag(name: string): Promise<Tag | null> {
+    return this.call<Tag>("GET", `/tags/${encodeURIComponent(name)}`, { idempotent: true, allow404: true, what: `looking up tag ${name}` });
+  }
+
+  async deleteTag(name: string): Promise<void> {
+    await this.call("DELETE", `/tags/${encodeURIComponent(name)}`, { idempotent: true, allow404: true, what: `deleting tag ${name}` });
+  }
+
+  /** Where an asset's bytes are: by uuid, unambiguous even while duplicate names exist. */
+  assetUrl(asset: Attachment): string {
+    return `${this.options.server}/attachments/${asset.uuid}`;
+  }
+
+  /**
+   * Streams a download through `onChunk` without holding it in memory. Redirects (e.g. to object
+   * storage) are followed by hand; the token goes only to this server's origin. Fails on a stall,
+   * not on total time. Returns the number of bytes received.
+   */
+  async download(url: string, what: string, onChunk: (chunk: Uint8Array) => void): Promise<number> {
+    let target = new URL(url);
+    for (let hop = 0; hop < 5; hop++) {
+      const guard = stallGuard(this.options.tuning.stallMs);
+      const headers = target.origin === this.origin ? this.authHeaders() : {};
+      this.stats.calls++;
+      try {
+        const response = await fetch(target, { headers, redirect: "manual", signal: guard.signal });
+        if (response.status >= 300 && response.status < 400 && response.headers.get("location")) {
+          await response.body?.cancel();
+          target = new URL(response.headers.get("location")!, target);
+          continue;
+        }
+        if (!response.ok) throw await this.httpError(response, "GET", target.pathname, what);
+        let received = 0;
+        for await (const chunk of response.body ?? []) {
+          guard.touch();
+          received += chunk.byteLength;
+          onChunk(chunk);
+        }
+        this.stats.bytesDownloaded += received;
+        return received;
+      } catch (error) {
+        if (error instanceof Failure) throw error;
+        throw explainNetworkError(guard.signal.aborted ? guard.signal.reason : error, what, target.origin);
+      } finally {
+        guard.stop();
+      }
+    }
+    throw new Failure(`${what}: more than 5 redirects`);
+  }
+}
+
+export { NetworkError };

@@ -1,0 +1,130 @@
+/**
+ * HTTP mechanics the release client needs, with no Forgejo knowledge: which failures are worth
+ * a retry and how long to wait, timeouts that fire on stalled progress rather than total time,
+ * and one-line explanations of network errors.
+ */
+import { Failure } from "./cli.ts";
+
+/** Tuning, overridable from the environment (tests use short values). */
+export interface HttpTuning {
+  /** Limit for one ordinary API call, ms. */
+  timeoutMs: number;
+  /** An upload or download fails when no byte moved for this long, ms. */
+  stallMs: number;
+  /** Attempts after the first, for the failures worth retrying. */
+  retries: number;
+  /** First backoff delay, ms; doubles each attempt, with jitter. */
+  retryBaseMs: number;
+}
+
+export function tuningFromEnv(env: Record<string, string | undefined> = process.env): HttpTuning {
+  const read = (name: string, fallback: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) throw new Failure(`${name}=${raw} is not a number of the right kind`);
+    return value;
+  };
+  return {
+    timeoutMs: read("RUNNER_IMAGES_HTTP_TIMEOUT", 60) * 1000,
+    stallMs: read("RUNNER_IMAGES_STALL_TIMEOUT", 120) * 1000,
+    retries: read("RUNNER_IMAGES_RETRIES", 5),
+    retryBaseMs: read("RUNNER_IMAGES_RETRY_DELAY_MS", 1000),
+  };
+}
+
+/** Statuses a retry can fix: rate limits and proxies/servers that were briefly unavailable. */
+const TRANSIENT = new Set([429, 502, 503, 504]);
+
+/**
+ * Whether a response status is worth another attempt. A 500 is retried only when repeating the
+ * call cannot do harm twice (GET, PATCH, DELETE); other 4xx never.
+ */
+export function retryableStatus(status: number, idempotent: boolean): boolean {
+  return TRANSIENT.has(status) || (status === 500 && idempotent);
+}
+
+/** How long to wait before attempt `attempt` (1-based): exponential, with ±50 % jitter, capped. */
+export function backoffMs(attempt: number, baseMs: number, retryAfter?: string | null): number {
+  const after = parseRetryAfter(retryAfter);
+  if (after !== null) return Math.min(after, 300_000);
+  const exp = baseMs * 2 ** (attempt - 1);
+  return Math.min(exp * (0.5 + Math.random()), 30_000);
+}
+
+/** Retry-After as seconds or an HTTP date, in ms; null when absent or unreadable. */
+export function parseRetryAfter(value?: string | null): number | null {
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
+}
+
+/** Network-level failure (no HTTP status): refused, reset, TLS, DNS, timeout. */
+export class NetworkError extends Failure {
+  constructor(
+    message: string,
+    readonly code: string,
+    /** True for failures another attempt may not hit (reset, refused while restarting, timeouts). */
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Turns what fetch threw into a NetworkError whose message says what to check. */
+export function explainNetworkError(error: unknown, what: string, origin: string): NetworkError {
+  const e = error as { name?: string; code?: string | number; message?: string };
+  const code = typeof e?.code === "string" ? e.code : e?.name ?? "unknown";
+  if (code === "ECONNREFUSED") {
+    return new NetworkError(`${what}: connection to ${origin} refused; is --server right and the server up?`, code, true);
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    return new NetworkError(`${what}: the host of ${origin} does not resolve (${code}); check --server`, code, code === "EAI_AGAIN");
+  }
+  if (/CERT|SIGNATURE|TLS|SSL/i.test(code)) {
+    return new NetworkError(
+      `${what}: TLS with ${origin} failed (${code}); if the server uses a private CA, point NODE_EXTRA_CA_CERTS at its certificate`,
+      code,
+      false,
+    );
+  }
+  if (code === "UnexpectedRedirect") {
+    return new NetworkError(`${what}: ${origin} answered with a redirect; give the final URL as --server (redirects are not followed with a token)`, code, false);
+  }
+  if (e?.name === "TimeoutError" || e?.name === "AbortError" || e instanceof StallError) {
+    return new NetworkError(`${what}: ${e instanceof StallError ? e.message : "timed out"} talking to ${origin}`, "ETIMEDOUT", true);
+  }
+  return new NetworkError(`${what}: network error talking to ${origin} (${code}: ${e?.message ?? String(error)})`, code, true);
+}
+
+export class StallError extends Error {}
+
+/**
+ * A watchdog for long transfers: `signal` aborts when `touch()` has not been called for `ms`.
+ * Uploads and downloads of a 2 GB image may take many minutes; only a transfer that stops moving
+ * is a failure.
+ */
+export function stallGuard(ms: number): { signal: AbortSignal; touch(): void; stop(): void } {
+  const controller = new AbortController();
+  let last = Date.now();
+  const timer = setInterval(() => {
+    if (Date.now() - last > ms) {
+      controller.abort(new StallError(`no progress for ${Math.round(ms / 1000)} s`));
+      clearInterval(timer);
+    }
+  }, Math.min(1000, Math.max(50, ms / 4)));
+  return {
+    signal: controller.signal,
+    touch: () => {
+      last = Date.now();
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+/** True for http:// URLs on the loopback interface, the only place plain HTTP is accepted by default. */
+export function isLoopback(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,0 +1,78 @@
+/**
+ * Uploads one file as a release asset: a raw body (Forgejo takes `?name=` with any non-multipart
+ * Content-Type and streams it to storage; a multipart body may be buffered in the server's RAM),
+ * streamed from disk with an explicit Content-Length, so the client's memory stays flat whatever
+ * the size (bun-runtime.md §2). The bytes are hashed as they are sent: what arrived is what the
+ * manifest says, or the upload fails.
+ */
+import { Failure } from "./cli.ts";
+import { HttpError, type ForgejoClient } from "./forgejo.ts";
+import type { Attachment } from "./forgejo-types.ts";
+import { explainNetworkError, stallGuard } from "./http.ts";
+import { progress } from "./log.ts";
+
+export interface LocalFile {
+  name: string;
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export async function uploadAsset(client: ForgejoClient, releaseId: number, assetName: string, file: LocalFile): Promise<Attachment> {
+  const what = `uploading ${file.name}`;
+  const url = `${client.repoApi}/releases/${releaseId}/assets?name=${encodeURIComponent(assetName)}`;
+  const guard = stallGuard(client.options.tuning.stallMs);
+  const bar = progress(what, file.size);
+  const hasher = new Bun.CryptoHasher("sha256");
+  let sent = 0;
+  // One pass over the file: count, hash, report progress, hand on. No read-ahead: the
+  // TransformStream pulls a chunk only when the socket has taken the previous one.
+  const meter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      sent += chunk.byteLength;
+      hasher.update(chunk);
+      guard.touch();
+      bar.update(sent);
+      controller.enqueue(chunk);
+    },
+  });
+  client.stats.calls++;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      body: Bun.file(file.path).stream().pipeThrough(meter),
+      headers: {
+        ...client.authHeaders(),
+        "content-type": "application/octet-stream",
+        "content-length": String(file.size),
+      },
+      // A redirect would send the body elsewhere (or, for some body kinds, silently nothing).
+      redirect: "error",
+      duplex: "half",
+      signal: guard.signal,
+    } as RequestInit);
+    client.stats.bytesUploaded += sent;
+  } catch (error) {
+    client.stats.bytesUploaded += sent;
+    const reason = guard.signal.aborted ? guard.signal.reason : error;
+    const failure = explainNetworkError(reason, `${what} (after ${sent} of ${file.size} bytes)`, client.origin);
+    if (failure.code === "EPIPE" || failure.code === "ECONNRESET") {
+      failure.message += "; a proxy body-size limit or a server restart can cause this";
+    }
+    throw failure;
+  } finally {
+    guard.stop();
+  }
+  if (response.status !== 201) throw await client.httpError(response, "POST", `/releases/${releaseId}/assets`, what);
+  bar.finish();
+  const asset = (await response.json()) as Attachment;
+  const digest = hasher.digest("hex");
+  if (sent !== file.size || digest !== file.sha256) {
+    throw new Failure(`${what}: the file changed on disk while it was sent (${sent} bytes, SHA-256 ${digest}); rebuild the dist`);
+  }
+  if (asset.size !== file.size) {
+    throw new HttpError(`${what}: the server stored ${asset.size} of ${file.size} bytes`, 201, "json", "");
+  }
+  return asset;
+}

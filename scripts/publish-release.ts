@@ -1,0 +1,317 @@
+#!/usr/bin/env bun
+/**
+ * publish-release: publishes a dist/ (from build-images.ts) as a Forgejo release, safely
+ * re-runnable after any failure.
+ *
+ * The steps, in order:
+ *   1. check the dist against its manifest (every file re-hashed);
+ *   2. work out server, repository, tag and token; check the token can write the repository;
+ *   3. check the git tag, if it exists, is at the dist's commit;
+ *   4. find the release, or create it as a DRAFT (nothing is visible to downloaders yet);
+ *      a published release is immutable: identical = done, different = refused;
+ *   5. sync the draft's assets with the dist (identical ones skipped, others replaced through a
+ *      temporary name, strays deleted; manifest.json and SHA256SUMS last);
+ *   6. verify the release holds exactly the dist (sizes; with --verify full, every hash);
+ *   7. publish it (the tag is created now, at the dist's commit) and confirm the tag;
+ *   8. delete all but the newest --keep-dev dev releases.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Failure, UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
+import { ciEnv } from "./lib/ci.ts";
+import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
+import type { Release } from "./lib/forgejo-types.ts";
+import { hashBytes } from "./lib/hash.ts";
+import { tuningFromEnv } from "./lib/http.ts";
+import { formatBytes, progress, say } from "./lib/log.ts";
+import { MANIFEST_FILE, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
+import {
+  DEV_TAG_PREFIX, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
+} from "./lib/publish-options.ts";
+import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
+import type { LocalFile } from "./lib/upload.ts";
+
+const COMMAND: CommandSpec = {
+  name: "publish-release.ts",
+  summary: "Publish a dist directory as a Forgejo release: draft, sync assets, verify, publish",
+  flags: [
+    { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
+    { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
+    { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
+    { name: "tag", value: "tag", description: "boot-vX.Y.Z[-suffix] or boot-dev-<label> (default in CI: the pushed boot-v* tag, or boot-dev-<run>-<sha> on a dispatch; required by hand)" },
+    { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
+    { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
+    { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-vX.Y.Z-<suffix>)" },
+    { name: "keep-dev", value: "n", description: "After publishing, keep only the newest n boot-dev- releases and their tags (default: 3)" },
+    { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
+    { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
+    { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
+    { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
+    { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
+    { name: "dry-run", description: "Print the plan (calls and bytes) and change nothing" },
+    { name: "json", description: "Print the result as JSON on stdout" },
+    { name: "debug", description: "Log every API call (never the token) and show stack traces" },
+  ],
+  sections: [
+    {
+      title: "Environment",
+      body: [
+        "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
+        "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
+        "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
+        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
+      ].join("\n"),
+    },
+    { title: "Exit codes", body: "  0 published (or already published and identical), 1 the work failed, 2 bad flags or input" },
+    {
+      title: "Examples",
+      body: [
+        "  FORGEJO_TOKEN=$(cat ~/.config/forgejo-token) bun scripts/publish-release.ts \\",
+        "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0",
+        "  bun scripts/publish-release.ts --tag boot-v1.2.0 --token-file ~/.config/forgejo-token --dry-run",
+      ].join("\n"),
+    },
+  ],
+};
+
+const flag = (flags: Record<string, unknown>, name: string) => flags[name] as string | undefined;
+
+interface Plan {
+  dryRun: boolean;
+  line: (text: string) => void;
+}
+
+// --- the steps -------------------------------------------------------------------------------
+
+/** Step 1: the dist, re-hashed against its manifest; the files to publish, manifest files last. */
+async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: LocalFile[] }> {
+  say(`checking ${dist} against its manifest`);
+  const manifest = await checkDist(dist, (name, size) => {
+    const bar = progress(`hashing ${name}`, size);
+    return (done) => bar.update(done);
+  }).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
+  const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
+  // SHA256SUMS and manifest.json go last: a release that has them is complete.
+  for (const name of [SUMS_FILE, MANIFEST_FILE]) {
+    const bytes = await readFile(join(dist, name));
+    files.push({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
+  }
+  return { manifest, files };
+}
+
+/** Step 2: the token must reach the repository and be allowed to write it. */
+async function checkAccess(client: ForgejoClient): Promise<void> {
+  const repo = await client.repository();
+  if (repo.permissions && !repo.permissions.push) {
+    throw new Failure(`the token can read ${client.repoName} but not write it: it needs write access to the repository's releases`);
+  }
+}
+
+/** Step 3: an existing tag must name the dist's commit; a moved tag is never "fixed" here. */
+async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<boolean> {
+  const existing = await client.tag(tag);
+  if (existing && existing.commit.sha !== commit) {
+    throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
+  }
+  return existing !== null;
+}
+
+/** Step 4: the release for the tag, created as a draft at the dist's commit when absent. */
+async function findOrCreateDraft(client: ForgejoClient, tag: string, fields: { title: string; notes: string; prerelease: boolean; commit: string }, plan: Plan): Promise<Release | null> {
+  const found = await client.findRelease(tag);
+  if (found) return found;
+  plan.line(`${plan.dryRun ? "would create" : "creating"} draft release ${tag} at ${fields.commit.slice(0, 12)}`);
+  if (plan.dryRun) return null;
+  const created = await client.createRelease({
+    tag_name: tag,
+    // A full SHA: a branch name would resolve at publish time, not now (forgejo-release-api.md §5).
+    target_commitish: fields.commit,
+    name: fields.title,
+    body: fields.notes,
+    draft: true,
+    prerelease: fields.prerelease,
+  });
+  if (created) return created;
+  // 409: another run created it between our look-up and our create. Use theirs.
+  say(`release ${tag} was created concurrently; continuing with it`);
+  const again = await client.findRelease(tag);
+  if (!again) throw new Failure(`creating release ${tag}: the server says it exists (409) but it cannot be found; is a bare tag row left? see docs/RUNNER_IMAGES.md`);
+  return again;
+}
+
+/** Steps 5 and 6: sync, then verify; a concurrent run can disturb a round, so up to three. */
+async function syncAndVerify(client: ForgejoClient, release: Release, files: LocalFile[], verify: "full" | "sizes", plan: Plan): Promise<SyncReport> {
+  for (let round = 1; ; round++) {
+    const report = await syncAssets(client, release, files, { dryRun: plan.dryRun, plan: plan.line });
+    if (plan.dryRun) {
+      plan.line(`would verify the release (${verify === "full" ? "sizes, then every file downloaded back and hashed" : "sizes"})`);
+      return report;
+    }
+    try {
+      say(`verifying the release (${verify === "full" ? "downloading back what this run has not hashed yet" : "sizes"})`);
+      await verifyAssets(client, release, files, verify, report.verified);
+      return report;
+    } catch (error) {
+      if (!(error instanceof ReleaseDrift) || round === 3) throw error;
+      say(`${error.message}; syncing again (round ${round + 1} of 3)`);
+    }
+  }
+}
+
+/** Step 7: publish, then confirm the tag exists at the dist's commit. */
+async function publish(client: ForgejoClient, release: Release, tag: string, commit: string, fields: { title: string; notes: string; prerelease: boolean }): Promise<Release> {
+  let published: Release;
+  try {
+    published = await client.editRelease(release.id, { draft: false, name: fields.title, body: fields.notes, prerelease: fields.prerelease }, `publishing ${tag}`);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 500) {
+      throw new Failure(`${error.message}; if ${tag} is a protected tag, this token may not create it (the Actions token never can): push the tag first (git push origin ${tag}) or publish with a personal token. The release stays a draft; re-run after fixing`);
+    }
+    throw error;
+  }
+  const created = await client.tag(tag);
+  if (created?.commit.sha !== commit) {
+    throw new Failure(`published ${tag}, but the tag points at ${created?.commit.sha ?? "nothing"} instead of ${commit}: inspect the release at ${published.html_url}`);
+  }
+  return published;
+}
+
+/**
+ * Step 8: all but the newest `keep` published boot-dev- releases go, with their tags; never the
+ * one just published, and never a draft (another run still at work).
+ */
+async function pruneDevReleases(client: ForgejoClient, current: string, keep: number, plan: Plan): Promise<string[]> {
+  const dev: Release[] = [];
+  for await (const r of client.releases()) {
+    if (r.tag_name.startsWith(DEV_TAG_PREFIX) && !r.draft && r.tag_name !== current) dev.push(r);
+  }
+  if (isDevTag(current)) keep = Math.max(0, keep - 1); // the new one counts toward the kept
+  dev.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at) || b.id - a.id);
+  const pruned: string[] = [];
+  for (const old of dev.slice(keep)) {
+    plan.line(`${plan.dryRun ? "would prune" : "pruning"} dev release ${old.tag_name}`);
+    if (!plan.dryRun) {
+      await client.deleteRelease(old.id, `deleting release ${old.tag_name}`);
+      // Deleting a release keeps its git tag (forgejo-release-api.md §7).
+      await client.deleteTag(old.tag_name);
+    }
+    pruned.push(old.tag_name);
+  }
+  return pruned;
+}
+
+function defaultNotes(manifest: Manifest, tag: string, server: string, repo: string): string {
+  const nixpkgs = manifest.inputs.nixpkgs;
+  const base = `${server}/${repo}/releases/download/${tag}`;
+  const lines = [
+    `Forgejo runner boot images built from ${manifest.source.commit}${manifest.source.dirty ? " with uncommitted changes" : ""}.`,
+    "",
+    nixpkgs ? `nixpkgs: ${nixpkgs.rev ?? "?"} (${nixpkgs.narHash})` : "",
+    manifest.ci ? `Built by ${manifest.ci.server}/${manifest.ci.repository}/actions/runs/${manifest.ci.runNumber}` : "Built by hand.",
+    "",
+    "| file | size | SHA-256 |",
+    "| --- | --- | --- |",
+    ...manifest.artifacts.map((a) => `| ${a.name} | ${formatBytes(a.size)} | \`${a.sha256}\` |`),
+    "",
+    `Verify a download: \`sha256sum -c ${SUMS_FILE}\` next to the files. Boot over the network: \`chain ${base}/${manifest.artifacts.find((a) => a.name.endsWith(".ipxe"))?.name ?? "netboot-x86_64.ipxe"}\`.`,
+  ];
+  return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
+}
+
+function parseKeepDev(raw: string | undefined): number {
+  if (raw === undefined) return 3;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number`);
+  return Number(raw);
+}
+
+// --- main ------------------------------------------------------------------------------------
+
+await runMain(async () => {
+  const args = parseCommandLine(COMMAND);
+  if (!args) return;
+  const flags = args.flags;
+  const dryRun = flags["dry-run"] === true;
+  const verify = flag(flags, "verify") ?? "full";
+  if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
+  const keepDev = parseKeepDev(flag(flags, "keep-dev"));
+  const plan: Plan = { dryRun, line: (text) => say(dryRun ? `plan: ${text}` : text) };
+
+  // The token first: from here on, no output can show it.
+  const token = await readToken(flag(flags, "token-file"));
+
+  // 1. The dist.
+  const { manifest, files } = await checkTheDist(flag(flags, "dist") ?? "dist");
+
+  // 2. Where to, as whom.
+  const ci = ciEnv();
+  const server = resolveServer(flag(flags, "server"), ci, flags["insecure-http"] === true);
+  const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
+  const tag = resolveTag(flag(flags, "tag"), ci, manifest);
+  checkDirty(manifest, tag, flags["allow-dirty"] === true);
+  const commit = manifest.source.commit;
+  const notesFile = flag(flags, "notes-file");
+  const fields = {
+    title: flag(flags, "title") ?? `Runner images ${tag}`,
+    notes: notesFile
+      ? await readFile(notesFile, "utf8").catch(() => {
+          throw new UsageError(`--notes-file ${notesFile} cannot be read`);
+        })
+      : defaultNotes(manifest, tag, server, `${owner}/${repo}`),
+    prerelease: flags.prerelease === true || isPrereleaseTag(tag),
+    commit,
+  };
+  const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
+  say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
+  await checkAccess(client);
+
+  // 3. The tag, if it exists already, names the dist's commit.
+  await checkTag(client, tag, commit);
+
+  // 4. The release: a draft to fill, or a published one that must already be identical.
+  let release = await findOrCreateDraft(client, tag, fields, plan);
+  let state: "published" | "already-published" | "dry-run" = dryRun ? "dry-run" : "published";
+  let report: SyncReport = { uploaded: files.map((f) => f.name), skipped: [], deleted: [], verified: new Set() };
+  if (release && !release.draft) {
+    const differences = await publishedDifferences(client, release, files, manifest, MANIFEST_FILE);
+    if (differences.length === 0) {
+      say(`${tag} is already published with exactly these files: nothing to do`);
+      state = "already-published";
+      report = { uploaded: [], skipped: files.map((f) => f.name), deleted: [], verified: new Set() };
+    } else if (flags["replace-published"] !== true) {
+      throw new Failure(`${tag} is already published and differs from the dist (${differences.join("; ")}); published releases are not rewritten: use a new tag, or --replace-published if you mean it`);
+    } else {
+      plan.line(`${dryRun ? "would turn" : "turning"} published ${tag} back into a draft to replace its assets (${differences.join("; ")})`);
+      if (!dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+    }
+  }
+
+  // 5, 6, 7. Sync, verify, publish.
+  let url = release?.html_url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
+  if (state !== "already-published") {
+    if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
+    else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
+    plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
+    if (release && !dryRun) url = (await publish(client, release, tag, commit, fields)).html_url;
+  }
+
+  // 8. Old dev releases.
+  const pruned = state === "already-published" ? [] : await pruneDevReleases(client, tag, keepDev, plan);
+
+  const bytes = files.filter((f) => report.uploaded.includes(f.name)).reduce((n, f) => n + f.size, 0);
+  say(
+    dryRun
+      ? `plan complete: ${report.uploaded.length} files (${formatBytes(bytes)}) to upload, ${report.skipped.length} to skip; nothing was changed`
+      : `${state === "already-published" ? "already published" : "published"}: ${url} (${report.uploaded.length} uploaded, ${report.skipped.length} unchanged, ${formatBytes(client.stats.bytesUploaded)} sent, ${client.stats.calls} API calls)`,
+  );
+  if (flags.json) {
+    const result = {
+      state, tag, url, commit,
+      uploaded: report.uploaded, skipped: report.skipped, deleted: report.deleted, pruned,
+      ...client.stats,
+      plannedUploadBytes: dryRun ? bytes : undefined,
+    };
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  }
+});
