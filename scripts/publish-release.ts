@@ -29,6 +29,7 @@ import {
   DEV_TAG_PREFIX, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
 } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
+import { SIGNATURE_FILE, SIGNING_KEY_ENV, signSums } from "./lib/signing.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -45,6 +46,7 @@ const COMMAND: CommandSpec = {
     { name: "keep-dev", value: "n", description: "After publishing, keep only the newest n boot-dev- releases and their tags (default: 3)" },
     { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
     { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
+    { name: "signing-key", value: "file", description: `Sign SHA256SUMS with this SSH private key into ${SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
     { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
     { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
     { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
@@ -57,6 +59,7 @@ const COMMAND: CommandSpec = {
       title: "Environment",
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
+        `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign ${SUMS_FILE} with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
         "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
         "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
@@ -83,8 +86,11 @@ interface Plan {
 
 // --- the steps -------------------------------------------------------------------------------
 
-/** Step 1: the dist, re-hashed against its manifest; the files to publish, manifest files last. */
-async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: LocalFile[] }> {
+/**
+ * Step 1: the dist, re-hashed against its manifest, and SHA256SUMS signed when a key is given.
+ * Returns the files to publish, the manifest files last.
+ */
+async function checkTheDist(dist: string, signingKey: string | undefined): Promise<{ manifest: Manifest; files: LocalFile[] }> {
   say(`checking ${dist} against its manifest`);
   const manifest = await checkDist(dist, (name, size) => {
     const bar = progress(`hashing ${name}`, size);
@@ -93,8 +99,10 @@ async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: 
     throw new UsageError(error.message);
   });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
-  // SHA256SUMS and manifest.json go last: a release that has them is complete.
-  for (const name of [SUMS_FILE, MANIFEST_FILE]) {
+  if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
+  // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
+  const signed = await Bun.file(join(dist, SIGNATURE_FILE)).exists();
+  for (const name of [SUMS_FILE, ...(signed ? [SIGNATURE_FILE] : []), MANIFEST_FILE]) {
     const bytes = await readFile(join(dist, name));
     files.push({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
   }
@@ -239,14 +247,14 @@ await runMain(async () => {
   const plan: Plan = { dryRun, line: (text) => say(dryRun ? `plan: ${text}` : text) };
 
   // The token first: from here on, no output can show it.
-  const token = await readToken(flag(flags, "token-file"));
+  const token = await readToken(flag(flags, "token-file"), { required: true });
 
   // 1. The dist.
-  const { manifest, files } = await checkTheDist(flag(flags, "dist") ?? "dist");
+  const { manifest, files } = await checkTheDist(flag(flags, "dist") ?? "dist", flag(flags, "signing-key"));
 
   // 2. Where to, as whom.
   const ci = ciEnv();
-  const server = resolveServer(flag(flags, "server"), ci, flags["insecure-http"] === true);
+  const server = resolveServer(flag(flags, "server"), ci, { insecureHttp: flags["insecure-http"] === true, publishing: true });
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);

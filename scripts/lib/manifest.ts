@@ -145,6 +145,19 @@ export async function readManifest(dir: string): Promise<Manifest> {
   }
 }
 
+/** Where SHA256SUMS and the manifest disagree (they are written together and must not). */
+export function compareSumsWithManifest(sums: ReadonlyMap<string, string>, manifest: Manifest): string[] {
+  const problems: string[] = [];
+  for (const a of manifest.artifacts) {
+    if (!sums.has(a.name)) problems.push(`${SUMS_FILE} does not list ${a.name}, which ${MANIFEST_FILE} does`);
+    else if (sums.get(a.name) !== a.sha256) problems.push(`${SUMS_FILE} and ${MANIFEST_FILE} disagree on the SHA-256 of ${a.name}`);
+  }
+  for (const name of sums.keys()) {
+    if (!manifest.artifacts.some((a) => a.name === name)) problems.push(`${SUMS_FILE} lists ${name}, which ${MANIFEST_FILE} does not`);
+  }
+  return problems;
+}
+
 /**
  * Checks a dist directory against its own manifest: SHA256SUMS agrees with the manifest, and
  * every artifact is present with the recorded size and SHA-256 (re-hashed from disk).
@@ -159,13 +172,7 @@ export async function checkDist(dir: string, onFile?: (name: string, size: numbe
     if (error instanceof ManifestError) throw error;
     throw new ManifestError(`no ${SUMS_FILE} in ${dir}`);
   }
-  const problems: string[] = [];
-  for (const a of manifest.artifacts) {
-    if (sums.get(a.name) !== a.sha256) problems.push(`${SUMS_FILE} and ${MANIFEST_FILE} disagree on ${a.name}`);
-  }
-  for (const name of sums.keys()) {
-    if (!manifest.artifacts.some((a) => a.name === name)) problems.push(`${SUMS_FILE} lists ${name}, which ${MANIFEST_FILE} does not`);
-  }
+  const problems = compareSumsWithManifest(sums, manifest);
   for (const a of manifest.artifacts) {
     const path = join(dir, a.name);
     const info = await stat(path).catch(() => null);

@@ -24,7 +24,7 @@ const DEV_TAG = /^boot-dev-[0-9A-Za-z.-]+$/;
 export const isDevTag = (tag: string) => DEV_TAG.test(tag);
 export const isPrereleaseTag = (tag: string) => isDevTag(tag) || /^boot-v\d+\.\d+\.\d+-/.test(tag);
 
-export function resolveServer(flag: string | undefined, ci: CiEnv, insecureHttp: boolean): string {
+export function resolveServer(flag: string | undefined, ci: CiEnv, options: { insecureHttp: boolean; publishing: boolean }): string {
   const raw = flag ?? ci.serverUrl;
   if (!raw) throw new UsageError("no server: give --server https://<forgejo host> (in CI it comes from FORGEJO_SERVER_URL)");
   let url: URL;
@@ -34,11 +34,11 @@ export function resolveServer(flag: string | undefined, ci: CiEnv, insecureHttp:
     throw new UsageError(`--server ${raw} is not a URL`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") throw new UsageError(`--server ${raw} must be an https:// URL`);
-  if (url.protocol === "http:" && !isLoopback(url) && !insecureHttp) {
+  if (url.protocol === "http:" && !isLoopback(url) && !options.insecureHttp) {
     throw new UsageError(`--server ${raw} is plain http: the token would cross the network unencrypted; use https:// (or --insecure-http if you really mean it)`);
   }
   if (url.username || url.password || url.search || url.hash) throw new UsageError(`--server ${raw} must be a plain URL, without credentials or query`);
-  if (ci.inCi && url.hostname.toLowerCase() === MIRROR_HOST) {
+  if (options.publishing && ci.inCi && url.hostname.toLowerCase() === MIRROR_HOST) {
     throw new UsageError(`refusing to publish to ${MIRROR_HOST} from CI: the Codeberg mirror only distributes; releases are published on the primary host`);
   }
   // A trailing slash gives //api/v1 paths, which Forgejo answers with 401.
@@ -89,7 +89,11 @@ export function checkDirty(manifest: Manifest, tag: string, allowDirty: boolean)
  * Never from a flag value: argv is visible to every process on the machine. It is registered as
  * a secret at once, so no output can show it.
  */
-export async function readToken(tokenFile: string | undefined, env: Record<string, string | undefined> = process.env): Promise<string> {
+export async function readToken(
+  tokenFile: string | undefined,
+  options: { required: boolean },
+  env: Record<string, string | undefined> = process.env,
+): Promise<string> {
   let token: string;
   if (tokenFile) {
     try {
@@ -100,6 +104,7 @@ export async function readToken(tokenFile: string | undefined, env: Record<strin
   } else {
     token = (env.FORGEJO_TOKEN || env.GITHUB_TOKEN || "").trim();
   }
+  if (!token && !options.required) return "";
   if (!token) throw new UsageError("no token: set FORGEJO_TOKEN (CI sets it from the workflow token) or give --token-file");
   if (/\s/.test(token)) throw new UsageError("the token contains white space; is the token file right?");
   addSecret(token);

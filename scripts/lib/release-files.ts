@@ -1,0 +1,83 @@
+/**
+ * The files of a release, wherever they are: the assets of a published Forgejo release, or a
+ * local dist/ directory. verify-release checks both the same way through this interface; large
+ * files are only ever streamed through a hash, never held in memory.
+ */
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Failure } from "./cli.ts";
+import type { ForgejoClient } from "./forgejo.ts";
+import type { Attachment, Release } from "./forgejo-types.ts";
+import { hashFile, type FileDigest } from "./hash.ts";
+
+/** Small files (SHA256SUMS, the manifest, the signature) are read whole; nothing bigger. */
+const SMALL_LIMIT = 4 * 1024 * 1024;
+
+export interface ReleaseFiles {
+  /** For messages: "release boot-v1.2.0 of ops/runner-images" or "dist /srv/dist". */
+  description: string;
+  /** Every file name present, once per copy (a release may hold duplicates). */
+  names: string[];
+  size(name: string): number | undefined;
+  /** The bytes of a small file, or null when absent. */
+  readSmall(name: string): Promise<Uint8Array | null>;
+  /** Streams a file through SHA-256. */
+  digest(name: string, onProgress?: (done: number) => void): Promise<FileDigest>;
+}
+
+export async function distFiles(dir: string): Promise<ReleaseFiles> {
+  const entries = await readdir(dir).catch(() => {
+    throw new Failure(`--dist ${dir} is not a readable directory`);
+  });
+  const sizes = new Map<string, number>();
+  for (const name of entries) {
+    const info = await stat(join(dir, name));
+    if (info.isFile()) sizes.set(name, info.size);
+  }
+  return {
+    description: `dist ${dir}`,
+    names: [...sizes.keys()],
+    size: (name) => sizes.get(name),
+    async readSmall(name) {
+      const size = sizes.get(name);
+      if (size === undefined) return null;
+      if (size > SMALL_LIMIT) throw new Failure(`${name} in ${dir} is ${size} bytes: too large to be what it claims`);
+      return Bun.file(join(dir, name)).bytes();
+    },
+    digest: (name, onProgress) => hashFile(join(dir, name), onProgress),
+  };
+}
+
+/** The assets of a published release, downloaded by their public download URLs. */
+export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFiles {
+  const byName = (name: string): Attachment => {
+    const found = release.assets.filter((a) => a.name === name);
+    if (found.length !== 1) throw new Failure(`release ${release.tag_name} has ${found.length} assets named ${name}`);
+    return found[0]!;
+  };
+  const fetchTo = (asset: Attachment, each: (chunk: Uint8Array) => void) =>
+    client.download(asset.browser_download_url, `downloading ${asset.name}`, each);
+  return {
+    description: `release ${release.tag_name} of ${client.repoName} on ${client.origin}`,
+    names: release.assets.map((a) => a.name),
+    size: (name) => release.assets.find((a) => a.name === name)?.size,
+    async readSmall(name) {
+      if (!release.assets.some((a) => a.name === name)) return null;
+      const asset = byName(name);
+      if (asset.size > SMALL_LIMIT) throw new Failure(`${name} on the release is ${asset.size} bytes: too large to be what it claims`);
+      const chunks: Uint8Array[] = [];
+      await fetchTo(asset, (chunk) => chunks.push(chunk));
+      return Buffer.concat(chunks);
+    },
+    async digest(name, onProgress) {
+      const hasher = new Bun.CryptoHasher("sha256");
+      let size = 0;
+      await fetchTo(byName(name), (chunk) => {
+        hasher.update(chunk);
+        size += chunk.byteLength;
+        onProgress?.(size);
+      });
+      return { size, sha256: hasher.digest("hex") };
+    },
+  };
+}
