@@ -26,7 +26,7 @@ import { tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
 import {
-  DEV_TAG_PREFIX, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
+  DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
 } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
 import { SIGNATURE_FILE, SIGNING_KEY_ENV, signSums } from "./lib/signing.ts";
@@ -37,8 +37,7 @@ const COMMAND: CommandSpec = {
   summary: "Publish a dist directory as a Forgejo release: draft, sync assets, verify, publish",
   flags: [
     { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
-    { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
-    { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
+    ...SERVER_FLAGS,
     { name: "tag", value: "tag", description: "boot-vX.Y.Z[-suffix] or boot-dev-<label> (default in CI: the pushed boot-v* tag, or boot-dev-<run>-<sha> on a dispatch; required by hand)" },
     { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
     { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
@@ -49,7 +48,6 @@ const COMMAND: CommandSpec = {
     { name: "signing-key", value: "file", description: `Sign SHA256SUMS with this SSH private key into ${SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
     { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
     { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
-    { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
     { name: "dry-run", description: "Print the plan (calls and bytes) and change nothing" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every API call (never the token) and show stack traces" },

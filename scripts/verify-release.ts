@@ -23,7 +23,7 @@ import { formatBytes, progress, say } from "./lib/log.ts";
 import {
   MANIFEST_FILE, SUMS_FILE, ManifestError, compareSumsWithManifest, parseSums, validateManifest, type Manifest,
 } from "./lib/manifest.ts";
-import { readToken, resolveRepo, resolveServer } from "./lib/publish-options.ts";
+import { SERVER_FLAGS, readToken, resolveRepo, resolveServer } from "./lib/publish-options.ts";
 import { distFiles, releaseFiles, type ReleaseFiles } from "./lib/release-files.ts";
 import { SIGNATURE_FILE, verifySums, type SignatureCheck } from "./lib/signing.ts";
 
@@ -35,13 +35,11 @@ const COMMAND: CommandSpec = {
   flags: [
     { name: "tag", value: "tag", description: "Release to check, or latest (with --server and --repo)" },
     { name: "dist", value: "dir", description: "Check a local build directory instead" },
-    { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
-    { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
+    ...SERVER_FLAGS,
     { name: "only", value: "name", repeatable: true, description: "Check only this file (repeatable); SHA256SUMS, the manifest and the signature are always checked" },
     { name: "allowed-signers", value: "file", description: `Whose signatures count (default: the repository's allowed_signers)` },
     { name: "require-signature", description: `Fail when there is no ${SIGNATURE_FILE}` },
     { name: "token-file", value: "file", description: "Token for a private repository (default: FORGEJO_TOKEN/GITHUB_TOKEN if set; public releases need none)" },
-    { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every request and show stack traces" },
   ],

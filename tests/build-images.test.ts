@@ -191,6 +191,14 @@ describe("provenance", () => {
   });
 });
 
+/** A PATH directory with only what the script needs besides `missing` (bash and git). */
+async function pathWithout(f: Fixture, missing: string): Promise<string> {
+  const bin = join(f.scratch, `bin-without-${missing}`);
+  await mkdir(bin);
+  for (const tool of ["bash", "git"]) await symlink(Bun.which(tool)!, join(bin, tool));
+  return bin;
+}
+
 describe("failures leave nothing in --out", () => {
   async function expectNoDist(scratch: string) {
     expect((await readdir(scratch)).filter((e) => e.includes("dist"))).toEqual([]);
@@ -223,9 +231,7 @@ describe("failures leave nothing in --out", () => {
 
   test("nix missing from PATH: one line saying so, exit 1", async () => {
     const f = await fixture();
-    const bin = join(f.scratch, "bin");
-    await mkdir(bin);
-    for (const tool of ["bash", "git"]) await symlink(Bun.which(tool)!, join(bin, tool));
+    const bin = await pathWithout(f, "nix");
     const r = await build(["--flake", f.dir, "--out", join(f.scratch, "dist")], { PATH: bin });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe(
@@ -236,9 +242,7 @@ describe("failures leave nothing in --out", () => {
 
   test("a nix without flakes is reported as such, exit 1", async () => {
     const f = await fixture();
-    const bin = join(f.scratch, "bin");
-    await mkdir(bin);
-    for (const tool of ["bash", "git"]) await symlink(Bun.which(tool)!, join(bin, tool));
+    const bin = await pathWithout(f, "nix");
     // Nix 2.3 knows neither `nix eval --expr` nor --extra-experimental-features.
     await writeFile(
       join(bin, "nix"),

@@ -6,11 +6,18 @@
  */
 import { $ } from "zx/core";
 import { readFile } from "node:fs/promises";
-import { UsageError } from "./cli.ts";
+import { UsageError, type Flag } from "./cli.ts";
 import { pushedReleaseTag, type CiEnv } from "./ci.ts";
 import { isLoopback } from "./http.ts";
 import { addSecret } from "./log.ts";
 import type { Manifest } from "./manifest.ts";
+
+/** The flags that say which server and repository, shared by publish and verify. */
+export const SERVER_FLAGS: Flag[] = [
+  { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
+  { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
+  { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
+];
 
 /** The mirror: it distributes the repository, never builds or publishes (docs/decisions/0001). */
 const MIRROR_HOST = "codeberg.org";
