@@ -128,7 +128,7 @@ describe("manifest and SHA256SUMS", () => {
     expect(checkDist(dir)).rejects.toThrow("one.iso has SHA-256");
     await writeFile(join(dir, "one.iso"), "abc");
     await writeFile(join(dir, "SHA256SUMS"), `${sha("f")}  one.iso\n`);
-    expect(checkDist(dir)).rejects.toThrow("SHA256SUMS and manifest.json disagree on one.iso");
+    expect(checkDist(dir)).rejects.toThrow("SHA256SUMS and manifest.json disagree on the SHA-256 of one.iso");
     await writeFile(join(dir, "SHA256SUMS"), formatSums(m.artifacts));
     await rm(join(dir, "one.iso"));
     expect(checkDist(dir)).rejects.toThrow("one.iso is missing");
