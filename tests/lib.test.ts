@@ -61,7 +61,7 @@ describe("hashing", () => {
   test("copyAndHash never overwrites an existing file", async () => {
     const target = join(scratch, "exists.bin");
     await writeFile(target, "keep me");
-    expect(copyAndHash(join(scratch, "big.bin"), target)).rejects.toThrow();
+    await expect(copyAndHash(join(scratch, "big.bin"), target)).rejects.toThrow();
     expect(await Bun.file(target).text()).toBe("keep me");
   });
 });
@@ -125,13 +125,13 @@ describe("manifest and SHA256SUMS", () => {
     expect((await checkDist(dir)).version).toBe("boot-v1.0.0");
 
     await writeFile(join(dir, "one.iso"), "abd");
-    expect(checkDist(dir)).rejects.toThrow("one.iso has SHA-256");
+    await expect(checkDist(dir)).rejects.toThrow("one.iso has SHA-256");
     await writeFile(join(dir, "one.iso"), "abc");
     await writeFile(join(dir, "SHA256SUMS"), `${sha("f")}  one.iso\n`);
-    expect(checkDist(dir)).rejects.toThrow("SHA256SUMS and manifest.json disagree on the SHA-256 of one.iso");
+    await expect(checkDist(dir)).rejects.toThrow("SHA256SUMS and manifest.json disagree on the SHA-256 of one.iso");
     await writeFile(join(dir, "SHA256SUMS"), formatSums(m.artifacts));
     await rm(join(dir, "one.iso"));
-    expect(checkDist(dir)).rejects.toThrow("one.iso is missing");
+    await expect(checkDist(dir)).rejects.toThrow("one.iso is missing");
   });
 });
 
