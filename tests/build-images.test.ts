@@ -289,13 +289,27 @@ describe("failures leave nothing in --out", () => {
 });
 
 describe("interruption", () => {
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-    test(`${signal} to the script alone stops nix and its builder and leaves no dist (exit ${code})`, async () => {
+  const cases = [
+    ["SIGINT", 130, "with ps"],
+    ["SIGTERM", 143, "with ps"],
+    // zx signals process trees through `ps`, which minimal systems lack: nix must stop anyway.
+    ["SIGTERM", 143, "without ps on PATH"],
+  ] as const;
+  for (const [signal, code, how] of cases) {
+    test(`${signal} to the script alone stops nix and its builder and leaves no dist (exit ${code}, ${how})`, async () => {
       const f = await fixture("slow");
       const out = join(f.scratch, "dist");
       let child: Bun.Subprocess | undefined;
+      let env: Record<string, string | undefined> | undefined;
+      if (how === "without ps on PATH") {
+        const bin = join(f.scratch, "bin-without-ps");
+        await mkdir(bin);
+        for (const tool of ["bash", "git", "nix", "nix-store"]) await symlink(Bun.which(tool)!, join(bin, tool));
+        env = cleanEnv({ PATH: bin });
+      }
       const running = runScript("build-images.ts", ["--flake", f.dir, "--out", out, ...OFFLINE], {
         started: (c) => (child = c),
+        ...(env ? { env } : {}),
       });
       const deadline = Date.now() + 20_000;
       while (!(await Bun.file(f.startedMarker).exists())) {

@@ -120,10 +120,11 @@ export async function nixBuild(
   let settled = false;
   void build.then(() => (settled = true));
   const forget = onInterrupt(async () => {
-    if (!settled) {
-      await build.kill("SIGINT").catch(() => {});
-      await build;
-    }
+    if (settled) return;
+    // Signal nix itself, which stops its builders on SIGINT. (zx's kill() walks the process
+    // tree with `ps`, and hangs where procps is missing.)
+    if (build.pid) process.kill(build.pid, "SIGINT");
+    await build;
   });
   const result = await build;
   forget();
