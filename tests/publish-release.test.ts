@@ -162,6 +162,32 @@ describe("the happy path", () => {
   });
 });
 
+describe("title, notes and --debug", () => {
+  test("the title and notes file reach the release; --debug logs calls but never the token", async () => {
+    const s = await server();
+    const d = await dist();
+    const notes = join(d.dir, "..", `notes-${Date.now()}.md`);
+    await writeFile(notes, "Fixes the docker label.\n");
+    dirs.push(notes);
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.1", "--title", "1.10", "--notes-file", notes, "--debug"]);
+    expect(r.code).toBe(0);
+    const release = s.state().releases.find((x) => x.tagName === "boot-v1.0.1")!;
+    expect(release.title).toBe("1.10"); // as typed: no number coercion
+    expect(release.note).toBe("Fixes the docker label.\n");
+    expect(r.stderr).toMatch(/debug: GET \/api\/v1\/repos\/ops\/runner-images -> 200/);
+  });
+
+  test("generated notes name the commit, nixpkgs and every file's SHA-256", async () => {
+    const s = await server();
+    const d = await dist();
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.2"])).code).toBe(0);
+    const note = s.state().releases.find((x) => x.tagName === "boot-v1.0.2")!.note;
+    expect(note).toContain(MAIN_SHA);
+    expect(note).toContain("b18a4b905f8d028dc4476412e6d6891728695379");
+    for (const a of d.manifest.artifacts) expect(note).toContain(a.sha256);
+  });
+});
+
 describe("re-running after a crash ends complete and clean", () => {
   test("a draft without assets", async () => {
     const s = await server();
