@@ -167,9 +167,10 @@ async function benchUpload(big: string, sha256: string): Promise<void> {
   cleanups.push(() => sink.stop());
   const url = `${sink.url}/api/v1/repos/bench/sink/releases/1/assets?name=${basename(big)}`;
   const methods = {
-    ours: { cmd: [process.execPath, join(ROOT, "bench", "upload-client.ts"), sink.url, big, sha256], cwd: ROOT },
-    // Informational: the same client under `bun --smol` (JSC's small heap: buffers collected sooner).
-    oursSmol: { cmd: [process.execPath, "--smol", join(ROOT, "bench", "upload-client.ts"), sink.url, big, sha256], cwd: ROOT },
+    // As publish-release runs: `bun --smol` (JSC's small heap: streamed chunks collected sooner).
+    ours: { cmd: [process.execPath, "--smol", join(ROOT, "bench", "upload-client.ts"), sink.url, big, sha256], cwd: ROOT },
+    // Informational: the same client on Bun's default heap.
+    oursDefaultHeap: { cmd: [process.execPath, join(ROOT, "bench", "upload-client.ts"), sink.url, big, sha256], cwd: ROOT },
     curlT: { cmd: ["curl", "-sS", "--fail", "-o", "/dev/null", "-X", "POST", "-T", big, "-H", "content-type: application/octet-stream", "-H", "authorization: token bench-token", url] },
     curlF: { cmd: ["curl", "-sS", "--fail", "-o", "/dev/null", "-H", "authorization: token bench-token", "-F", `attachment=@${big};type=application/octet-stream`, url] },
   } satisfies Record<string, RunSpec>;
@@ -184,14 +185,14 @@ async function benchUpload(big: string, sha256: string): Promise<void> {
   const rss = med(r.ours, (s) => s.maxRss);
   const ratioT = curlT / ours;
   const ratioF = curlF / ours;
-  const smol = med(r.oursSmol);
-  const smolRss = med(r.oursSmol, (s) => s.maxRss);
-  raw.upload = { bytes: SIZE, ours: summary(r.ours), oursSmol: summary(r.oursSmol), curlT: summary(r.curlT), curlF: summary(r.curlF), inProcessSeconds: r.ours.map((s) => JSON.parse(s.stdout).seconds) };
+  const plain = med(r.oursDefaultHeap);
+  const plainRss = med(r.oursDefaultHeap, (s) => s.maxRss);
+  raw.upload = { bytes: SIZE, ours: summary(r.ours), oursDefaultHeap: summary(r.oursDefaultHeap), curlT: summary(r.curlT), curlF: summary(r.curlF), inProcessSeconds: r.ours.map((s) => JSON.parse(s.stdout).seconds) };
   rows.push(
-    { section: "upload", name: "upload vs curl -T (raw)", value: `${fmtMBs(SIZE, ours)} (${fmtS(ours)})`, reference: `${fmtMBs(SIZE, curlT)} (${fmtS(curlT)})`, target: "≥ 0.90× curl -T", pass: ratioT >= 0.9, data: { ratio: ratioT } },
+    { section: "upload", name: "upload (bun --smol) vs curl -T (raw)", value: `${fmtMBs(SIZE, ours)} (${fmtS(ours)})`, reference: `${fmtMBs(SIZE, curlT)} (${fmtS(curlT)})`, target: "≥ 0.90× curl -T", pass: ratioT >= 0.9, data: { ratio: ratioT } },
     { section: "upload", name: "upload vs curl -F (multipart)", value: `${fmtMBs(SIZE, ours)}`, reference: `${fmtMBs(SIZE, curlF)} (${fmtS(curlF)})`, target: "≥ 1.00× curl -F", pass: ratioF >= 1.0, data: { ratio: ratioF } },
     { section: "upload", name: "upload client peak RSS", value: fmtMiB(rss), reference: `curl -T ${fmtMiB(med(r.curlT, (s) => s.maxRss))}, -F ${fmtMiB(med(r.curlF, (s) => s.maxRss))}`, target: "≤ 64 MiB", pass: rss <= 64 * MiB, data: { bytes: rss } },
-    { section: "upload", name: "upload client under bun --smol", value: `${fmtMiB(smolRss)}, ${fmtMBs(SIZE, smol)}`, reference: "", target: "(info)", pass: null, data: { bytes: smolRss, ratioT: curlT / smol } },
+    { section: "upload", name: "upload client without --smol", value: `${fmtMiB(plainRss)}, ${fmtMBs(SIZE, plain)}`, reference: "", target: "(info)", pass: null, data: { bytes: plainRss, ratioT: curlT / plain } },
   );
 }
 

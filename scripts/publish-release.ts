@@ -1,19 +1,24 @@
-#!/usr/bin/env bun
+#!/usr/bin/env -S bun --smol
 /**
  * publish-release: publishes a dist/ (from build-images.ts) as a Forgejo release, safely
  * re-runnable after any failure.
  *
  * The steps, in order:
- *   1. check the dist against its manifest (every file re-hashed);
+ *   1. check the dist against its manifest (sizes here, every byte in step 5);
  *   2. work out server, repository, tag and token; check the token can write the repository;
  *   3. check the git tag, if it exists, is at the dist's commit;
- *   4. find the release, or create it as a DRAFT (nothing is visible to downloaders yet);
- *      a published release is immutable: identical = done, different = refused;
- *   5. sync the draft's assets with the dist (identical ones skipped, others replaced through a
- *      temporary name, strays deleted; manifest.json and SHA256SUMS last);
- *   6. verify the release holds exactly the dist (sizes; with --verify full, every hash);
+ *   4. look up the release: a published release is immutable (identical = done, nothing is
+ *      even re-hashed; different = refused);
+ *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
+ *      (nothing is visible to downloaders yet);
+ *   6. sync the draft's assets with the dist (identical ones skipped, others replaced through a
+ *      temporary name, strays deleted; manifest.json and SHA256SUMS last), then verify it holds
+ *      exactly the dist (sizes; with --verify full, every hash);
  *   7. publish it (the tag is created now, at the dist's commit) and confirm the tag;
  *   8. delete all but the newest --keep-dev dev releases.
+ *
+ * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
+ * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -67,9 +72,9 @@ const COMMAND: CommandSpec = {
     {
       title: "Examples",
       body: [
-        "  FORGEJO_TOKEN=$(cat ~/.config/forgejo-token) bun scripts/publish-release.ts \\",
+        "  FORGEJO_TOKEN=$(cat ~/.config/forgejo-token) bun --smol scripts/publish-release.ts \\",
         "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0",
-        "  bun scripts/publish-release.ts --tag boot-v1.2.0 --token-file ~/.config/forgejo-token --dry-run",
+        "  bun --smol scripts/publish-release.ts --tag boot-v1.2.0 --token-file ~/.config/forgejo-token --dry-run",
       ].join("\n"),
     },
   ],
@@ -85,15 +90,12 @@ interface Plan {
 // --- the steps -------------------------------------------------------------------------------
 
 /**
- * Step 1: the dist, re-hashed against its manifest, and SHA256SUMS signed when a key is given.
- * Returns the files to publish, the manifest files last.
+ * Step 1: the dist is complete and consistent: manifest, SHA256SUMS and every file's size (the
+ * bytes are re-hashed in rehashDist, before anything is uploaded). SHA256SUMS is signed when a
+ * key is given. Returns the files to publish, the manifest files last.
  */
 async function checkTheDist(dist: string, signingKey: string | undefined): Promise<{ manifest: Manifest; files: LocalFile[] }> {
-  say(`checking ${dist} against its manifest`);
-  const manifest = await checkDist(dist, (name, size) => {
-    const bar = progress(`hashing ${name}`, size);
-    return (done) => bar.update(done);
-  }).catch((error: Error) => {
+  const manifest = await checkDist(dist, { rehash: false }).catch((error: Error) => {
     throw new UsageError(error.message);
   });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
@@ -105,6 +107,23 @@ async function checkTheDist(dist: string, signingKey: string | undefined): Promi
     files.push({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
   }
   return { manifest, files };
+}
+
+/**
+ * Before anything is uploaded: every byte of the dist re-hashed against the manifest. Skipped
+ * when the release is already published and identical: then nothing is sent at all.
+ */
+async function rehashDist(dist: string): Promise<void> {
+  say(`re-hashing ${dist} against its manifest`);
+  await checkDist(dist, {
+    rehash: true,
+    onFile: (name, size) => {
+      const bar = progress(`hashing ${name}`, size);
+      return (done) => bar.update(done);
+    },
+  }).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
 }
 
 /** Step 2: the token must reach the repository and be allowed to write it. */
@@ -124,10 +143,11 @@ async function checkTag(client: ForgejoClient, tag: string, commit: string): Pro
   return existing !== null;
 }
 
-/** Step 4: the release for the tag, created as a draft at the dist's commit when absent. */
-async function findOrCreateDraft(client: ForgejoClient, tag: string, fields: { title: string; notes: string; prerelease: boolean; commit: string }, plan: Plan): Promise<Release | null> {
-  const found = await client.findRelease(tag);
-  if (found) return found;
+/**
+ * Step 5: a draft release for the tag at the dist's commit; if a concurrent run created it first
+ * (409), theirs. Null in a dry run.
+ */
+async function createDraft(client: ForgejoClient, tag: string, fields: { title: string; notes: string; prerelease: boolean; commit: string }, plan: Plan): Promise<Release | null> {
   plan.line(`${plan.dryRun ? "would create" : "creating"} draft release ${tag} at ${fields.commit.slice(0, 12)}`);
   if (plan.dryRun) return null;
   const created = await client.createRelease({
@@ -140,14 +160,13 @@ async function findOrCreateDraft(client: ForgejoClient, tag: string, fields: { t
     prerelease: fields.prerelease,
   });
   if (created) return created;
-  // 409: another run created it between our look-up and our create. Use theirs.
   say(`release ${tag} was created concurrently; continuing with it`);
   const again = await client.findRelease(tag);
   if (!again) throw new Failure(`creating release ${tag}: the server says it exists (409) but it cannot be found; is a bare tag row left? see docs/RUNNER_IMAGES.md`);
   return again;
 }
 
-/** Steps 5 and 6: sync, then verify; a concurrent run can disturb a round, so up to three. */
+/** Step 6: sync, then verify; a concurrent run can disturb a round, so up to three. */
 async function syncAndVerify(client: ForgejoClient, release: Release, files: LocalFile[], verify: "full" | "sizes", plan: Plan): Promise<SyncReport> {
   for (let round = 1; ; round++) {
     const report = await syncAssets(client, release, files, { dryRun: plan.dryRun, plan: plan.line });
@@ -248,7 +267,8 @@ await runMain(async () => {
   const token = await readToken(flag(flags, "token-file"), { required: true });
 
   // 1. The dist.
-  const { manifest, files } = await checkTheDist(flag(flags, "dist") ?? "dist", flag(flags, "signing-key"));
+  const dist = flag(flags, "dist") ?? "dist";
+  const { manifest, files } = await checkTheDist(dist, flag(flags, "signing-key"));
 
   // 2. Where to, as whom.
   const ci = ciEnv();
@@ -275,10 +295,11 @@ await runMain(async () => {
   // 3. The tag, if it exists already, names the dist's commit.
   await checkTag(client, tag, commit);
 
-  // 4. The release: a draft to fill, or a published one that must already be identical.
-  let release = await findOrCreateDraft(client, tag, fields, plan);
+  // 4. The release, if any: a published one must already be identical (then nothing is sent).
+  let release = await client.findRelease(tag);
   let state: "published" | "already-published" | "dry-run" = dryRun ? "dry-run" : "published";
   let report: SyncReport = { uploaded: files.map((f) => f.name), skipped: [], deleted: [], verified: new Set() };
+  let unpublish = false;
   if (release && !release.draft) {
     const differences = await publishedDifferences(client, release, files, manifest, MANIFEST_FILE);
     if (differences.length === 0) {
@@ -289,13 +310,18 @@ await runMain(async () => {
       throw new Failure(`${tag} is already published and differs from the dist (${differences.join("; ")}); published releases are not rewritten: use a new tag, or --replace-published if you mean it`);
     } else {
       plan.line(`${dryRun ? "would turn" : "turning"} published ${tag} back into a draft to replace its assets (${differences.join("; ")})`);
-      if (!dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+      unpublish = true;
     }
   }
 
-  // 5, 6, 7. Sync, verify, publish.
   let url = release?.html_url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
   if (state !== "already-published") {
+    // 5. Every byte checked before the first write; then the draft to fill.
+    await rehashDist(dist);
+    if (!release) release = await createDraft(client, tag, fields, plan);
+    else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+
+    // 6, 7. Sync and verify, then publish.
     if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
     else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
     plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);

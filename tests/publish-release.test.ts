@@ -532,6 +532,19 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(s.requests).toHaveLength(0);
   });
 
+  test("a dist file with the right size but other bytes: refused before anything is written", async () => {
+    const s = await server();
+    const d = await dist();
+    const iso = join(d.dir, "runner-x86_64.iso");
+    const bytes = await Bun.file(iso).bytes();
+    bytes[4096] = bytes[4096]! ^ 1;
+    await Bun.write(iso, bytes);
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("runner-x86_64.iso has SHA-256");
+    expect(s.requests.every((q) => q.method === "GET")).toBe(true);
+  });
+
   test("a tag of another shape, and a missing tag by hand", async () => {
     const d = await dist();
     expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("neither boot-vX.Y.Z");

@@ -327,11 +327,11 @@ describe("boot-images.yml", () => {
     const flagsOf = (run: string) => run.split(/\s+/).filter((w) => w.startsWith("--"));
     const release = publishSteps.find((s) => evaluate(s.if!, events.tagPush) === true)!;
     const dev = publishSteps.find((s) => evaluate(s.if!, events.dispatchPublish) === true)!;
-    expect(release.run).toBe("nix develop -c bun scripts/publish-release.ts --dist dist");
+    expect(release.run).toBe("nix develop -c bun --smol scripts/publish-release.ts --dist dist");
     expect(flagsOf(dev.run!)).toContain("--prerelease");
     expect(dev.run).toMatch(/--keep-dev \d+/);
     for (const step of publishSteps) {
-      expect(step.run).toStartWith("nix develop -c bun scripts/publish-release.ts --dist dist");
+      expect(step.run).toStartWith("nix develop -c bun --smol scripts/publish-release.ts --dist dist");
       for (const risky of ["--token-file", "--allow-dirty", "--replace-published", "--insecure-http", "--dry-run", "--server", "--repo", "--tag"]) {
         expect(flagsOf(step.run!)).not.toContain(risky);
       }
