@@ -151,6 +151,7 @@
             coreutils
             nix
             actionlint # .forgejo/workflows
+            shellcheck # the workflows' run: scripts (tests/workflows.test.ts)
           ];
         };
       });
