@@ -7,10 +7,10 @@
  */
 import { Failure } from "./cli.ts";
 import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./forgejo-types.ts";
-import {
-  NetworkError, backoffMs, explainNetworkError, retryableStatus, stallGuard, type HttpTuning,
-} from "./http.ts";
+import { backoffMs, explainNetworkError, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
+import type { FileDigest } from "./hash.ts";
 import { debug, say } from "./log.ts";
+import { SMALL_FILE_LIMIT } from "./manifest.ts";
 
 /** The part of a Repository the publisher reads. */
 export interface RepositoryAccess {
@@ -301,6 +301,28 @@ export class ForgejoClient {
     }
     throw new Failure(`${what}: more than 5 redirects`);
   }
-}
 
-export { NetworkError };
+  /** Streams a download through SHA-256; nothing is kept. */
+  async downloadDigest(url: string, what: string, onProgress?: (done: number) => void): Promise<FileDigest> {
+    const hasher = new Bun.CryptoHasher("sha256");
+    let size = 0;
+    await this.download(url, what, (chunk) => {
+      hasher.update(chunk);
+      size += chunk.byteLength;
+      onProgress?.(size);
+    });
+    return { size, sha256: hasher.digest("hex") };
+  }
+
+  /** Downloads one of the small release files whole, refusing more than SMALL_FILE_LIMIT bytes. */
+  async downloadSmall(url: string, what: string): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    await this.download(url, what, (chunk) => {
+      size += chunk.byteLength;
+      if (size > SMALL_FILE_LIMIT) throw new Failure(`${what}: more than ${SMALL_FILE_LIMIT} bytes: not what it claims to be`);
+      chunks.push(chunk);
+    });
+    return Buffer.concat(chunks);
+  }
+}

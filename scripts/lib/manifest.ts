@@ -11,6 +11,8 @@ import { hashFile } from "./hash.ts";
 export const MANIFEST_FILE = "manifest.json";
 export const SUMS_FILE = "SHA256SUMS";
 export const MANIFEST_SCHEMA_VERSION = 1;
+/** manifest.json, SHA256SUMS and its signature are small: anything larger is not what it claims. */
+export const SMALL_FILE_LIMIT = 4 * 1024 * 1024;
 
 /** A flake input as flake.lock pins it (the `locked` node). */
 export interface LockedInput {

@@ -7,11 +7,10 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Failure } from "./cli.ts";
 import type { ForgejoClient } from "./forgejo.ts";
-import type { Attachment, Release } from "./forgejo-types.ts";
+import type { Release } from "./forgejo-types.ts";
 import { hashFile, type FileDigest } from "./hash.ts";
+import { SMALL_FILE_LIMIT } from "./manifest.ts";
 
-/** Small files (SHA256SUMS, the manifest, the signature) are read whole; nothing bigger. */
-const SMALL_LIMIT = 4 * 1024 * 1024;
 
 export interface ReleaseFiles {
   /** For messages: "release boot-v1.2.0 of ops/runner-images" or "dist /srv/dist". */
@@ -41,7 +40,7 @@ export async function distFiles(dir: string): Promise<ReleaseFiles> {
     async readSmall(name) {
       const size = sizes.get(name);
       if (size === undefined) return null;
-      if (size > SMALL_LIMIT) throw new Failure(`${name} in ${dir} is ${size} bytes: too large to be what it claims`);
+      if (size > SMALL_FILE_LIMIT) throw new Failure(`${name} in ${dir} is ${size} bytes: too large to be what it claims`);
       return Bun.file(join(dir, name)).bytes();
     },
     digest: (name, onProgress) => hashFile(join(dir, name), onProgress),
@@ -50,34 +49,19 @@ export async function distFiles(dir: string): Promise<ReleaseFiles> {
 
 /** The assets of a published release, downloaded by their public download URLs. */
 export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFiles {
-  const byName = (name: string): Attachment => {
+  const urlOf = (name: string): string => {
     const found = release.assets.filter((a) => a.name === name);
     if (found.length !== 1) throw new Failure(`release ${release.tag_name} has ${found.length} assets named ${name}`);
-    return found[0]!;
+    return found[0]!.browser_download_url;
   };
-  const fetchTo = (asset: Attachment, each: (chunk: Uint8Array) => void) =>
-    client.download(asset.browser_download_url, `downloading ${asset.name}`, each);
   return {
     description: `release ${release.tag_name} of ${client.repoName} on ${client.origin}`,
     names: release.assets.map((a) => a.name),
     size: (name) => release.assets.find((a) => a.name === name)?.size,
     async readSmall(name) {
       if (!release.assets.some((a) => a.name === name)) return null;
-      const asset = byName(name);
-      if (asset.size > SMALL_LIMIT) throw new Failure(`${name} on the release is ${asset.size} bytes: too large to be what it claims`);
-      const chunks: Uint8Array[] = [];
-      await fetchTo(asset, (chunk) => chunks.push(chunk));
-      return Buffer.concat(chunks);
+      return client.downloadSmall(urlOf(name), `downloading ${name}`);
     },
-    async digest(name, onProgress) {
-      const hasher = new Bun.CryptoHasher("sha256");
-      let size = 0;
-      await fetchTo(byName(name), (chunk) => {
-        hasher.update(chunk);
-        size += chunk.byteLength;
-        onProgress?.(size);
-      });
-      return { size, sha256: hasher.digest("hex") };
-    },
+    digest: (name, onProgress) => client.downloadDigest(urlOf(name), `downloading ${name}`, onProgress),
   };
 }

@@ -36,9 +36,8 @@ const TEMPORARY = ".partial-";
 /** Downloads an asset and compares its SHA-256 with the local file's. */
 export async function sameContent(client: ForgejoClient, asset: Attachment, file: LocalFile): Promise<boolean> {
   if (asset.size !== file.size) return false;
-  const hasher = new Bun.CryptoHasher("sha256");
-  const size = await client.download(client.assetUrl(asset), `downloading ${asset.name} to compare`, (chunk) => hasher.update(chunk));
-  return size === file.size && hasher.digest("hex") === file.sha256;
+  const digest = await client.downloadDigest(client.assetUrl(asset), `downloading ${asset.name} to compare`);
+  return digest.size === file.size && digest.sha256 === file.sha256;
 }
 
 export async function syncAssets(
@@ -154,14 +153,6 @@ export async function verifyAssets(
   if (problems.length > 0) throw new ReleaseDrift(`the release does not match the dist: ${problems.join("; ")}`);
 }
 
-/** Reads a small asset (the manifest) into memory, refusing anything large. */
-async function smallAsset(client: ForgejoClient, asset: Attachment): Promise<string> {
-  if (asset.size > 4 * 1024 * 1024) throw new Failure(`${asset.name} on the server is ${formatBytes(asset.size)}: not a manifest`);
-  const chunks: Uint8Array[] = [];
-  await client.download(client.assetUrl(asset), `downloading ${asset.name}`, (chunk) => chunks.push(chunk));
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 /**
  * For a published release: the ways it differs from the dist, judged by asset names and sizes
  * and by the SHA-256s in its own uploaded manifest (no image is downloaded). Empty = identical.
@@ -186,7 +177,8 @@ export async function publishedDifferences(
   let remote: Manifest | null = null;
   if (remoteManifestAsset) {
     try {
-      remote = JSON.parse(await smallAsset(client, remoteManifestAsset)) as Manifest;
+      const bytes = await client.downloadSmall(client.assetUrl(remoteManifestAsset), `downloading ${manifestName}`);
+      remote = JSON.parse(new TextDecoder().decode(bytes)) as Manifest;
     } catch (error) {
       if (!(error instanceof SyntaxError)) throw error;
       differences.push(`its ${manifestName} is not valid JSON`);
