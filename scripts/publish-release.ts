@@ -29,7 +29,7 @@ import type { Release } from "./lib/forgejo-types.ts";
 import { hashBytes } from "./lib/hash.ts";
 import { tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
-import { MANIFEST_FILE, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
+import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
 import {
   DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
 } from "./lib/publish-options.ts";
@@ -95,9 +95,7 @@ interface Plan {
  * key is given. Returns the files to publish, the manifest files last.
  */
 async function checkTheDist(dist: string, signingKey: string | undefined): Promise<{ manifest: Manifest; files: LocalFile[] }> {
-  const manifest = await checkDist(dist, { rehash: false }).catch((error: Error) => {
-    throw new UsageError(error.message);
-  });
+  const manifest = await checkDistAsInput(dist, { rehash: false });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
   if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
   // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
@@ -115,15 +113,23 @@ async function checkTheDist(dist: string, signingKey: string | undefined): Promi
  */
 async function rehashDist(dist: string): Promise<void> {
   say(`re-hashing ${dist} against its manifest`);
-  await checkDist(dist, {
+  await checkDistAsInput(dist, {
     rehash: true,
     onFile: (name, size) => {
       const bar = progress(`hashing ${name}`, size);
       return (done) => bar.update(done);
     },
-  }).catch((error: Error) => {
-    throw new UsageError(error.message);
   });
+}
+
+/** A dist that does not match its own manifest is bad input (exit 2), not a failed publish. */
+async function checkDistAsInput(dist: string, options: Parameters<typeof checkDist>[1]): Promise<Manifest> {
+  try {
+    return await checkDist(dist, options);
+  } catch (error) {
+    if (error instanceof ManifestError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** Step 2: the token must reach the repository and be allowed to write it. */
@@ -135,12 +141,11 @@ async function checkAccess(client: ForgejoClient): Promise<void> {
 }
 
 /** Step 3: an existing tag must name the dist's commit; a moved tag is never "fixed" here. */
-async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<boolean> {
+async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<void> {
   const existing = await client.tag(tag);
   if (existing && existing.commit.sha !== commit) {
     throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
   }
-  return existing !== null;
 }
 
 /**
@@ -240,7 +245,8 @@ function defaultNotes(manifest: Manifest, tag: string, server: string, repo: str
     "| --- | --- | --- |",
     ...manifest.artifacts.map((a) => `| ${a.name} | ${formatBytes(a.size)} | \`${a.sha256}\` |`),
     "",
-    `Verify a download: \`sha256sum -c ${SUMS_FILE}\` next to the files. Boot over the network: \`chain ${base}/${manifest.artifacts.find((a) => a.name.endsWith(".ipxe"))?.name ?? "netboot-x86_64.ipxe"}\`.`,
+    `Verify a download: \`sha256sum -c ${SUMS_FILE}\` next to the files.`,
+    ...manifest.artifacts.filter((a) => a.name.endsWith(".ipxe")).map((a) => `Boot over the network: \`chain ${base}/${a.name}\``),
   ];
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
@@ -301,7 +307,7 @@ await runMain(async () => {
   let report: SyncReport = { uploaded: files.map((f) => f.name), skipped: [], deleted: [], verified: new Set() };
   let unpublish = false;
   if (release && !release.draft) {
-    const differences = await publishedDifferences(client, release, files, manifest, MANIFEST_FILE);
+    const differences = await publishedDifferences(client, release, files, manifest);
     if (differences.length === 0) {
       say(`${tag} is already published with exactly these files: nothing to do`);
       state = "already-published";

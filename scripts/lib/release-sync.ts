@@ -17,7 +17,7 @@ import { HttpError, type ForgejoClient } from "./forgejo.ts";
 import type { Attachment, Release } from "./forgejo-types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
 import { formatBytes } from "./log.ts";
-import type { Manifest } from "./manifest.ts";
+import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
 export interface SyncReport {
@@ -162,7 +162,6 @@ export async function publishedDifferences(
   release: Release,
   files: LocalFile[],
   manifest: Manifest,
-  manifestName: string,
 ): Promise<string[]> {
   const assets = release.assets;
   const differences: string[] = [];
@@ -173,15 +172,15 @@ export async function publishedDifferences(
     if (found.length === 0) differences.push(`${file.name} is missing`);
     else if (found.length > 1) differences.push(`${file.name} is there ${found.length} times`);
   }
-  const remoteManifestAsset = assets.find((a) => a.name === manifestName);
+  const remoteManifestAsset = assets.find((a) => a.name === MANIFEST_FILE);
   let remote: Manifest | null = null;
   if (remoteManifestAsset) {
     try {
-      const bytes = await client.downloadSmall(client.assetUrl(remoteManifestAsset), `downloading ${manifestName}`);
+      const bytes = await client.downloadSmall(client.assetUrl(remoteManifestAsset), `downloading ${MANIFEST_FILE}`);
       remote = JSON.parse(new TextDecoder().decode(bytes)) as Manifest;
     } catch (error) {
       if (!(error instanceof SyntaxError)) throw error;
-      differences.push(`its ${manifestName} is not valid JSON`);
+      differences.push(`its ${MANIFEST_FILE} is not valid JSON`);
     }
   }
   for (const artifact of manifest.artifacts) {
