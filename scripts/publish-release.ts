@@ -34,7 +34,7 @@ import {
   DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
 } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { SIGNATURE_FILE, SIGNING_KEY_ENV, signSums } from "./lib/signing.ts";
+import { SIGNATURE_FILE, SIGNING_KEY_ENV, hasSigningKey, signSums } from "./lib/signing.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -94,10 +94,12 @@ interface Plan {
  * bytes are re-hashed in rehashDist, before anything is uploaded). SHA256SUMS is signed when a
  * key is given. Returns the files to publish, the manifest files last.
  */
-async function checkTheDist(dist: string, signingKey: string | undefined): Promise<{ manifest: Manifest; files: LocalFile[] }> {
+async function checkTheDist(dist: string, signingKey: string | undefined, plan: Plan): Promise<{ manifest: Manifest; files: LocalFile[] }> {
   const manifest = await checkDistAsInput(dist, { rehash: false });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
-  if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
+  // A dry run changes nothing, not even the dist.
+  if (plan.dryRun && hasSigningKey(signingKey)) plan.line(`would sign ${SUMS_FILE} into ${SIGNATURE_FILE}`);
+  else if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
   // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
   const signed = await Bun.file(join(dist, SIGNATURE_FILE)).exists();
   for (const name of [SUMS_FILE, ...(signed ? [SIGNATURE_FILE] : []), MANIFEST_FILE]) {
@@ -274,7 +276,7 @@ await runMain(async () => {
 
   // 1. The dist.
   const dist = flag(flags, "dist") ?? "dist";
-  const { manifest, files } = await checkTheDist(dist, flag(flags, "signing-key"));
+  const { manifest, files } = await checkTheDist(dist, flag(flags, "signing-key"), plan);
 
   // 2. Where to, as whom.
   const ci = ciEnv();

@@ -575,6 +575,18 @@ describe("--dry-run", () => {
     expect(s.state().releases).toHaveLength(0);
   });
 
+  test("with a signing key, plans the signature but writes nothing into the dist", async () => {
+    const s = await server();
+    const d = await dist();
+    const key = join(d.dir, "..", `key-${Date.now()}`);
+    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -f ${key}`;
+    dirs.push(key, `${key}.pub`);
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("plan: would sign SHA256SUMS into SHA256SUMS.sig");
+    expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+  });
+
   test("on a half-synced draft, plans exactly the remaining work", async () => {
     const s = await server();
     const d = await dist();

@@ -21,13 +21,18 @@ function requireSshKeygen(): void {
   if (!Bun.which("ssh-keygen")) throw new Failure("ssh-keygen is not on PATH: install OpenSSH (Debian: apt install openssh-client)");
 }
 
+/** Whether a signing key is given, as a file or in the environment. */
+export function hasSigningKey(keyFile: string | undefined, env: Record<string, string | undefined> = process.env): boolean {
+  return Boolean(keyFile || env[SIGNING_KEY_ENV]);
+}
+
 /**
  * Signs `dir`/SHA256SUMS into `dir`/SHA256SUMS.sig with the key in `keyFile`, or in the
  * environment when no file is given. Returns false when there is no key at all.
  */
 export async function signSums(dir: string, keyFile: string | undefined, env: Record<string, string | undefined> = process.env): Promise<boolean> {
   const keyText = env[SIGNING_KEY_ENV];
-  if (!keyFile && !keyText) return false;
+  if (!hasSigningKey(keyFile, env)) return false;
   requireSshKeygen();
   let scratch: string | undefined;
   let key = keyFile;
