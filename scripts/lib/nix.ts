@@ -7,6 +7,7 @@
  * `--json` (`--print-out-paths` only exists from 2.9).
  */
 import { $ } from "zx/core";
+import { resolve } from "node:path";
 import { Failure, UsageError, onInterrupt } from "./cli.ts";
 import type { LockedInput } from "./manifest.ts";
 
@@ -54,9 +55,12 @@ export interface FlakeMetadata {
   inputs: Record<string, LockedInput>;
 }
 
-/** A flake reference that names a directory on this machine rather than a URL. */
-function isLocalFlake(flake: string): boolean {
-  return !/^[a-z][a-z0-9+.-]*:/i.test(flake) || flake.startsWith("path:") || flake.startsWith("git+file:");
+/** A flake reference with a scheme (github:…, git+https://…) rather than a directory. */
+const hasScheme = (flake: string) => /^[a-z][a-z0-9+.-]*:/i.test(flake);
+
+/** A directory becomes its absolute path, so the manifest records where it came from. */
+export function flakeReference(flake: string): string {
+  return hasScheme(flake) ? flake : resolve(flake);
 }
 
 interface LockFile {
@@ -66,9 +70,8 @@ interface LockFile {
 
 /** `nix flake metadata`: what nix sees of the flake, without evaluating or fetching inputs. */
 export async function flakeMetadata(flake: string): Promise<FlakeMetadata> {
-  if (isLocalFlake(flake) && !flake.includes(":")) {
-    const dir = flake.split("?")[0]!;
-    if (!(await Bun.file(`${dir}/flake.nix`).exists())) {
+  if (!hasScheme(flake)) {
+    if (!(await Bun.file(`${flake}/flake.nix`).exists())) {
       throw new UsageError(`--flake ${flake}: there is no flake.nix in that directory`);
     }
   }
