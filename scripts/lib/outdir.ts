@@ -9,7 +9,7 @@
 import { rmSync } from "node:fs";
 import { chmod, mkdtemp, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { UsageError, onInterrupt } from "./cli.ts";
+import { UsageError } from "./cli.ts";
 import { MANIFEST_FILE, SUMS_FILE, readManifest } from "./manifest.ts";
 
 const stagingPrefix = (out: string) => `.${basename(out)}.partial-`;
@@ -49,7 +49,7 @@ export interface Staging {
 /**
  * Clears a previous dist (so a failure leaves nothing that looks complete), removes staging
  * directories that killed runs left behind, and creates a fresh staging directory, removed again
- * if the run is interrupted or fails.
+ * unless it is committed.
  */
 export async function startStaging(out: string): Promise<Staging> {
   const parent = dirname(out);
@@ -62,11 +62,10 @@ export async function startStaging(out: string): Promise<Staging> {
   }
   const dir = await mkdtemp(join(parent, stagingPrefix(out)));
   await chmod(dir, 0o755); // mkdtemp makes it private; a dist is meant to be read and served
-  const discard = () => rm(dir, { recursive: true, force: true });
-  const forget = onInterrupt(discard);
   let committed = false;
   process.once("exit", () => {
-    // Last resort for failures (exit is synchronous): the staging directory never outlives the run.
+    // Every way out ends here, failures and Ctrl-C alike (the signal handler exits once nix has
+    // stopped): an uncommitted staging directory never outlives the run. Exit is synchronous.
     if (!committed) rmSync(dir, { recursive: true, force: true });
   });
   return {
@@ -74,7 +73,6 @@ export async function startStaging(out: string): Promise<Staging> {
     async commit() {
       await rename(dir, out);
       committed = true;
-      forget();
     },
   };
 }
