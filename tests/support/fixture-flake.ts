@@ -9,7 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./run.ts";
 
-export type Variant = "ok" | "build-fails" | "no-ipxe" | "two-isos" | "slow";
+export type Variant = "ok" | "build-fails" | "no-ipxe" | "two-isos" | "slow" | "bootable";
+
+/** For "bootable": the kernel and initrd the netboot target publishes (netboot-vm.ts makes them). */
+export interface BootFiles {
+  kernel: string;
+  initrd: string;
+}
 
 export interface Fixture {
   /** The flake directory (a git repository). */
@@ -26,7 +32,7 @@ export interface Fixture {
 /** Extra nix arguments every test build passes: offline, and builders may use the host's /bin/sh. */
 export const OFFLINE = ["--", "--option", "substituters", "", "--option", "sandbox", "false"];
 
-export async function makeFixture(variant: Variant = "ok"): Promise<Fixture> {
+export async function makeFixture(variant: Variant = "ok", boot?: BootFiles): Promise<Fixture> {
   const scratch = await mkdtemp(join(tmpdir(), "runner-images-test-"));
   const dir = join(scratch, "flake");
   await mkdir(dir);
@@ -40,6 +46,12 @@ export async function makeFixture(variant: Variant = "ok"): Promise<Fixture> {
   await chmod(scratch, 0o755);
   const startedMarker = join(markers, "started");
   await Bun.write(join(dir, "variant.json"), JSON.stringify({ name: variant, nonce, startedMarker }));
+  if (variant === "bootable") {
+    if (!boot) throw new Error("the bootable fixture needs its kernel and initrd");
+    await mkdir(join(dir, "boot"));
+    await cp(boot.kernel, join(dir, "boot", "bzImage"));
+    await cp(boot.initrd, join(dir, "boot", "initrd"));
+  }
   const git = $({ cwd: dir, quiet: true });
   await git`git init -q -b main`;
   await git`git add -A`;
