@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { makeFixture, OFFLINE } from "./support/fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import {
-  bootChain, GUEST_MAC, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles, type BootResult,
+  bootChain, cmdlineSeen, GUEST_MAC, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles, type BootResult,
 } from "./support/netboot-vm.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
 
@@ -35,7 +35,7 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
   beforeAll(async () => {
     const bootDir = await mkdtemp(join(tmpdir(), "runner-images-boot-"));
     cleanups.push(() => rm(bootDir, { recursive: true, force: true }));
-    const f = await makeFixture("bootable", await makeBootFiles(bootDir));
+    const f = await makeFixture("bootable", { boot: await makeBootFiles(bootDir) });
     cleanups.push(() => rm(f.scratch, { recursive: true, force: true }));
     const dist = join(f.scratch, "dist");
     const built = await runScript("build-images.ts", ["--flake", f.dir, "--out", dist, "--target", "netboot-x86_64", ...OFFLINE]);
@@ -82,8 +82,7 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
     const imageParams = kernelLine.split(" ").slice(2).join(" ");
     expect(imageParams).toContain("${cmdline}");
     const operatorParams = `console=ttyS0 runner.config_url=${configUrl.replace("${net0/mac:hexhyp}", GUEST_MAC.replaceAll(":", "-"))}`;
-    const seen = /^netboot-fixture: cmdline: (.*)$/m.exec(boot.serial)?.[1]?.trim();
-    expect(seen).toBe(imageParams.replace("${cmdline}", operatorParams));
+    expect(cmdlineSeen(boot.serial)).toBe(imageParams.replace("${cmdline}", operatorParams));
   });
 
   test("the initrd's registration script fetched the machine's runner.env from runner.config_url", () => {

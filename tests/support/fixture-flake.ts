@@ -32,8 +32,15 @@ export interface Fixture {
 /** Extra nix arguments every test build passes: offline, and builders may use the host's /bin/sh. */
 export const OFFLINE = ["--", "--option", "substituters", "", "--option", "sandbox", "false"];
 
-export async function makeFixture(variant: Variant = "ok", boot?: BootFiles): Promise<Fixture> {
-  const scratch = await mkdtemp(join(tmpdir(), "runner-images-test-"));
+export interface FixtureOptions {
+  /** Required for "bootable". */
+  boot?: BootFiles;
+  /** Where to create the scratch directory (default: the system's temporary directory). */
+  parent?: string;
+}
+
+export async function makeFixture(variant: Variant = "ok", { boot, parent = tmpdir() }: FixtureOptions = {}): Promise<Fixture> {
+  const scratch = await mkdtemp(join(parent, "runner-images-test-"));
   const dir = join(scratch, "flake");
   await mkdir(dir);
   await cp(join(ROOT, "tests", "fixtures", "flake"), dir, { recursive: true });

@@ -40,18 +40,29 @@ export function qemuMissing(): string | null {
   return null;
 }
 
-/** Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`. */
-export async function makeBootFiles(dir: string): Promise<BootFiles> {
+async function cachedKernel(): Promise<string | undefined> {
   const kernels = await readdir(join(KERNEL_DIR, "boot")).catch(() => [] as string[]);
   const vmlinuz = kernels.find((name) => name.startsWith("vmlinuz-"));
-  if (!vmlinuz) {
-    throw new Error(`no Debian kernel in ${KERNEL_DIR}: run tests/fixtures/netboot/fetch-kernel.sh (.ci/run does)`);
+  return vmlinuz && join(KERNEL_DIR, "boot", vmlinuz);
+}
+
+/** Why the bootable fixture cannot be made here, or null when it can. */
+export async function bootFilesMissing(): Promise<string | null> {
+  if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run tests/fixtures/netboot/fetch-kernel.sh (.ci/run does)`;
+  for (const [tool, pkg] of [["busybox", "busybox-static"], ["cpio", "cpio"]]) {
+    if (!Bun.which(tool!)) return `${tool} is not installed (Debian: apt install ${pkg})`;
   }
-  if (!Bun.which("busybox")) throw new Error("busybox is not installed (Debian: apt install busybox-static)");
+  return null;
+}
+
+/** Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`. */
+export async function makeBootFiles(dir: string): Promise<BootFiles> {
+  const missing = await bootFilesMissing();
+  if (missing) throw new Error(missing);
   await mkdir(dir, { recursive: true });
   const initrd = join(dir, "initrd");
   await $({ quiet: true })`${join(NETBOOT_FIXTURE, "make-initrd.sh")} ${KERNEL_DIR} ${initrd}`;
-  return { kernel: join(KERNEL_DIR, "boot", vmlinuz), initrd };
+  return { kernel: (await cachedKernel())!, initrd };
 }
 
 /** A loopback URL as the guest must write it (same port, the guestfwd address). */
@@ -128,6 +139,11 @@ export async function bootChain(options: BootOptions): Promise<BootResult> {
   serial = serial.replace(/\r/g, "");
   if (stderr.trim() && !serial.includes(DONE_LINE)) serial += `\n[qemu] ${stderr.trim()}`;
   return { serial, completed: serial.includes(DONE_LINE), timedOut };
+}
+
+/** The kernel command line the fixture's /init printed, or null. */
+export function cmdlineSeen(serial: string): string | null {
+  return /^netboot-fixture: cmdline: (.*)$/m.exec(serial)?.[1]?.trim() ?? null;
 }
 
 /** One request to a loopback file server. */

@@ -1,0 +1,198 @@
+#!/usr/bin/env bun
+/**
+ * demo: the whole release path on this machine, with nothing but loopback and one temporary
+ * directory (plus the Nix store, where every nix build writes):
+ *   1. build the images of the test fixture with real nix, offline (tests/fixtures/flake: the
+ *      real images' file names and shapes; its netboot target is a real Debian kernel and a
+ *      busybox initrd when QEMU can boot it);
+ *   2. start the Forgejo-compatible test server on 127.0.0.1 with a throwaway token;
+ *   3. publish the dist with publish-release.ts, SHA256SUMS signed with a throwaway SSH key;
+ *   4. verify the release with verify-release.ts, as anyone would;
+ *   5. when QEMU is installed: boot the netboot chain from the release URL in a VM that reaches
+ *      only the two loopback servers, and show the lines that prove it;
+ *   6. print what to run against a real Forgejo.
+ * Everything is removed at the end; with --keep the server stays up until Ctrl-C.
+ */
+import { $ } from "zx/core";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
+import { addSecret, say } from "../scripts/lib/log.ts";
+import { SIGNING_NAMESPACE } from "../scripts/lib/signing.ts";
+import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
+import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
+import {
+  bootChain, bootFilesMissing, cmdlineSeen, GUEST_MAC, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles,
+} from "../tests/support/netboot-vm.ts";
+
+const COMMAND: CommandSpec = {
+  name: "demo.ts",
+  summary: "Build, publish, verify and boot a release of the test fixture, on loopback only",
+  flags: [
+    { name: "keep", description: "Leave the server up afterwards (until Ctrl-C) to explore the release with curl or a browser" },
+    { name: "skip-boot", description: "Skip the QEMU boot of the netboot chain" },
+  ],
+  sections: [{ title: "Exit codes", body: "  0 done (everything cleaned up), 1 a step failed, 2 bad flags" }],
+};
+
+const ROOT = join(import.meta.dir, "..");
+const OWNER = "demo";
+const REPO = `${OWNER}/runner-images`;
+const TAG = "boot-v0.1.0";
+const STEPS = 5;
+
+const step = (n: number, what: string) => say(`\n[${n}/${STEPS}] ${what}`);
+/** What a terminal shows of a console line: colour codes dropped, backspaces applied. */
+function plain(line: string): string {
+  let shown = "";
+  for (const ch of line.replace(/\x1b(\[[0-9;?]*[a-zA-Z]|c)/g, "")) {
+    if (ch === "\b") shown = shown.slice(0, -1);
+    else if (ch >= " ") shown += ch;
+  }
+  return shown.trim();
+}
+
+/** Runs one of the project's scripts as the user would, its output indented under the step. */
+async function run(script: string, args: string[], env: Record<string, string> = {}): Promise<void> {
+  const shown = args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`));
+  say(`  $ bun scripts/${script} ${shown.join(" ")}`);
+  const child = Bun.spawn([process.execPath, join(ROOT, "scripts", script), ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LANG: "C.UTF-8", ...env },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const stopChild = onInterrupt(() => child.kill());
+  let pending = "";
+  for await (const chunk of child.stderr) {
+    pending += new TextDecoder().decode(chunk);
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) say(`    ${line}`);
+  }
+  if (pending) say(`    ${pending}`);
+  const code = await child.exited;
+  stopChild();
+  if (code !== 0) throw new Failure(`${script} failed (exit ${code}); its output is above`);
+}
+
+/** A throwaway SSH signing key and the allowed_signers file that trusts only it. */
+async function signingKey(dir: string): Promise<{ key: string; allowedSigners: string }> {
+  const key = join(dir, "signing-key");
+  await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C demo-signer -f ${key}`;
+  const publicKey = (await Bun.file(`${key}.pub`).text()).trim().split(" ").slice(0, 2).join(" ");
+  const allowedSigners = join(dir, "allowed_signers");
+  await writeFile(allowedSigners, `demo@runner-images namespaces="${SIGNING_NAMESPACE}" ${publicKey}\n`);
+  return { key, allowedSigners };
+}
+
+/** verify-release.ts's flags for a release signed by the demo key: the one place that knows them. */
+const verifySignatureFlags = (allowedSigners: string) => ["--allowed-signers", allowedSigners, "--require-signature"];
+
+await runMain(async () => {
+  const args = parseCommandLine(COMMAND);
+  if (!args) return;
+  const keep = args.flags.keep === true;
+
+  const work = await mkdtemp(join(tmpdir(), "runner-images-demo-"));
+  const stops: (() => Promise<unknown> | unknown)[] = [];
+  const cleanUp = async () => {
+    for (const stop of stops.reverse()) await stop();
+    await rm(work, { recursive: true, force: true });
+  };
+  onInterrupt(cleanUp);
+  say(`runner-images demo: build, publish, verify and boot a release on this machine`);
+  say(`(working in ${work}; servers on 127.0.0.1 only; removed at the end)`);
+
+  const cannotBoot = args.flags["skip-boot"] === true ? "--skip-boot was given" : (qemuMissing() ?? (await bootFilesMissing()));
+
+  step(1, "build the fixture's images with real nix, offline");
+  if (!cannotBoot) say("  the netboot target is bootable: Debian's kernel and a busybox initrd that runs nix/runner-secret.sh");
+  const fixture = await makeFixture(cannotBoot ? "ok" : "bootable", {
+    parent: work,
+    boot: cannotBoot ? undefined : await makeBootFiles(join(work, "boot")),
+  });
+  const dist = join(work, "dist");
+  await run("build-images.ts", ["--flake", fixture.dir, "--out", dist, ...OFFLINE]);
+
+  step(2, "start a Forgejo-compatible server on loopback (tests/support/forgejo-server.ts)");
+  const token = `fjt_demo_${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex")}`;
+  addSecret(token);
+  const forge = await startForgejo({ owner: OWNER, repo: "runner-images", commits: [fixture.commit], tokens: { [token]: { user: OWNER, access: "write" } } });
+  stops.push(() => forge.stop());
+  say(`  ${forge.url}, repository ${REPO}, a throwaway write token for user ${OWNER}`);
+
+  step(3, `publish the dist as ${REPO} ${TAG}, SHA256SUMS signed with a throwaway SSH key`);
+  const signer = await signingKey(work);
+  const server = ["--server", forge.url, "--repo", REPO];
+  await run("publish-release.ts", ["--dist", dist, ...server, "--tag", TAG, "--signing-key", signer.key], { FORGEJO_TOKEN: token });
+
+  step(4, "verify the release by download, as anyone would (no token)");
+  await run("verify-release.ts", [...server, "--tag", TAG, ...verifySignatureFlags(signer.allowedSigners)]);
+
+  const download = `${forge.url}/${REPO}/releases/download/${TAG}`;
+  step(5, "boot the netboot chain from the release URL in QEMU");
+  if (cannotBoot) {
+    say(`  skipped: ${cannotBoot}`);
+  } else {
+    await boot(forge, download, work, stops);
+  }
+
+  say("\nWhat you do next, with your Forgejo (a token with write:repository; the real images need nixpkgs):");
+  say("  bun scripts/build-images.ts");
+  say(`  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>`);
+  say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0");
+  say('  then boot it: docs/RUNNER_IMAGES.md, "Boot over the network" and "Registration"');
+
+  if (keep) {
+    say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);
+    say(`  or open ${forge.url}/api/v1/repos/${REPO}/releases in a browser`);
+    say("Press Ctrl-C to stop it and remove the temporary directory.");
+    await new Promise(() => {}); // Ctrl-C runs cleanUp (onInterrupt) and exits
+  }
+  await cleanUp();
+  say("\ndone: the server is stopped and the temporary directory removed");
+});
+
+/** Step 5: the operator's iPXE script chains the release; the serial console and the servers prove it. */
+async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[]): Promise<void> {
+  const mac = GUEST_MAC.replaceAll(":", "-");
+  const config = serveFiles({
+    [`/runners/${mac}.env`]: "FORGEJO_RUNNER_SECRET=0123456789abcdef0123456789abcdef01234567\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n",
+  });
+  stops.push(() => config.stop());
+  const script = operatorScript(guestUrl(`${download}/netboot-x86_64.ipxe`), `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`);
+  say("  the operator's iPXE script (the VM's DHCP boot file; the VM reaches only the two loopback servers):");
+  for (const line of script.trim().split("\n")) say(`    ${line}`);
+  say("  the VM's serial console (TCG, about 20 s):");
+  const before = forge.requests.length;
+  let wrapped = ""; // iPXE wraps its lines at 80 columns
+  const result = await bootChain({
+    script,
+    ports: [Number(new URL(download).port), config.port],
+    workDir: join(work, "vm"),
+    onLine: (line) => {
+      const text = wrapped + plain(line);
+      wrapped = text.length % 80 === 0 && text.length > 0 ? text : "";
+      if (wrapped) return;
+      if (/^(iPXE \d|http:\/\/|bzImage-x86_64|initrd-x86_64|netboot-fixture:|forgejo-runner-secret:)/.test(text)) say(`    ${text}`);
+    },
+  });
+  if (result.serial.includes("forgejo-runner: command not found")) {
+    say("    (exit 127: runner-secret.sh got as far as `forgejo-runner create-runner-file`; the fixture initrd has no forgejo-runner)");
+  }
+  const cmdline = cmdlineSeen(result.serial);
+  const fetched = config.requests.filter((r) => r.status === 200).map((r) => r.path);
+  const loaded = forge.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path.split("/").pop());
+  say(`  the release server saw downloads of: ${loaded.join(", ")}`);
+  say(`  the config server saw downloads of: ${fetched.join(", ")}`);
+  const chained = ["netboot-x86_64.ipxe", "bzImage-x86_64", "initrd-x86_64"].every((name) => loaded.includes(name));
+  if (!result.completed || !chained || !cmdline?.includes("runner.config_url=") || fetched.length === 0) {
+    throw new Failure(`the netboot chain did not complete${result.timedOut ? " (timed out)" : ""}; the serial console said:\n${result.serial}`);
+  }
+  say("  proven: iPXE chained the release script and loaded bzImage-x86_64 and initrd-x86_64 by relative URL;");
+  say("  the kernel command line holds the release script's parameters plus the operator's runner.config_url;");
+  say("  the initrd's registration script fetched the machine's runner.env from that URL");
+}

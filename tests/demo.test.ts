@@ -1,0 +1,65 @@
+/**
+ * `bun run demo`, end to end, as a newcomer runs it: the README's first command must keep
+ * working. It builds with real nix, publishes to and verifies against the loopback server, boots
+ * the chain when QEMU is installed, and leaves nothing behind.
+ */
+import { expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { qemuMissing } from "./support/netboot-vm.ts";
+import { cleanEnv, ROOT } from "./support/run.ts";
+
+const DEMO = join(ROOT, "demo", "demo.ts");
+
+const workDir = (output: string) => /\(working in (\S+);/.exec(output)?.[1];
+const serverUrl = (output: string) => /^ {2}(http:\/\/127\.0\.0\.1:\d+), repository/m.exec(output)?.[1];
+const serverIsDown = async (url: string) => fetch(`${url}/api/v1/version`).then(() => false, () => true);
+
+test("bun run demo builds, publishes, verifies (signed) and boots a release, then cleans up", async () => {
+  const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  if (code !== 0) console.error(stderr);
+  expect(code).toBe(0);
+  expect(stdout).toBe("");
+  for (const step of ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]) expect(stderr).toContain(step);
+  expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
+  expect(stderr).toContain("signature  good, by demo@runner-images");
+  expect(stderr).toContain("verified: 4 files match the manifest, and its checksums are signed");
+  if (qemuMissing() === null) {
+    expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=http:\/\/10\.0\.2\.100:\d+\/runners\/52-54-00-12-34-56\.env/);
+    expect(stderr).toContain("the release server saw downloads of: netboot-x86_64.ipxe, bzImage-x86_64, initrd-x86_64");
+    expect(stderr).toContain("proven:");
+  } else {
+    expect(stderr).toContain(`skipped: ${qemuMissing()}`);
+  }
+  expect(stderr).toContain("--server https://forge.example --repo ops/runner-images");
+  expect(stderr).not.toContain("fjt_demo_"); // the throwaway token is never shown
+  expect(existsSync(workDir(stderr)!)).toBe(false);
+  expect(await serverIsDown(serverUrl(stderr)!)).toBe(true);
+}, 600_000);
+
+test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cleans up", async () => {
+  const child = Bun.spawn([process.execPath, DEMO, "--keep", "--skip-boot"], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  try {
+    let stderr = "";
+    const decoder = new TextDecoder();
+    const reader = child.stderr.getReader();
+    while (!stderr.includes("Press Ctrl-C")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += decoder.decode(value);
+    }
+    expect(stderr).toContain("skipped: --skip-boot was given");
+    const sumsUrl = /try {2}curl (\S+\/SHA256SUMS)/.exec(stderr)?.[1];
+    const response = await fetch(sumsUrl!);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain("  netboot-x86_64.ipxe\n");
+
+    child.kill("SIGINT");
+    expect(await child.exited).toBe(130);
+    expect(existsSync(workDir(stderr)!)).toBe(false);
+    expect(await serverIsDown(serverUrl(stderr)!)).toBe(true);
+  } finally {
+    child.kill();
+  }
+}, 600_000);
