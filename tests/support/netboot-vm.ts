@@ -10,9 +10,14 @@
  *   - QEMU's own DHCP and TFTP (inside the QEMU process: the boot file is the operator script);
  *   - one `guestfwd` rule per loopback server: 10.0.2.100:<port> in the guest is a connection
  *     to 127.0.0.1:<port> on the host, relayed by `busybox nc` that QEMU starts per connection.
- * Every packet the guest sends therefore ends at QEMU or at a loopback port the test chose.
- * The relay is a `cmd:` rule, not a `tcp:` chardev rule: the chardev path moved 8 MB in
- * minutes, the command relay boots the whole chain in about 16 s (bench/netboot.ts).
+ * Every packet the guest sends therefore ends at QEMU or at a loopback port the test chose
+ * (libslirp: udp.c and udp6.c drop all guest UDP under restrict after the DHCP/TFTP checks,
+ * tcp_input.c refuses a new connection that matches no guestfwd rule, ip_icmp.c answers echo
+ * only for slirp's own addresses; read in utmapp/libslirp of 2020, Debian 12 runs 4.7.0).
+ * The relay is a `cmd:` rule (QEMU net/slirp.c, slirp_guestfwd: `cmd:` is slirp_add_exec, one
+ * relay process per guest connection), not a `tcp:` chardev rule, which is one host connection
+ * opened as QEMU starts and shared by every guest connection. Measured here, the chain from
+ * power-on to /init's last line takes about 16 s (bench/netboot.ts).
  *
  * TCG only: /dev/kvm exists on the CI machines but guests reset under it as iPXE starts.
  */
