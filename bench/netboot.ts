@@ -8,14 +8,10 @@
  *
  *   bun bench/netboot.ts [--runs 3]
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
-import { startForgejo } from "../tests/support/forgejo-server.ts";
-import { bootChain, DONE_LINE, GUEST_MAC, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles } from "../tests/support/netboot-vm.ts";
-import { cleanEnv, runScript } from "../tests/support/run.ts";
+import { stageNetbootRelease } from "../tests/support/netboot-release.ts";
+import { bootChain, DONE_LINE, qemuMissing } from "../tests/support/netboot-vm.ts";
 import { median } from "./measure.ts";
 
 const { values: opts } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
@@ -38,35 +34,16 @@ if (missing) {
   process.exit(1);
 }
 
-const scratch = await mkdtemp(join(tmpdir(), "runner-images-bench-netboot-"));
-const stops: (() => unknown)[] = [];
+const stage = await stageNetbootRelease(`FORGEJO_RUNNER_SECRET=${"ab".repeat(20)}\nFORGEJO_URL=http://forgejo.invalid\n`);
 try {
-  const fixture = await makeFixture("bootable", { parent: scratch, boot: await makeBootFiles(join(scratch, "boot")) });
-  const dist = join(scratch, "dist");
-  const built = await runScript("build-images.ts", ["--flake", fixture.dir, "--out", dist, "--target", "netboot-x86_64", ...OFFLINE]);
-  if (built.code !== 0) throw new Error(`build-images.ts failed:\n${built.stderr}`);
-  const token = "fjt_bench_netboot_0123456789";
-  const forge = await startForgejo({ owner: "alice", repo: "images", commits: [fixture.commit], tokens: { [token]: { user: "alice", access: "write" } } });
-  stops.push(() => forge.stop());
-  const published = await runScript("publish-release.ts", ["--dist", dist, "--server", forge.url, "--repo", "alice/images", "--tag", "boot-v1.0.0"], {
-    env: cleanEnv({ FORGEJO_TOKEN: token }),
-  });
-  if (published.code !== 0) throw new Error(`publish-release.ts failed:\n${published.stderr}`);
-  const config = serveFiles({ [`/runners/${GUEST_MAC.replaceAll(":", "-")}.env`]: `FORGEJO_RUNNER_SECRET=${"ab".repeat(20)}\nFORGEJO_URL=http://forgejo.invalid\n` });
-  stops.push(() => config.stop());
-  const script = operatorScript(
-    guestUrl(`${forge.url}/alice/images/releases/download/boot-v1.0.0/netboot-x86_64.ipxe`),
-    `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`,
-  );
-
   const samples: number[][] = MILESTONES.map(() => []);
   for (let run = 1; run <= RUNS; run++) {
     const start = performance.now();
     const seen = new Map<number, number>();
     const result = await bootChain({
-      script,
-      ports: [Number(new URL(forge.url).port), config.port],
-      workDir: join(scratch, `vm-${run}`),
+      script: stage.script,
+      ports: stage.ports,
+      workDir: join(stage.scratch, `vm-${run}`),
       onLine: (line) => {
         MILESTONES.forEach(([, pattern], i) => {
           if (!seen.has(i) && pattern.test(line)) seen.set(i, (performance.now() - start) / 1000);
@@ -85,6 +62,5 @@ try {
     console.log(`| ${name} | ${median(s).toFixed(1)} | ${Math.min(...s).toFixed(1)}–${Math.max(...s).toFixed(1)} |`);
   });
 } finally {
-  for (const stop of stops.reverse()) await stop();
-  await rm(scratch, { recursive: true, force: true });
+  await stage.stop();
 }

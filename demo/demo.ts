@@ -23,7 +23,7 @@ import { SIGNING_NAMESPACE } from "../scripts/lib/signing.ts";
 import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
 import {
-  bootChain, bootFilesMissing, cmdlineSeen, GUEST_MAC, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles,
+  bootChain, bootFilesMissing, cmdlineSeen, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles,
 } from "../tests/support/netboot-vm.ts";
 
 const COMMAND: CommandSpec = {
@@ -158,9 +158,8 @@ await runMain(async () => {
 
 /** Step 5: the operator's iPXE script chains the release; the serial console and the servers prove it. */
 async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[]): Promise<void> {
-  const mac = GUEST_MAC.replaceAll(":", "-");
   const config = serveFiles({
-    [`/runners/${mac}.env`]: "FORGEJO_RUNNER_SECRET=0123456789abcdef0123456789abcdef01234567\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n",
+    [`/runners/${GUEST_MAC_HEXHYP}.env`]: "FORGEJO_RUNNER_SECRET=0123456789abcdef0123456789abcdef01234567\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n",
   });
   stops.push(() => config.stop());
   const script = operatorScript(guestUrl(`${download}/netboot-x86_64.ipxe`), `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`);

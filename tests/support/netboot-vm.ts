@@ -34,8 +34,9 @@ const NETBOOT_FIXTURE = join(ROOT, "tests", "fixtures", "netboot");
 export const KERNEL_DIR = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "runner-images", "debian-kernel");
 /** The guest's name for the host's loopback servers (a guestfwd address). */
 export const GUEST_HOST = "10.0.2.100";
-/** The MAC QEMU gives the first NIC; the operator script names runner.env after it. */
+/** The VM's MAC address, and as iPXE's ${net0/mac:hexhyp} spells it in runner.env's name. */
 export const GUEST_MAC = "52:54:00:12:34:56";
+export const GUEST_MAC_HEXHYP = GUEST_MAC.replaceAll(":", "-");
 /** The line the fixture's /init prints last, just before it powers the VM off. */
 export const DONE_LINE = "netboot-fixture: done";
 
