@@ -19,19 +19,28 @@ let
   qemu-common = import (nixpkgs + "/nixos/lib/qemu-common.nix") { inherit lib pkgs; };
 
   # Test-only registration secret. Its first 16 characters give the runner UUID the way
-  # forgejo-runner create-runner-file does (uuidFromSecret: gouuid.FromBytes of those 16
+  # forgejo-runner v12 create-runner-file.go uuidFromSecret does (gouuid.FromBytes of those 16
   # ASCII bytes), so the test can check the credential really came from this secret.
   testSecret = "0123456789abcdef0123456789abcdef01234567";
   expectedUuid = "30313233-3435-3637-3839-616263646566";
-  testEnv = pkgs.writeText "runner.env" ''
-    FORGEJO_RUNNER_SECRET=${testSecret}
-    FORGEJO_URL=http://forgejo.invalid:3000
-    FORGEJO_RUNNER_NAME=boot-test
-  '';
+  # Registration is offline (nix/runner-secret.sh writes .runner itself), so an instance that
+  # never resolves is enough to check the credential; the runners then retry their first
+  # contact every 10 s, which the tests do not need.
+  forgejoUrl = "https://forgejo.invalid";
+  mkTestEnv =
+    mode:
+    pkgs.writeText "runner.env" ''
+      FORGEJO_RUNNER_SECRET=${testSecret}
+      FORGEJO_URL=${forgejoUrl}
+      FORGEJO_RUNNER_NAME=boot-test
+      FORGEJO_RUNNER_MODE=${mode}
+    '';
+  testEnv = mkTestEnv "container";
 
   # A small vfat disk labelled like an operator's config stick, holding runner.env.
-  configDisk =
-    config:
+  configDisk = config: configDiskWith testEnv config;
+  configDiskWith =
+    env: config:
     let
       inherit (config.runnerImage.secretSource) label fileName;
     in
@@ -45,7 +54,7 @@ let
       ''
         truncate --size=16M "$out"
         mkfs.vfat -n ${label} "$out"
-        mcopy -i "$out" ${testEnv} ::/${fileName}
+        mcopy -i "$out" ${env} ::/${fileName}
       '';
 
   mkStartCommand =
@@ -102,15 +111,27 @@ let
 
   # Python helpers shared by the test scripts.
   helpers = ''
-    def assert_runner_configured(machine):
+    import shlex
+
+    def assert_runner_configured(machine, mode="container"):
+        users = {"container": "forgejo-runner", "host": "forgejo-runner-host"}
+        units = {"container": "forgejo-runner.service", "host": "forgejo-runner-host.service"}
+        other = "host" if mode == "container" else "container"
         machine.wait_for_unit("multi-user.target")
         machine.wait_for_unit("forgejo-runner-secret.service")
-        machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner/.runner)\" = '600 forgejo-runner'")
-        machine.succeed("grep -F '${expectedUuid}' /run/forgejo-runner/.runner")
-        machine.succeed("grep -F 'http://forgejo.invalid:3000' /run/forgejo-runner/.runner")
-        # the runner unit passed its condition (it cannot reach forgejo.invalid, so it keeps
-        # restarting; registration against a live server is not tested here)
-        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx yes")
+        # root-owned directory, the credential readable only by its runner's user
+        machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner)\" = '755 root'")
+        machine.succeed(f"test \"$(stat -c '%a %U' /run/forgejo-runner/{mode}.runner)\" = '600 {users[mode]}'")
+        machine.fail(f"test -e /run/forgejo-runner/{other}.runner")
+        machine.succeed(f"grep -F '\"uuid\": \"${expectedUuid}\"' /run/forgejo-runner/{mode}.runner")
+        machine.succeed(f"grep -F '\"address\": \"${forgejoUrl}\"' /run/forgejo-runner/{mode}.runner")
+        # only this mode's runner passed its condition (it cannot reach forgejo.invalid, so it
+        # keeps retrying; registration against a live server is not tested here)
+        machine.succeed(f"systemctl show -p ConditionResult --value {units[mode]} | grep -qx yes")
+        machine.succeed(f"systemctl show -p ConditionResult --value {units[other]} | grep -qx no")
+        # the secret proper is in no log line and on no command line
+        machine.fail("journalctl -b --no-pager | grep -F '${builtins.substring 16 24 testSecret}'")
+        machine.fail("grep -F '${builtins.substring 16 24 testSecret}' /proc/cmdline")
         machine.wait_for_unit("docker.service")
         machine.succeed("grep -q '^RUNNER_IMAGE_REVISION=' /etc/runner-image-release")
 
@@ -118,7 +139,25 @@ let
         machine.wait_for_unit("multi-user.target")
         machine.succeed("journalctl -b -u forgejo-runner-secret.service | grep -F 'no registration secret found'")
         machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx no")
-        machine.fail("test -e /run/forgejo-runner/.runner")
+        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner-host.service | grep -qx no")
+        machine.fail("test -e /run/forgejo-runner/container.runner")
+        machine.fail("test -e /run/forgejo-runner/host.runner")
+
+    def assert_runner_refused(machine, reason):
+        machine.wait_for_unit("multi-user.target")
+        machine.wait_until_succeeds("systemctl is-failed forgejo-runner-secret.service")
+        machine.succeed(f"journalctl -b -u forgejo-runner-secret.service | grep -F '{reason}'")
+        machine.fail("test -e /run/forgejo-runner/container.runner")
+        machine.fail("test -e /run/forgejo-runner/host.runner")
+
+    # A shell command as a host job runs it: the host runner's user, with the sandboxing of
+    # forgejo-runner-host.service (nix/runner.nix).
+    def as_host_job(command):
+        return (
+            "systemd-run --wait --pipe --quiet -p User=forgejo-runner-host -p Group=forgejo-runner-host "
+            "-p ProtectProc=invisible -p NoNewPrivileges=yes -p PrivateTmp=yes -- "
+            "/run/current-system/sw/bin/bash -c " + shlex.quote(command)
+        )
   '';
 
   mkTest =
@@ -141,6 +180,7 @@ let
         name = "${target.attr}-tftp";
         paths = [
           artifact
+          # tftp:// (all QEMU's user network serves) must be refused: https only.
           (pkgs.writeTextDir "boot.ipxe" ''
             #!ipxe
             set cmdline ${param}=tftp://10.0.2.2/runner.env
@@ -157,8 +197,8 @@ let
       "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" ''
         machine = create_machine("${mkStartCommand { tftp = tftpRoot; }}")
         machine.start()
-        assert_runner_configured(machine)
         machine.succeed("grep -F '${param}=' /proc/cmdline")
+        assert_runner_refused(machine, "${param} is not a URL")
         machine.shutdown()
       '';
     };
@@ -207,5 +247,69 @@ let
     netboot = netbootTests;
     iso = isoTests;
   };
+
+  # What a job may do on each kind of runner (docs/RUNNER_IMAGES.md, "Threat model"). ISO
+  # targets, booted like boot-*-uefi-usb with a config disk; no Forgejo server, so the "job" is
+  # a command run as the host runner's user with that unit's sandboxing (as_host_job).
+  securityTests =
+    target:
+    let
+      inherit (instrumented target) config artifact;
+      boot =
+        mode:
+        mkStartCommand {
+          usb = "${artifact}/iso/${artifact.isoName}";
+          uefi = true;
+          extraFlags = [
+            "-drive"
+            "file=${configDiskWith (mkTestEnv mode) config},format=raw,if=virtio,readonly=on"
+          ];
+        };
+      noOtherUsersProcesses = "ps -e -o user= | grep -vx forgejo-runner-host";
+    in
+    lib.optionalAttrs (target.image == "iso") {
+      "security-${target.attr}-container-mode" = mkTest "security-${target.attr}-container-mode" ''
+        machine = create_machine("${boot "container"}")
+        machine.start()
+        assert_runner_configured(machine, "container")
+        # no host label is offered: the host runner never started
+        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner-host.service | grep -qx no")
+        # another user cannot read the container runner's credential
+        machine.fail(as_host_job("cat /run/forgejo-runner/container.runner"))
+        # job containers may reach the cache proxy port and no other host port: no trusted bridge
+        machine.succeed("iptables -S nixos-fw | grep -E -- '-i docker0 .*--dport 4001 .*-j nixos-fw-accept'")
+        machine.fail("iptables -S nixos-fw | grep -E -- '-i (docker0|br-\\+) -j nixos-fw-accept'")
+        machine.shutdown()
+      '';
+
+      "security-${target.attr}-host-mode" = mkTest "security-${target.attr}-host-mode" ''
+        machine = create_machine("${boot "host"}")
+        machine.start()
+        assert_runner_configured(machine, "host")
+        # a host job cannot reach the container runtime: not in its group, socket not writable
+        machine.succeed("test -S /run/docker.sock")
+        machine.fail(as_host_job("id -nG | grep -wE 'docker|podman|wheel'"))
+        machine.fail(as_host_job("test -w /run/docker.sock"))
+        # ... cannot see other users' processes, and cannot attach to its own runner
+        machine.fail(as_host_job("${noOtherUsersProcesses}"))
+        machine.succeed("test \"$(sysctl -n kernel.yama.ptrace_scope)\" = 1")
+        # Residual risk, documented in the runbook: a host job CAN read host.runner (the runner
+        # starts host jobs with its own uid). Hence one job per boot and a repository-scoped runner.
+
+        # A job leaves a detached process and files behind, then its runner ends (one-job exits 0
+        # after a task; a kill counts the same). The machine must reboot and come back clean.
+        machine.succeed("runuser -u forgejo-runner-host -- touch /var/lib/forgejo-runner-host/planted")
+        machine.succeed("runuser -u forgejo-runner-host -- setsid -f sleep 100000")
+        machine.succeed("pgrep -u forgejo-runner-host -x sleep")
+        machine.wait_until_succeeds("systemctl kill --signal=SIGKILL --kill-whom=main forgejo-runner-host.service")
+        machine.wait_for_console_text("reboot: Restarting system")
+        machine.connected = False
+        assert_runner_configured(machine, "host")
+        machine.fail("test -e /var/lib/forgejo-runner-host/planted")
+        machine.fail("pgrep -u forgejo-runner-host -x sleep")
+        machine.shutdown()
+      '';
+    };
 in
 lib.concatMapAttrs (_: target: (testsByKind.${target.image} or (_: { })) target) targets
+// lib.concatMapAttrs (_: securityTests) targets
