@@ -56,6 +56,14 @@ let
   # firewall-iptables.nix passes them to `-i`): the default bridge and the per-job networks.
   containerBridges = if isDocker then [ "docker0" "br-+" ] else [ "podman+" ];
 
+  # Runner labels "<name>:<scheme>" (internal/pkg/labels in the runner source), one scheme each.
+  labelsOption =
+    scheme: default: description:
+    mkOption {
+      type = types.listOf (types.strMatching "[^:]+:${scheme}");
+      inherit default description;
+    };
+
   yaml = pkgs.formats.yaml { };
   # forgejo-runner configuration keys checked against the runner v12 source,
   # internal/pkg/config/config.go and config.example.yaml: runner.file, runner.capacity,
@@ -96,6 +104,13 @@ let
       config.systemd.package # udevadm
     ];
     text = builtins.readFile ./runner-secret.sh;
+  };
+
+  # What both runner units share: they start at boot, and only after the credential exists.
+  runnerUnit = {
+    wantedBy = [ "multi-user.target" ];
+    requires = [ "forgejo-runner-secret.service" ];
+    wants = [ "network-online.target" ];
   };
 
   # ExecStopPost of the host runner, as root. systemd sets EXIT_CODE and EXIT_STATUS for
@@ -148,32 +163,30 @@ in
       '';
     };
 
-    containerLabels = mkOption {
-      type = types.listOf (types.strMatching "[^:]+:docker://.+");
-      default = [
-        # container jobs (`runs-on: docker`), image as in the runner's own default labels
-        "docker:docker://data.forgejo.org/oci/node:lts"
-      ];
-      description = ''
-        Labels of the container-mode runner (the default mode), declared to Forgejo at every
-        start. Only `:docker://` labels: that runner's user can reach the container runtime,
-        so it must never run a job outside a container.
-      '';
-    };
+    containerLabels =
+      labelsOption "docker://.+"
+        [
+          # container jobs (`runs-on: docker`), image as in the runner's own default labels
+          "docker:docker://data.forgejo.org/oci/node:lts"
+        ]
+        ''
+          Labels of the container-mode runner (the default mode), declared to Forgejo at every
+          start. Only `:docker://` labels: that runner's user can reach the container runtime,
+          so it must never run a job outside a container.
+        '';
 
-    hostLabels = mkOption {
-      type = types.listOf (types.strMatching "[^:]+:host");
-      default = [
-        # Nix on the machine itself, one job per boot (`runs-on: nix-host-one-job`)
-        "nix-host-one-job:host"
-      ];
-      description = ''
-        Labels of the host-mode runner, offered only when runner.env says
-        FORGEJO_RUNNER_MODE=host. Jobs run on the machine as the ${hostUser} user with
-        {option}`runnerImage.hostPackages` (and Nix with flakes) on PATH, one job per boot: the
-        machine reboots after each.
-      '';
-    };
+    hostLabels =
+      labelsOption "host"
+        [
+          # Nix on the machine itself, one job per boot (`runs-on: nix-host-one-job`)
+          "nix-host-one-job:host"
+        ]
+        ''
+          Labels of the host-mode runner, offered only when runner.env says
+          FORGEJO_RUNNER_MODE=host. Jobs run on the machine as the ${hostUser} user with
+          {option}`runnerImage.hostPackages` (and Nix with flakes) on PATH, one job per boot:
+          the machine reboots after each.
+        '';
 
     capacity = mkOption {
       type = types.ints.positive;
@@ -425,11 +438,8 @@ in
     };
 
     # Container mode: the daemon, docker:// labels only.
-    systemd.services.forgejo-runner = {
+    systemd.services.forgejo-runner = runnerUnit // {
       description = "Forgejo Actions runner (container jobs)";
-      wantedBy = [ "multi-user.target" ];
-      requires = [ "forgejo-runner-secret.service" ];
-      wants = [ "network-online.target" ];
       after = [
         "forgejo-runner-secret.service"
         "network-online.target"
@@ -463,11 +473,8 @@ in
     # Host mode: one job, then a reboot (afterHostJob). The job runs as ${hostUser}, with the
     # credential it could read removed before the reboot; KillMode=control-group (the default)
     # also ends anything the job left running, setsid or not, before the reboot.
-    systemd.services.forgejo-runner-host = {
+    systemd.services.forgejo-runner-host = runnerUnit // {
       description = "Forgejo Actions runner (one host job per boot)";
-      wantedBy = [ "multi-user.target" ];
-      requires = [ "forgejo-runner-secret.service" ];
-      wants = [ "network-online.target" ];
       after = [
         "forgejo-runner-secret.service"
         "network-online.target"

@@ -396,7 +396,7 @@ describe("both workflows", () => {
     // nix/runner.nix: hostLabels are "<name>:host", served by `one-job` + reboot; containerLabels
     // are "<name>:docker://...". A label no image offers would leave every run waiting.
     const runnerNix = await read("nix/runner.nix");
-    const hostLabels = runnerNix.slice(runnerNix.indexOf("hostLabels = mkOption"), runnerNix.indexOf("capacity = mkOption"));
+    const hostLabels = runnerNix.slice(runnerNix.indexOf("hostLabels ="), runnerNix.indexOf("capacity = mkOption"));
     expect(hostLabels).toContain(`"${HOST_LABEL}:host"`);
     expect(runnerNix).not.toContain(`"${HOST_LABEL}:docker://`);
   });
