@@ -5,9 +5,12 @@
 # plus util-linux (mount) and udevadm for the label source only. It never contacts Forgejo.
 #
 # Where the configuration comes from, first match wins:
-#   1. kernel parameter  <CMDLINE_PARAM>=<url>: fetched over HTTPS (netboot; set by the
+#   1. <INITRD_ENV_FILE>: runner.env handed over by the boot loader as an extra initrd file
+#      (iPXE `initrd <url> /runner.env`; stage 1 moves it to /run, nix/runner.nix). Read once,
+#      then deleted;
+#   2. kernel parameter  <CMDLINE_PARAM>=<url>: fetched over HTTPS (netboot; set by the
 #      operator's iPXE script, `set cmdline runner.config_url=https://...`);
-#   2. a filesystem labelled <CONFIG_LABEL> holding <CONFIG_FILE_NAME> (ISO: a config stick).
+#   3. a filesystem labelled <CONFIG_LABEL> holding <CONFIG_FILE_NAME> (ISO: a config stick).
 # The configuration is a small env file, parsed and never sourced:
 #   FORGEJO_RUNNER_SECRET=<40 hex characters>   required, from `forgejo-cli actions register`
 #   FORGEJO_URL=https://forgejo.example.org     required unless the image has a default
@@ -35,6 +38,7 @@
 # by their ConditionPathExists); exit 1, with one line saying why, when it is unusable.
 #
 # Inputs (environment; defaults in brackets):
+#   INITRD_ENV_FILE [/run/forgejo-runner-initrd/runner.env]
 #   CMDLINE_FILE [/proc/cmdline]  CMDLINE_PARAM [runner.config_url]
 #   CONFIG_LABEL [RUNNER-CFG]  CONFIG_FILE_NAME [runner.env]
 #   LABEL_DEVICE_DIR [/dev/disk/by-label]  LABEL_WAIT_SECONDS [5]
@@ -46,6 +50,7 @@
 #   CURL_CA_BUNDLE: curl's own variable, for a private CA
 set -euo pipefail
 
+: "${INITRD_ENV_FILE:=/run/forgejo-runner-initrd/runner.env}"
 : "${CMDLINE_FILE:=/proc/cmdline}" "${CMDLINE_PARAM:=runner.config_url}"
 : "${CONFIG_LABEL:=RUNNER-CFG}" "${CONFIG_FILE_NAME:=runner.env}"
 : "${LABEL_DEVICE_DIR:=/dev/disk/by-label}" "${LABEL_WAIT_SECONDS:=5}"
@@ -170,7 +175,11 @@ uuid_from_secret() {
 
 # --- where the configuration comes from --------------------------------------------------------
 config_url=$(cmdline_value "$CMDLINE_PARAM")
-if [ -n "$config_url" ]; then
+if [ -f "$INITRD_ENV_FILE" ]; then
+  log "reading the runner configuration the boot loader handed over (initrd)"
+  head -c 65536 "$INITRD_ENV_FILE" >"$env_file" || fail "could not read $INITRD_ENV_FILE"
+  rm -f "$INITRD_ENV_FILE"
+elif [ -n "$config_url" ]; then
   fetch_config "$config_url"
 else
   status=0

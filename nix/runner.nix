@@ -37,6 +37,8 @@ let
   # Root-owned (0755), created by forgejo-runner-secret.service; the credential files in it are
   # 0600 and owned by the user of the runner that reads them.
   credentialDir = "/run/forgejo-runner";
+  # Where stage 1 puts a runner.env the boot loader added to the initramfs (runner-secret.sh).
+  initrdEnvDir = "/run/forgejo-runner-initrd";
   containerRunnerFile = "${credentialDir}/container.runner";
   hostRunnerFile = "${credentialDir}/host.runner";
   runnerHome = "${cfg.stateDisk.mountPoint}/forgejo-runner";
@@ -341,6 +343,20 @@ in
     # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).
     boot.kernel.sysctl."kernel.yama.ptrace_scope" = 1;
 
+    # iPXE can add runner.env to the initramfs (`initrd <url> /runner.env`), which keeps the
+    # configuration URL off /proc/cmdline. switch_root deletes the initramfs, so the scripted
+    # stage 1 moves the file into /run first: nixos/modules/system/boot/stage-1-init.sh (nixpkgs
+    # master 014260a9) mounts /run as tmpfs before postDeviceCommands and moves /run into the
+    # new root. An image switched to systemd stage 1 (boot.initrd.systemd.enable) fails to
+    # evaluate here, loudly: nixos/modules/system/boot/systemd/initrd.nix asserts that
+    # postDeviceCommands is empty; port this to a boot.initrd.systemd service then.
+    boot.initrd.postDeviceCommands = ''
+      if [ -f /runner.env ]; then
+        mkdir -m 0700 -p ${initrdEnvDir}
+        mv /runner.env ${initrdEnvDir}/runner.env
+      fi
+    '';
+
     # --- optional local disk for state and caches ---
     fileSystems = lib.mkIf (cfg.stateDisk.label != null) {
       ${cfg.stateDisk.mountPoint} = {
@@ -387,6 +403,7 @@ in
         CONFIG_FILE_NAME = cfg.secretSource.fileName;
         DEFAULT_URL = if cfg.forgejoUrl == null then "" else cfg.forgejoUrl;
         DEFAULT_NAME = cfg.name;
+        INITRD_ENV_FILE = "${initrdEnvDir}/runner.env";
         RUNNER_DIR = credentialDir;
         CONTAINER_USER = user;
         HOST_USER = hostUser;
@@ -407,6 +424,8 @@ in
         PrivateMounts = true;
         PrivateTmp = true; # the scratch directory (WORK_PARENT=/tmp)
         ProtectSystem = "strict"; # read-only /usr, /boot, /etc...; RuntimeDirectory stays writable
+        # the initrd hand-over, deleted once read ("-": usually absent)
+        ReadWritePaths = [ "-${initrdEnvDir}" ];
         ProtectHome = true;
         NoNewPrivileges = true;
         # mount needs CAP_SYS_ADMIN, chown CAP_CHOWN; nothing else.

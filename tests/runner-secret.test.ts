@@ -109,6 +109,7 @@ async function run(cmdline: string, extra: Record<string, string> = {}, during?:
       CURL_CA_BUNDLE: tls.ca,
       CMDLINE_FILE: join(dir, "cmdline"),
       LABEL_DEVICE_DIR: byLabel,
+      INITRD_ENV_FILE: join(dir, "no-initrd-file"),
       LABEL_WAIT_SECONDS: "0",
       RUNNER_DIR: runnerDir,
       CONTAINER_USER,
@@ -191,6 +192,18 @@ describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
     const o = await run(configUrl(), { DEFAULT_URL: "https://git.example.org/" });
     expect(o.code).toBe(0);
     expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("boot-test-01234567", "https://git.example.org"));
+  });
+
+  test("runner.env handed over in the initrd wins over the kernel parameter, and is deleted once read", async () => {
+    served = env({ ...good, FORGEJO_RUNNER_NAME: "from-the-url" });
+    const handedOver = join(await mkdtemp(join(scratch, "initrd-")), "runner.env");
+    await writeFile(handedOver, env(good), { mode: 0o600 });
+    const o = await run(configUrl(), { INITRD_ENV_FILE: handedOver });
+    expect(o.log).toContain("reading the runner configuration the boot loader handed over (initrd)");
+    expect(o.code).toBe(0);
+    expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
+    expect(o.argv.some((a) => a[0] === "curl")).toBe(false);
+    expect(await exists(handedOver)).toBe(false);
   });
 
   test("no configuration at all: exit 0, one line, no credential", async () => {
