@@ -293,12 +293,19 @@ let
         # Residual risk, documented in the runbook: a host job CAN read host.runner (the runner
         # starts host jobs with its own uid). Hence one job per boot and a repository-scoped runner.
 
-        # A job leaves a detached process and files behind, then its runner ends (one-job exits 0
-        # after a task; a kill counts the same). The machine must reboot and come back clean.
+        # The unit's ExecStopPost, run the way systemd runs it when `one-job` ends. (Here one-job
+        # cannot reach forgejo.invalid, so it only ever exits 1 and restarts.)
+        after_job = "$(systemctl show -p ExecStopPost --value forgejo-runner-host.service | grep -o '/nix/store/[^ ;]*-after-job')"
+        # exit status 1, no task taken: no reboot, the credential stays
+        machine.succeed(f"EXIT_CODE=exited EXIT_STATUS=1 {after_job}")
+        machine.succeed("sleep 5 && test -e /run/forgejo-runner/host.runner")
+
+        # A job leaves a detached process and files behind, then its runner ends with status 0
+        # (one-job after a task). The machine must reboot and come back clean.
         machine.succeed("runuser -u forgejo-runner-host -- touch /var/lib/forgejo-runner-host/planted")
         machine.succeed("runuser -u forgejo-runner-host -- setsid -f sleep 100000")
         machine.succeed("pgrep -u forgejo-runner-host -x sleep")
-        machine.wait_until_succeeds("systemctl kill --signal=SIGKILL --kill-whom=main forgejo-runner-host.service")
+        machine.execute(f"EXIT_CODE=exited EXIT_STATUS=0 {after_job}", check_return=False)
         machine.wait_for_console_text("reboot: Restarting system")
         machine.connected = False
         assert_runner_configured(machine, "host")
