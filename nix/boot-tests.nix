@@ -156,7 +156,8 @@ let
         return (
             "systemd-run --wait --pipe --quiet -p User=forgejo-runner-host -p Group=forgejo-runner-host "
             "-p ProtectProc=invisible -p NoNewPrivileges=yes -p PrivateTmp=yes -- "
-            "/run/current-system/sw/bin/bash -c " + shlex.quote(command)
+            "/run/current-system/sw/bin/bash -c "
+            + shlex.quote("PATH=/run/current-system/sw/bin; " + command)
         )
   '';
 
