@@ -341,6 +341,7 @@ in
 
     # A host job must not attach to its parent, the one-job runner, to fake its exit status
     # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).
+    # boot.kernel.sysctl: nixos/modules/config/sysctl.nix (nixpkgs master 785eaf2c).
     boot.kernel.sysctl."kernel.yama.ptrace_scope" = 1;
 
     # iPXE can add runner.env to the initramfs (`initrd <url> /runner.env`), which keeps the
@@ -409,7 +410,8 @@ in
         HOST_USER = hostUser;
         LABEL_WAIT_SECONDS = "5";
       };
-      # systemd.exec(5) sandboxing, each directive checked against what the script does
+      # systemd.exec(5) sandboxing (systemd >= 247 for all of them; nixos-26.05 ships a far newer
+      # one), each directive checked against what the script does
       # (read /proc/cmdline, fetch over the network, mount a vfat/ext stick read-only in its
       # own mount namespace, write ${credentialDir}, chown to the runner users):
       serviceConfig = {
