@@ -35,6 +35,11 @@
       kinds = {
         netboot = {
           module = ./nix/netboot.nix;
+          # what the module adds to system.build (checked by nix/composition-check.nix)
+          outputs = [
+            "netbootRamdisk"
+            "netbootIpxeScript"
+          ];
           # One directory with exactly the kernel, the initrd and the iPXE script (like
           # makeNetboot in nixpkgs nixos/release.nix, but a linkFarm so that nothing else of
           # the kernel's output, e.g. System.map, comes along).
@@ -65,6 +70,7 @@
         };
         iso = {
           module = ./nix/iso.nix;
+          outputs = [ "isoImage" ];
           # $out/iso/<baseName>.iso
           artifact = target: config: config.system.build.isoImage;
         };
@@ -118,6 +124,14 @@
         in
         # `nix flake check` only evaluates packages; re-export them so it builds them.
         lib.mapAttrs' (name: lib.nameValuePair "package-${name}") self.packages.${system}
+        // {
+          # The machines carry the release info, the operator keys and their image module.
+          image-composition = import ./nix/composition-check.nix {
+            inherit pkgs lib kinds release operatorKeys;
+            targets = bySystem.${system};
+            machines = self.nixosConfigurations;
+          };
+        }
         # QEMU boot tests (x86_64 only for now: BIOS boot and the OVMF/iPXE ROM paths).
         // lib.optionalAttrs (system == "x86_64-linux") (
           import ./nix/boot-tests.nix {

@@ -1,0 +1,217 @@
+/**
+ * flake.nix's composition, evaluated with nixpkgs' real lib (../shared/nixpkgs-lib):
+ * tests/flake-eval/eval.nix calls the flake's own `outputs` with a fake `nixpkgs` input (the
+ * real lib, lib.nixosSystem = lib.evalModules, a handful of fake packages) and a fake `self`,
+ * so the code that composes the machines is the code that runs. The project's modules are
+ * evaluated with their own options checked; NixOS's options are freeform stand-ins.
+ *
+ * What an operator would notice: a machine without the commit it was built from, without the
+ * operator keys, booting the wrong image kind, or an ISO file named unlike the release asset.
+ * `checks.<system>.image-composition` asserts the same against the pinned nixpkgs.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { TARGETS, type ImageKind } from "../scripts/lib/targets";
+
+const ROOT = resolve(import.meta.dir, "..");
+const NIXPKGS_LIB = resolve(ROOT, "..", "shared", "nixpkgs-lib", "lib");
+const HAVE_LIB = existsSync(join(NIXPKGS_LIB, "default.nix"));
+
+/** The fake flake metadata: a clean checkout at a commit, and a nixpkgs revision. */
+const SELF = {
+  rev: "5b1c0ffee5b1c0ffee5b1c0ffee5b1c0ffee5b1c",
+  shortRev: "5b1c0ff",
+  lastModifiedDate: "20261130085500",
+};
+const NIXPKGS_REV = "b18a4b905f8d028dc4476412e6d6891728695379";
+
+/** Operator keys for the copy of the flake under test: comments and blank lines are not keys. */
+const KEYS = [
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyOneXXXXXXXXXXXXXXXXXXXXXX alice@ops",
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyTwoXXXXXXXXXXXXXXXXXXXXXX bob@ops",
+];
+
+/** The nixpkgs NixOS module that makes each image kind's boot medium. */
+const IMAGE_MODULE: Record<ImageKind, string> = {
+  netboot: "installer/netboot/netboot.nix",
+  iso: "installer/cd-dvd/iso-image.nix",
+};
+
+interface MachineFacts {
+  release: { revision: string; shortRevision: string; lastModified: string; nixpkgsRevision: string };
+  sshAuthorizedKeys: string[];
+  isoBaseName: string | null;
+  imageBaseName: string | null;
+  isoFileName: string | null;
+  hostPlatform: string;
+  nixosModules: string[];
+  runnerImage: Record<string, unknown>;
+}
+
+interface EvalResult {
+  ok: boolean;
+  value: any;
+  stderr: string;
+}
+
+function evalFlake(flakeDir: string, part: "machines" | "packages" | "check"): EvalResult {
+  const result = spawnSync(
+    "nix-instantiate",
+    [
+      "--eval", "--strict", "--json", join(ROOT, "tests", "flake-eval", "eval.nix"),
+      "--argstr", "libPath", NIXPKGS_LIB,
+      "--argstr", "flakeDir", flakeDir,
+      "--argstr", "rev", SELF.rev,
+      "--argstr", "shortRev", SELF.shortRev,
+      "--argstr", "lastModifiedDate", SELF.lastModifiedDate,
+      "--argstr", "nixpkgsRev", NIXPKGS_REV,
+      "--argstr", "part", part,
+    ],
+    { encoding: "utf8" },
+  );
+  if (result.error) throw new Error(`nix-instantiate could not run (${result.error.message})`);
+  return {
+    ok: result.status === 0,
+    value: result.status === 0 ? JSON.parse(result.stdout) : undefined,
+    stderr: result.stderr,
+  };
+}
+
+function mustEval(flakeDir: string, part: "machines" | "packages" | "check") {
+  const result = evalFlake(flakeDir, part);
+  if (!result.ok) throw new Error(`evaluating ${part} failed:\n${result.stderr}`);
+  return result.value;
+}
+
+/** A copy of what flake.nix reads (flake.nix, nix/, targets.json), with test operator keys. */
+async function copyFlake(into: string): Promise<string> {
+  await mkdir(join(into, "scripts", "lib"), { recursive: true });
+  await cp(join(ROOT, "flake.nix"), join(into, "flake.nix"));
+  await cp(join(ROOT, "nix"), join(into, "nix"), { recursive: true });
+  await cp(join(ROOT, "scripts", "lib", "targets.json"), join(into, "scripts", "lib", "targets.json"));
+  await writeFile(join(into, "nix", "operator-keys.pub"), `# operators\n\n${KEYS[0]}\n# ${KEYS[1]} (revoked)\n${KEYS[1]}\n`);
+  return into;
+}
+
+const scratch = await mkdtemp(join(tmpdir(), "runner-images-flake-eval-"));
+afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+const flakeDir = HAVE_LIB ? await copyFlake(join(scratch, "flake")) : "";
+const machines: Record<string, MachineFacts> = HAVE_LIB ? mustEval(flakeDir, "machines") : {};
+
+describe.skipIf(!HAVE_LIB)(
+  `flake composition with nixpkgs' lib${HAVE_LIB ? "" : " (skipped: ../shared/nixpkgs-lib is absent)"}`,
+  () => {
+
+    test("there is one machine per target of targets.json, for the target's system", () => {
+      expect(Object.keys(machines).sort()).toEqual(TARGETS.map((t) => t.attr).sort());
+      for (const t of TARGETS) expect(machines[t.attr]!.hostPlatform).toBe(t.system);
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s carries the commit, the nixpkgs revision and the operator keys", (attr) => {
+      const machine = machines[attr]!;
+      expect(machine.release).toEqual({
+        revision: SELF.rev,
+        shortRevision: SELF.shortRev,
+        lastModified: SELF.lastModifiedDate,
+        nixpkgsRevision: NIXPKGS_REV,
+      });
+      expect(machine.sshAuthorizedKeys).toEqual(KEYS);
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s is built with its own image module and no other", (attr) => {
+      const target = TARGETS.find((t) => t.attr === attr)!;
+      const modules = machines[attr]!.nixosModules;
+      expect(modules).toContain(IMAGE_MODULE[target.image]);
+      expect(modules).toContain("profiles/minimal.nix");
+      for (const [kind, module] of Object.entries(IMAGE_MODULE)) {
+        if (kind !== target.image) expect(modules).not.toContain(module);
+      }
+      // the published images carry no test backdoor
+      expect(modules).not.toContain("testing/test-instrumentation.nix");
+    });
+
+    test("the ISO is written under the name targets.json publishes", async () => {
+      const packages = mustEval(flakeDir, "packages");
+      const isos = TARGETS.filter((t) => t.image === "iso");
+      expect(isos.length).toBeGreaterThan(0);
+      for (const t of isos) {
+        const published = t.files.find((f) => f.name.endsWith(".iso"))!.name;
+        const machine = machines[t.attr]!;
+        expect(machine.isoFileName).toBe(published);
+        expect(machine.imageBaseName).toBe(published.slice(0, -".iso".length));
+        expect(machine.isoBaseName).toBe(published.slice(0, -".iso".length));
+        expect(packages[t.system][t.attr].isoName).toBe(published);
+      }
+    });
+
+    test("the netboot package holds exactly the files targets.json publishes", () => {
+      const packages = mustEval(flakeDir, "packages");
+      const netboots = TARGETS.filter((t) => t.image === "netboot");
+      expect(netboots.length).toBeGreaterThan(0);
+      for (const t of netboots) {
+        const entries: { name: string; path: string }[] = packages[t.system][t.attr].entries;
+        expect(entries.map((e) => e.name).sort()).toEqual(t.files.map((f) => f.source).sort());
+        // each entry is the file of the same name inside the build output it comes from
+        for (const e of entries) expect(e.path).toEndWith(`/${e.name}`);
+      }
+    });
+
+    test("checks.<system>.image-composition expects what the machines carry", () => {
+      const checks: Record<string, { expected: string; actual: string }> = mustEval(flakeDir, "check");
+      const systems = [...new Set(TARGETS.map((t) => t.system))].sort();
+      expect(Object.keys(checks).sort()).toEqual(systems);
+      for (const { expected, actual } of Object.values(checks)) {
+        const want = JSON.parse(expected);
+        // the check's expectations are the release and keys, not defaults
+        for (const facts of Object.values<any>(want)) {
+          expect(facts.release.revision).toBe(SELF.rev);
+          expect(facts.sshAuthorizedKeys).toEqual(KEYS);
+        }
+        expect(JSON.parse(actual)).toEqual(want);
+      }
+    });
+
+    test("every runnerImage option the project declares evaluates and type-checks", () => {
+      for (const machine of Object.values(machines)) {
+        expect(machine.runnerImage["runnerImage.release.revision"]).toBe(SELF.rev);
+        expect(machine.runnerImage["runnerImage.sshAuthorizedKeys"]).toEqual(KEYS);
+        expect(Object.keys(machine.runnerImage).length).toBeGreaterThan(5);
+      }
+    });
+
+    test("the stand-ins for NixOS do not hide a mistake in the project's own options", async () => {
+      const broken = await copyFlake(join(scratch, "broken"));
+      const netboot = join(broken, "nix", "netboot.nix");
+      const text = await readFile(netboot, "utf8");
+      // an option the project never declared, set the way a typo would set it
+      await writeFile(netboot, text.replace(/\n}\s*$/, "\n  runnerImage.sshAuthorisedKeys = [ ];\n}\n"));
+      const result = evalFlake(broken, "machines");
+      expect(result.ok).toBe(false);
+      expect(result.stderr).toContain("runnerImage.sshAuthorisedKeys' does not exist");
+    });
+
+    test("a value of the wrong type for a project option fails the evaluation", async () => {
+      const broken = await copyFlake(join(scratch, "badtype"));
+      const netboot = join(broken, "nix", "netboot.nix");
+      const text = await readFile(netboot, "utf8");
+      await writeFile(netboot, text.replace(/\n}\s*$/, '\n  runnerImage.secretSource.label = "runner-config";\n}\n'));
+      const result = evalFlake(broken, "machines");
+      expect(result.ok).toBe(false);
+      expect(result.stderr).toContain("runnerImage.secretSource.label");
+    });
+  },
+);
+
+describe("the repository's own operator keys", () => {
+  test.skipIf(!HAVE_LIB)("every machine carries exactly the keys of nix/operator-keys.pub", async () => {
+    const lines = (await readFile(join(ROOT, "nix", "operator-keys.pub"), "utf8")).split("\n");
+    const keys = lines.filter((line) => line !== "" && !line.startsWith("#"));
+    const machines: Record<string, MachineFacts> = mustEval(ROOT, "machines");
+    for (const machine of Object.values(machines)) expect(machine.sshAuthorizedKeys).toEqual(keys);
+  });
+});
