@@ -86,17 +86,15 @@
           modules = [
             self.nixosModules.runner
             (kindOf target).module
-            (
-              {
-                nixpkgs.hostPlatform = target.system;
-                runnerImage.release = release;
-                runnerImage.sshAuthorizedKeys = operatorKeys;
-              }
-              // lib.optionalAttrs (target.image == "iso") {
-                runnerImage.isoBaseName = target.baseName;
-              }
-            )
+            {
+              nixpkgs.hostPlatform = target.system;
+              runnerImage.release = release;
+              runnerImage.sshAuthorizedKeys = operatorKeys;
+            }
           ]
+          # A module of its own, not `//` onto the one above: `//` is shallow, so its
+          # runnerImage would replace the whole runnerImage set (release info and keys lost).
+          ++ lib.optional (target.image == "iso") { runnerImage.isoBaseName = target.baseName; }
           ++ extraModules;
         };
 
