@@ -67,6 +67,28 @@
             assert lib.assertMsg (builtins.sort builtins.lessThan names == builtins.sort builtins.lessThan target.sources)
               "targets.json: ${target.attr} publishes [${toString target.sources}] but the netboot directory holds [${toString names}]";
             (pkgsFor target.system).linkFarm target.attr entries;
+          # Checks of the built artifact (in checks.<system>, next to the package).
+          checks = target: artifact: {
+            # The initrd carries the whole store and sits in RAM: the EFI stub must allocate
+            # it in one piece (fails around 1 GB on real hardware, NixOS/nixpkgs#73588) and
+            # iPXE loads below 4 GB (#203593). Enforce the budget nix/netboot.nix states, and
+            # log the measured size on every build.
+            "initrd-size-${target.attr}" =
+              (pkgsFor target.system).runCommand "initrd-size-${target.attr}"
+                {
+                  initrd = "${artifact}/initrd";
+                  limitBytes = 1024 * 1024 * 1024;
+                }
+                ''
+                  size=$(stat -L -c %s "$initrd")
+                  echo "initrd: $size bytes ($((size / 1048576)) MiB), limit $limitBytes bytes ($((limitBytes / 1048576)) MiB)"
+                  if [ "$size" -ge "$limitBytes" ]; then
+                    echo "initrd-size: the netboot initrd is over its 1 GiB budget; shrink the closure (see nix/netboot.nix)" >&2
+                    exit 1
+                  fi
+                  echo "$size" > "$out"
+                '';
+          };
         };
         iso = {
           module = ./nix/iso.nix;
@@ -99,6 +121,7 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
+      checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
     in
     {
       nixosModules.runner = ./nix/runner.nix;
@@ -122,6 +145,7 @@
         in
         # `nix flake check` only evaluates packages; re-export them so it builds them.
         lib.mapAttrs' (name: lib.nameValuePair "package-${name}") self.packages.${system}
+        // lib.concatMapAttrs (_: checksOf) bySystem.${system}
         // {
           # The machines carry the release info, the operator keys and their image module.
           image-composition = import ./nix/composition-check.nix {

@@ -11,7 +11,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -50,6 +50,11 @@ interface MachineFacts {
   hostPlatform: string;
   nixosModules: string[];
   runnerImage: Record<string, unknown>;
+}
+
+interface FlakeChecks {
+  composition: { expected: string; actual: string };
+  initrdSize: Record<string, { env: { initrd: string; limitBytes: number }; script: string }>;
 }
 
 interface EvalResult {
@@ -162,10 +167,10 @@ describe.skipIf(!HAVE_LIB)(
     });
 
     test("checks.<system>.image-composition expects what the machines carry", () => {
-      const checks: Record<string, { expected: string; actual: string }> = mustEval(flakeDir, "check");
+      const checks: Record<string, FlakeChecks> = mustEval(flakeDir, "check");
       const systems = [...new Set(TARGETS.map((t) => t.system))].sort();
       expect(Object.keys(checks).sort()).toEqual(systems);
-      for (const { expected, actual } of Object.values(checks)) {
+      for (const { composition: { expected, actual } } of Object.values(checks)) {
         const want = JSON.parse(expected);
         // the check's expectations are the release and keys, not defaults
         for (const facts of Object.values<any>(want)) {
@@ -174,6 +179,57 @@ describe.skipIf(!HAVE_LIB)(
         }
         expect(JSON.parse(actual)).toEqual(want);
       }
+    });
+
+    describe("checks.<system>.initrd-size-<target>", () => {
+      const checks: Record<string, FlakeChecks> = HAVE_LIB ? mustEval(flakeDir, "check") : {};
+      const netboots = TARGETS.filter((t) => t.image === "netboot");
+
+      /** Runs the check's build script under bash with a sparse file of `size` bytes as the initrd. */
+      async function buildWithInitrdOf(attr: string, size: number) {
+        const t = netboots.find((n) => n.attr === attr)!;
+        const check = checks[t.system]!.initrdSize[`initrd-size-${attr}`]!;
+        const dir = await mkdtemp(join(scratch, "initrd-"));
+        const initrd = join(dir, "initrd");
+        await writeFile(initrd, "");
+        await truncate(initrd, size);
+        const result = spawnSync("bash", ["-euo", "pipefail", "-c", check.script], {
+          encoding: "utf8",
+          env: { PATH: process.env.PATH, initrd, limitBytes: String(check.env.limitBytes), out: join(dir, "out") },
+        });
+        return { ...result, check, out: join(dir, "out") };
+      }
+
+      test("there is one for every netboot target, reading the initrd of the published package", () => {
+        expect(netboots.length).toBeGreaterThan(0);
+        const packages = mustEval(flakeDir, "packages");
+        for (const t of netboots) {
+          const check = checks[t.system]!.initrdSize[`initrd-size-${t.attr}`];
+          expect(check).toBeDefined();
+          const initrdEntry = packages[t.system][t.attr].entries.find((e: { name: string }) => e.name === "initrd");
+          expect(initrdEntry).toBeDefined();
+          expect(check!.env.initrd).toMatch(new RegExp(`^/nix/store/[^/]+-${t.attr}/initrd$`));
+          expect(check!.env.limitBytes).toBe(1024 * 1024 * 1024);
+        }
+      });
+
+      test.each(netboots.map((t) => t.attr))("%s: an initrd under 1 GiB passes and the log shows its size", async (attr) => {
+        const size = 900 * 1024 * 1024;
+        const result = await buildWithInitrdOf(attr, size);
+        expect(result.stderr).toBe("");
+        expect(result.status).toBe(0);
+        expect(result.stdout).toContain(`initrd: ${size} bytes (900 MiB), limit 1073741824 bytes (1024 MiB)`);
+        expect((await readFile(result.out, "utf8")).trim()).toBe(String(size));
+      });
+
+      test.each(netboots.map((t) => t.attr))("%s: an initrd of 1 GiB or more fails the check", async (attr) => {
+        const size = 1024 * 1024 * 1024;
+        const result = await buildWithInitrdOf(attr, size);
+        expect(result.status).toBe(1);
+        expect(result.stdout).toContain(`initrd: ${size} bytes (1024 MiB)`);
+        expect(result.stderr).toContain("over its 1 GiB budget");
+        expect(existsSync(result.out)).toBe(false);
+      });
     });
 
     test("every runnerImage option the project declares evaluates and type-checks", () => {

@@ -5,7 +5,8 @@
 #                       operator keys, ISO names), the nixpkgs NixOS modules it imported, and
 #                       every runnerImage.* option value (type-checked) that is not a package;
 #   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
-#   check               checks.<system>.image-composition's expected and actual facts.
+#   check               checks.<system>.image-composition's expected and actual facts, and
+#                       checks.<system>.initrd-size-<target>'s build environment and script.
 #
 #   nix-instantiate --eval --strict --json tests/flake-eval/eval.nix \
 #     --argstr libPath ../shared/nixpkgs-lib/lib --argstr flakeDir "$PWD" --argstr rev ... 
@@ -68,7 +69,13 @@ in
   machines = lib.mapAttrs (_: machineFacts) self.nixosConfigurations;
   packages = lib.mapAttrs (_: lib.mapAttrs (_: packageFacts)) self.packages;
   check = lib.mapAttrs (_: checks: {
-    inherit (checks.image-composition.env) expected actual;
+    composition = {
+      inherit (checks.image-composition.env) expected actual;
+    };
+    # checks.<system>.initrd-size-<target>: the build environment and script
+    initrdSize = lib.mapAttrs (_: check: { inherit (check) env script; }) (
+      lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
+    );
   }) self.checks;
 }
 .${part}
