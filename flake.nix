@@ -42,12 +42,16 @@
           ];
           # One directory with exactly the kernel, the initrd and the iPXE script (like
           # makeNetboot in nixpkgs nixos/release.nix, but a linkFarm so that nothing else of
-          # the kernel's output, e.g. System.map, comes along).
+          # the kernel's output, e.g. System.map, comes along). linkFarm name [ { name; path; } ],
+          # the form netboot.nix's own kexecTree uses (2025+ revision read). Entries:
+          # system.build.netbootRamdisk -> initrd, netbootIpxeScript -> netboot.ipxe (netboot.nix).
           artifact =
             target: config:
             let
               build = config.system.build;
-              kernelFile = config.system.boot.loader.kernelFile; # bzImage on x86_64
+              # internal option of nixos/modules/system/activation/top-level.nix: the kernel's
+              # image file, the platform's linux-kernel target (bzImage on x86_64)
+              kernelFile = config.system.boot.loader.kernelFile;
               entries = [
                 {
                   name = kernelFile;
@@ -93,7 +97,8 @@
         iso = {
           module = ./nix/iso.nix;
           outputs = [ "isoImage" ];
-          # $out/iso/<baseName>.iso
+          # $out/iso/<image.baseName>.iso (iso-image.nix: make-iso9660-image.nix with
+          # isoName = "${image.baseName}.iso"; the reference notes read make-iso9660-image.sh)
           artifact = target: config: config.system.build.isoImage;
         };
       };
@@ -102,6 +107,8 @@
         kinds.${target.image}
           or (throw "targets.json: ${target.attr} has image kind '${target.image}', which nix/ cannot build");
 
+      # lib.nixosSystem (nixpkgs flake.nix @ 02d79c9): nixos/lib/eval-config.nix with system =
+      # null; its `system` argument is a legacy alias of nixpkgs.hostPlatform, set below.
       mkMachine =
         target: extraModules:
         lib.nixosSystem {
@@ -176,6 +183,7 @@
       );
 
       # Everything the scripts in scripts/ need: `nix develop -c bun scripts/...`.
+      # (pkgs.mkShellNoCC: mkShell without a C compiler; from memory, not re-read.)
       devShells = forSystems (system: {
         default = (pkgsFor system).mkShellNoCC {
           packages = with pkgsFor system; [
@@ -192,7 +200,8 @@
         };
       });
 
-      # `nix fmt`: nixfmt over the tree (pkgs/by-name/ni/nixfmt-tree).
+      # `nix fmt`: nixfmt over the tree (pkgs/by-name/ni/nixfmt-tree/package.nix exists in the
+      # nixpkgs index at c1d241a; its contents were not re-read).
       formatter = forSystems (system: (pkgsFor system).nixfmt-tree);
     };
 }

@@ -1,6 +1,10 @@
 # QEMU boot tests of the images, in the style of nixpkgs nixos/tests/boot.nix (mkStartCommand,
-# create_machine with a raw QEMU command line) and nix-community/nixos-images
-# nix/image-installer/tests.nix (pkgs.testers.runNixOSTest).
+# create_machine with a raw QEMU command line; read at 01162df, a 2025+ revision) and
+# nix-community/nixos-images nix/image-installer/tests.nix @ e17386d (pkgs.testers.runNixOSTest
+# with nodes = { } and a testScript; runNixOSTest = nixos/lib runTest with hostPkgs = pkgs,
+# pkgs/build-support/testers/default.nix, recent revision, commit not named by the index).
+# pkgs.OVMF.firmware / pkgs.OVMF.variables and ${pkgs.ipxe}/ipxe.efirom are used exactly so by
+# both; ipxe's package builds bin-x86_64-efi/ipxe.efirom on x86_64 (several revisions read).
 #
 # The booted artifact is an INSTRUMENTED SIBLING of the published one: the same target built
 # with nixpkgs nixos/modules/testing/test-instrumentation.nix added (the test driver's

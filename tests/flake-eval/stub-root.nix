@@ -61,7 +61,8 @@ in
       legacyPackages.${config.nixpkgs.hostPlatform}
         or (throw "stub-root.nix: no packages for nixpkgs.hostPlatform ${config.nixpkgs.hostPlatform}");
 
-    # nixos/modules/system/boot/kernel.nix: the kernel and its image file name.
+    # The kernel (nixos/modules/system/boot/kernel.nix) and its file name
+    # (system.boot.loader.kernelFile, nixos/modules/system/activation/top-level.nix).
     system.build.kernel = pkgs.linux;
     system.boot.loader.kernelFile = pkgs.stdenv.hostPlatform.linux-kernel.target;
   };
