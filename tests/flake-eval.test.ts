@@ -63,7 +63,9 @@ interface EvalResult {
   stderr: string;
 }
 
-function evalFlake(flakeDir: string, part: "machines" | "packages" | "check"): EvalResult {
+type Part = "machines" | "packages" | "check" | "bootTests";
+
+function evalFlake(flakeDir: string, part: Part): EvalResult {
   const result = spawnSync(
     "nix-instantiate",
     [
@@ -86,7 +88,7 @@ function evalFlake(flakeDir: string, part: "machines" | "packages" | "check"): E
   };
 }
 
-function mustEval(flakeDir: string, part: "machines" | "packages" | "check") {
+function mustEval(flakeDir: string, part: Part) {
   const result = evalFlake(flakeDir, part);
   if (!result.ok) throw new Error(`evaluating ${part} failed:\n${result.stderr}`);
   return result.value;
@@ -106,19 +108,21 @@ const scratch = await mkdtemp(join(tmpdir(), "runner-images-flake-eval-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
 
 const flakeDir = HAVE_LIB ? await copyFlake(join(scratch, "flake")) : "";
-const machines: Record<string, MachineFacts> = HAVE_LIB ? mustEval(flakeDir, "machines") : {};
+// evaluated by the first test that needs it, so that an evaluation error fails named tests
+let evaluatedMachines: Record<string, MachineFacts> | undefined;
+const machines = (): Record<string, MachineFacts> => (evaluatedMachines ??= mustEval(flakeDir, "machines"));
 
 describe.skipIf(!HAVE_LIB)(
   `flake composition with nixpkgs' lib${HAVE_LIB ? "" : " (skipped: ../shared/nixpkgs-lib is absent)"}`,
   () => {
 
     test("there is one machine per target of targets.json, for the target's system", () => {
-      expect(Object.keys(machines).sort()).toEqual(TARGETS.map((t) => t.attr).sort());
-      for (const t of TARGETS) expect(machines[t.attr]!.hostPlatform).toBe(t.system);
+      expect(Object.keys(machines()).sort()).toEqual(TARGETS.map((t) => t.attr).sort());
+      for (const t of TARGETS) expect(machines()[t.attr]!.hostPlatform).toBe(t.system);
     });
 
     test.each(TARGETS.map((t) => t.attr))("%s carries the commit, the nixpkgs revision and the operator keys", (attr) => {
-      const machine = machines[attr]!;
+      const machine = machines()[attr]!;
       expect(machine.release).toEqual({
         revision: SELF.rev,
         shortRevision: SELF.shortRev,
@@ -130,7 +134,7 @@ describe.skipIf(!HAVE_LIB)(
 
     test.each(TARGETS.map((t) => t.attr))("%s is built with its own image module and no other", (attr) => {
       const target = TARGETS.find((t) => t.attr === attr)!;
-      const modules = machines[attr]!.nixosModules;
+      const modules = machines()[attr]!.nixosModules;
       expect(modules).toContain(IMAGE_MODULE[target.image]);
       expect(modules).toContain("profiles/minimal.nix");
       for (const [kind, module] of Object.entries(IMAGE_MODULE)) {
@@ -146,7 +150,7 @@ describe.skipIf(!HAVE_LIB)(
       expect(isos.length).toBeGreaterThan(0);
       for (const t of isos) {
         const published = t.files.find((f) => f.name.endsWith(".iso"))!.name;
-        const machine = machines[t.attr]!;
+        const machine = machines()[t.attr]!;
         expect(machine.isoFileName).toBe(published);
         expect(machine.imageBaseName).toBe(published.slice(0, -".iso".length));
         expect(machine.isoBaseName).toBe(published.slice(0, -".iso".length));
@@ -182,13 +186,14 @@ describe.skipIf(!HAVE_LIB)(
     });
 
     describe("checks.<system>.initrd-size-<target>", () => {
-      const checks: Record<string, FlakeChecks> = HAVE_LIB ? mustEval(flakeDir, "check") : {};
+      let evaluated: Record<string, FlakeChecks> | undefined;
+      const checks = (): Record<string, FlakeChecks> => (evaluated ??= mustEval(flakeDir, "check"));
       const netboots = TARGETS.filter((t) => t.image === "netboot");
 
       /** Runs the check's build script under bash with a sparse file of `size` bytes as the initrd. */
       async function buildWithInitrdOf(attr: string, size: number) {
         const t = netboots.find((n) => n.attr === attr)!;
-        const check = checks[t.system]!.initrdSize[`initrd-size-${attr}`]!;
+        const check = checks()[t.system]!.initrdSize[`initrd-size-${attr}`]!;
         const dir = await mkdtemp(join(scratch, "initrd-"));
         const initrd = join(dir, "initrd");
         await writeFile(initrd, "");
@@ -204,7 +209,7 @@ describe.skipIf(!HAVE_LIB)(
         expect(netboots.length).toBeGreaterThan(0);
         const packages = mustEval(flakeDir, "packages");
         for (const t of netboots) {
-          const check = checks[t.system]!.initrdSize[`initrd-size-${t.attr}`];
+          const check = checks()[t.system]!.initrdSize[`initrd-size-${t.attr}`];
           expect(check).toBeDefined();
           const initrdEntry = packages[t.system][t.attr].entries.find((e: { name: string }) => e.name === "initrd");
           expect(initrdEntry).toBeDefined();
@@ -232,8 +237,63 @@ describe.skipIf(!HAVE_LIB)(
       });
     });
 
+    describe("checks.x86_64-linux.boot-* (evaluated here, booted on the Nix runner)", () => {
+      // evaluated in the first test, so that an evaluation error fails a named test
+      let evaluated: Record<string, string> | undefined;
+      const scripts = (): Record<string, string> => (evaluated ??= mustEval(flakeDir, "bootTests")["x86_64-linux"] ?? {});
+      /** The QEMU command lines a test script boots, in order. */
+      const startCommands = (script: string) => [...script.matchAll(/create_machine\("([^"]*)"\)/g)].map((m) => m[1]!);
+
+      test("they evaluate with qemu-common.nix's 25.11+ signature, and every target has its tests", () => {
+        const expected = TARGETS.filter((t) => t.system === "x86_64-linux").flatMap((t) =>
+          t.image === "netboot"
+            ? [`boot-${t.attr}-bios`, `boot-${t.attr}-uefi`]
+            : [`boot-${t.attr}-bios-cdrom`, `boot-${t.attr}-uefi-usb`],
+        );
+        expect(Object.keys(scripts()).sort()).toEqual(expected.sort());
+      });
+
+      test("a BIOS machine with a CD boots the CD first, not the config disk", () => {
+        const withCd = Object.values(scripts()).flatMap(startCommands).filter((cmd) => / -cdrom /.test(cmd));
+        expect(withCd.length).toBeGreaterThan(0);
+        expect(withCd.some((cmd) => / -drive file=[^ ]*runner-config-disk\.img/.test(cmd))).toBe(true);
+        for (const cmd of withCd) expect(cmd).toContain(" -boot order=d");
+      });
+
+      test("a machine with a USB stick boots the stick first", () => {
+        const withUsb = Object.values(scripts()).flatMap(startCommands).filter((cmd) => cmd.includes("usb-storage"));
+        expect(withUsb.length).toBeGreaterThan(0);
+        for (const cmd of withUsb) expect(cmd).toMatch(/-device usb-storage,drive=usbdisk,bootindex=1( |$)/);
+      });
+
+      test("netboot runs under BIOS and under UEFI (OVMF with iPXE's EFI ROM)", () => {
+        for (const t of TARGETS.filter((t) => t.image === "netboot" && t.system === "x86_64-linux")) {
+          const [bios] = startCommands(scripts()[`boot-${t.attr}-bios`]!);
+          const [uefi] = startCommands(scripts()[`boot-${t.attr}-uefi`]!);
+          for (const cmd of [bios!, uefi!]) {
+            expect(cmd).toMatch(/-netdev user,id=net0,tftp=[^ ]+,bootfile=boot\.ipxe /);
+            expect(cmd).toContain(" -boot order=n");
+          }
+          expect(bios).not.toContain("pflash");
+          expect(uefi).toMatch(/-device virtio-net-pci,netdev=net0,romfile=\/nix\/store\/[^ ]+-ipxe\/ipxe\.efirom /);
+          expect(uefi).toMatch(/if=pflash,format=raw,unit=0,readonly=on,file=[^ ]+OVMF_CODE\.fd/);
+          expect(uefi).toMatch(/if=pflash,format=raw,unit=1,readonly=on,file=[^ ]+OVMF_VARS\.fd/);
+          expect(scripts()[`boot-${t.attr}-uefi`]).toContain('machine.succeed("test -d /sys/firmware/efi")');
+        }
+      });
+
+      test("every machine that registered also has its store verified", () => {
+        for (const [name, script] of Object.entries(scripts())) {
+          const body = script.slice(script.indexOf("create_machine("));
+          const configured = body.split("assert_runner_configured(machine)").length - 1;
+          expect(configured, name).toBeGreaterThan(0);
+          expect(body.split("assert_store_intact(machine)").length - 1, name).toBe(configured);
+        }
+      });
+    });
+
     test("every runnerImage option the project declares evaluates and type-checks", () => {
-      for (const machine of Object.values(machines)) {
+      for (const machine of Object.values(machines())) {
         expect(machine.runnerImage["runnerImage.release.revision"]).toBe(SELF.rev);
         expect(machine.runnerImage["runnerImage.sshAuthorizedKeys"]).toEqual(KEYS);
         expect(Object.keys(machine.runnerImage).length).toBeGreaterThan(5);

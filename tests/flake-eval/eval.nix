@@ -6,7 +6,9 @@
 #                       every runnerImage.* option value (type-checked) that is not a package;
 #   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
 #   check               checks.<system>.image-composition's expected and actual facts, and
-#                       checks.<system>.initrd-size-<target>'s build environment and script.
+#                       checks.<system>.initrd-size-<target>'s build environment and script;
+#   bootTests           checks.<system>.boot-*: the test scripts (nix/boot-tests.nix), with
+#                       nixos/lib/qemu-common.nix stood in by its 25.11+ signature.
 #
 #   nix-instantiate --eval --strict --json tests/flake-eval/eval.nix \
 #     --argstr libPath ../shared/nixpkgs-lib/lib --argstr flakeDir "$PWD" --argstr rev ... 
@@ -17,7 +19,8 @@
   shortRev,
   lastModifiedDate,
   nixpkgsRev,
-  # "machines", "packages" or "check"; one at a time, so one failure does not hide the others
+  # "machines", "packages", "check" or "bootTests"; one at a time, so one failure does not
+  # hide the others
   part,
 }:
 let
@@ -77,5 +80,12 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
+  # checks.<system>.boot-*: each QEMU boot test's script, start commands included
+  bootTests = lib.mapAttrs (
+    _: checks:
+    lib.mapAttrs (_: check: check.test.testScript) (
+      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name) checks
+    )
+  ) self.checks;
 }
 .${part}
