@@ -2,8 +2,9 @@
 #
 # Source read: nixpkgs nixos/modules/installer/cd-dvd/iso-image.nix at a 2025+ revision (the
 # one using image.baseName; the search index names no commit; nixos-26.05 itself could not be
-# read) and at f519ce0 (older). The 25.05 rename isoImage.isoBaseName -> image.baseName is
-# from the reference notes (/work/shared/reference/nixos-images.md), not re-read here.
+# read) and at f519ce0 (older). The 2025+ revision renames isoImage.isoBaseName ->
+# image.baseName and isoImage.isoName -> image.fileName (mkRenamedOptionModuleWith,
+# sinceRelease = 2505) and imports ../../image/file-options.nix, which declares image.*.
 {
   config,
   lib,
