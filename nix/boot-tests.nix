@@ -180,34 +180,28 @@ let
           '')
         ];
       };
-    in
-    {
-      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" ''
-        machine = create_machine("${mkStartCommand { tftp = tftpRoot; }}")
-        machine.start()
-        assert_runner_configured(machine)
-        machine.succeed("grep -F '${param}=' /proc/cmdline")
-        assert_store_intact(machine)
-        machine.shutdown()
-      '';
-
-      # OVMF with the iPXE EFI option ROM on the NIC (pkgs.ipxe's ipxe.efirom), as
-      # nixos/tests/boot.nix uefiNetboot: the kernel is started through its EFI stub, which
-      # loads the ~1 GB initrd itself (the limit checks.initrd-size-* guards).
-      "boot-${target.attr}-uefi" = mkTest "boot-${target.attr}-uefi" ''
+      netbootScript = uefi: ''
         machine = create_machine("${
           mkStartCommand {
             tftp = tftpRoot;
-            uefi = true;
+            inherit uefi;
           }
         }")
         machine.start()
         assert_runner_configured(machine)
         machine.succeed("grep -F '${param}=' /proc/cmdline")
-        machine.succeed("test -d /sys/firmware/efi")
+        ${lib.optionalString uefi ''machine.succeed("test -d /sys/firmware/efi")''}
         assert_store_intact(machine)
         machine.shutdown()
       '';
+    in
+    {
+      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" (netbootScript false);
+
+      # OVMF with the iPXE EFI option ROM on the NIC (pkgs.ipxe's ipxe.efirom), as
+      # nixos/tests/boot.nix uefiNetboot: iPXE starts the kernel's EFI stub, which loads the
+      # ~1 GB initrd named by initrd=initrd itself (the limit checks.initrd-size-* guards).
+      "boot-${target.attr}-uefi" = mkTest "boot-${target.attr}-uefi" (netbootScript true);
     };
 
   isoTests =

@@ -300,23 +300,24 @@ describe.skipIf(!HAVE_LIB)(
       }
     });
 
-    test("the stand-ins for NixOS do not hide a mistake in the project's own options", async () => {
-      const broken = await copyFlake(join(scratch, "broken"));
+    /** Evaluates a copy of the flake whose nix/netboot.nix also sets `definition`. */
+    async function evalWithNetbootDefinition(name: string, definition: string) {
+      const broken = await copyFlake(join(scratch, name));
       const netboot = join(broken, "nix", "netboot.nix");
       const text = await readFile(netboot, "utf8");
+      await writeFile(netboot, text.replace(/\n}\s*$/, `\n  ${definition}\n}\n`));
+      return evalFlake(broken, "machines");
+    }
+
+    test("the stand-ins for NixOS do not hide a mistake in the project's own options", async () => {
       // an option the project never declared, set the way a typo would set it
-      await writeFile(netboot, text.replace(/\n}\s*$/, "\n  runnerImage.sshAuthorisedKeys = [ ];\n}\n"));
-      const result = evalFlake(broken, "machines");
+      const result = await evalWithNetbootDefinition("typo", "runnerImage.sshAuthorisedKeys = [ ];");
       expect(result.ok).toBe(false);
       expect(result.stderr).toContain("runnerImage.sshAuthorisedKeys' does not exist");
     });
 
     test("a value of the wrong type for a project option fails the evaluation", async () => {
-      const broken = await copyFlake(join(scratch, "badtype"));
-      const netboot = join(broken, "nix", "netboot.nix");
-      const text = await readFile(netboot, "utf8");
-      await writeFile(netboot, text.replace(/\n}\s*$/, '\n  runnerImage.secretSource.label = "runner-config";\n}\n'));
-      const result = evalFlake(broken, "machines");
+      const result = await evalWithNetbootDefinition("badtype", 'runnerImage.secretSource.label = "runner-config";');
       expect(result.ok).toBe(false);
       expect(result.stderr).toContain("runnerImage.secretSource.label");
     });
