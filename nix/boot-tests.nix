@@ -1,6 +1,10 @@
 # QEMU boot tests of the images, in the style of nixpkgs nixos/tests/boot.nix (mkStartCommand,
-# create_machine with a raw QEMU command line) and nix-community/nixos-images
-# nix/image-installer/tests.nix (pkgs.testers.runNixOSTest).
+# create_machine with a raw QEMU command line; read at 01162df, a 2025+ revision) and
+# nix-community/nixos-images nix/image-installer/tests.nix @ e17386d (pkgs.testers.runNixOSTest
+# with nodes = { } and a testScript; runNixOSTest = nixos/lib runTest with hostPkgs = pkgs,
+# pkgs/build-support/testers/default.nix, recent revision, commit not named by the index).
+# pkgs.OVMF.firmware / pkgs.OVMF.variables and ${pkgs.ipxe}/ipxe.efirom are used exactly so by
+# both; ipxe's package builds bin-x86_64-efi/ipxe.efirom on x86_64 (several revisions read).
 #
 # The booted artifact is an INSTRUMENTED SIBLING of the published one: the same target built
 # with nixpkgs nixos/modules/testing/test-instrumentation.nix added (the test driver's
@@ -16,7 +20,11 @@
   instrumented, # target -> { config; artifact; }
 }:
 let
-  qemu-common = import (nixpkgs + "/nixos/lib/qemu-common.nix") { inherit lib pkgs; };
+  # nixos/lib/qemu-common.nix took { lib, pkgs } and takes { lib, stdenv } since 25.11 (nixpkgs
+  # nixos/tests/boot.nix now imports it with `inherit (pkgs) lib stdenv`); callPackage passes
+  # only the arguments the file declares, so this works with both. Same fix as
+  # nix-community/nixos-images a19c2b7 ("tests: use callPackage for qemu-common import").
+  qemu-common = pkgs.callPackage (nixpkgs + "/nixos/lib/qemu-common.nix") { };
 
   # Test-only registration secret. Its first 16 characters give the runner UUID the way
   # forgejo-runner v12 create-runner-file.go uuidFromSecret does (gouuid.FromBytes of those 16
@@ -57,6 +65,10 @@ let
         mcopy -i "$out" ${env} ::/${fileName}
       '';
 
+  # After nixpkgs nixos/tests/boot.nix mkStartCommand (read at a 2025+ revision that imports
+  # qemu-common.nix with { lib, stdenv }): user-net with QEMU's TFTP server for netboot, the
+  # ipxe.efirom option ROM on the NIC under UEFI, two pflash drives with pkgs.OVMF.firmware and
+  # pkgs.OVMF.variables for UEFI, usb-ehci + usb-storage for a stick.
   mkStartCommand =
     {
       memory ? 4096, # the netboot initrd (~1 GB) and job storage live in RAM
@@ -81,6 +93,11 @@ let
       ++ lib.optionals (cdrom != null) [
         "-cdrom"
         cdrom
+        # The CD first. QEMU's default order tries the disks first, and SeaBIOS then runs the
+        # config disk's vfat boot sector ("not a bootable disk") and waits for a key: the CD
+        # is never reached. (QEMU docs/system/bootindex.rst: -boot order= or bootindex.)
+        "-boot"
+        "order=d"
       ]
       ++ lib.optionals (usb != null) [
         "-device"
@@ -88,7 +105,9 @@ let
         "-drive"
         "id=usbdisk,file=${usb},if=none,readonly"
         "-device"
-        "usb-storage,drive=usbdisk"
+        # -boot order= has no letter for USB, so the stick gets the first bootindex instead
+        # (devices without one come last, QEMU docs/system/bootindex.rst)
+        "usb-storage,drive=usbdisk,bootindex=1"
       ]
       ++ lib.optionals (tftp != null) [
         "-boot"
@@ -161,12 +180,21 @@ let
         )
   '';
 
+  # The booted system's store is what was built: every path of the closure hashes to the NAR
+  # hash in the Nix database (loaded from the image's nix-path-registration by netboot.nix and
+  # iso-image.nix boot.postBootCommands). --no-trust: locally built paths carry no signature.
+  # As nixpkgs nixos/tests/boot.nix and nixos-images nix/image-installer/tests.nix do after boot.
+  storeHelpers = ''
+    def assert_store_intact(machine):
+        machine.succeed("nix store verify --no-trust -r --option experimental-features nix-command /run/current-system")
+  '';
+
   mkTest =
     name: testScript:
     pkgs.testers.runNixOSTest {
       inherit name;
       nodes = { };
-      testScript = helpers + testScript;
+      testScript = helpers + storeHelpers + testScript;
     };
 
   netbootTests =
@@ -193,15 +221,28 @@ let
           '')
         ];
       };
-    in
-    {
-      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" ''
-        machine = create_machine("${mkStartCommand { tftp = tftpRoot; }}")
+      netbootScript = uefi: ''
+        machine = create_machine("${
+          mkStartCommand {
+            tftp = tftpRoot;
+            inherit uefi;
+          }
+        }")
         machine.start()
         machine.succeed("grep -F '${param}=' /proc/cmdline")
         assert_runner_refused(machine, "${param} is not a URL")
+        ${lib.optionalString uefi ''machine.succeed("test -d /sys/firmware/efi")''}
+        assert_store_intact(machine)
         machine.shutdown()
       '';
+    in
+    {
+      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" (netbootScript false);
+
+      # OVMF with the iPXE EFI option ROM on the NIC (pkgs.ipxe's ipxe.efirom), as
+      # nixos/tests/boot.nix uefiNetboot: iPXE starts the kernel's EFI stub, which loads the
+      # ~1 GB initrd named by initrd=initrd itself (the limit checks.initrd-size-* guards).
+      "boot-${target.attr}-uefi" = mkTest "boot-${target.attr}-uefi" (netbootScript true);
     };
 
   isoTests =
@@ -226,6 +267,7 @@ let
         }")
         machine.start()
         assert_runner_configured(machine)
+        assert_store_intact(machine)
         machine.shutdown()
       '';
 
@@ -240,6 +282,8 @@ let
         }")
         machine.start()
         assert_runner_configured(machine)
+        machine.succeed("test -d /sys/firmware/efi")
+        assert_store_intact(machine)
         machine.shutdown()
       '';
     };
