@@ -162,13 +162,6 @@ let
         machine.fail("test -e /run/forgejo-runner/container.runner")
         machine.fail("test -e /run/forgejo-runner/host.runner")
 
-    def assert_runner_refused(machine, reason):
-        machine.wait_for_unit("multi-user.target")
-        machine.wait_until_succeeds("systemctl is-failed forgejo-runner-secret.service")
-        machine.succeed(f"journalctl -b -u forgejo-runner-secret.service | grep -F '{reason}'")
-        machine.fail("test -e /run/forgejo-runner/container.runner")
-        machine.fail("test -e /run/forgejo-runner/host.runner")
-
     # A shell command as a host job runs it: the host runner's user, with the sandboxing of
     # forgejo-runner-host.service (nix/runner.nix).
     def as_host_job(command):
@@ -202,16 +195,18 @@ let
     let
       inherit (instrumented target) config artifact;
       param = config.runnerImage.secretSource.cmdlineParam;
-      # The operator's side of netboot, in miniature: a wrapper script that names where the
-      # runner configuration is and chains the image's own iPXE script (which appends
-      # ${cmdline} to the kernel command line), all served over QEMU's TFTP.
+      # The operator's side of netboot, in miniature: a wrapper script that hands runner.env to
+      # the kernel as an extra initrd file (iPXE `initrd <uri> <path> mode=`, src/core/cpio.c)
+      # and chains the image's own iPXE script, all served over QEMU's TFTP. It also sets a
+      # tftp:// configuration URL on the kernel command line, which the image would refuse
+      # (https only; tests/runner-secret.test.ts) and must ignore, the initrd file coming first.
       tftpRoot = pkgs.symlinkJoin {
         name = "${target.attr}-tftp";
         paths = [
           artifact
-          # tftp:// (all QEMU's user network serves) must be refused: https only.
           (pkgs.writeTextDir "boot.ipxe" ''
             #!ipxe
+            initrd runner.env /runner.env mode=0400
             set cmdline ${param}=tftp://10.0.2.2/runner.env
             chain netboot.ipxe
           '')
@@ -229,8 +224,10 @@ let
           }
         }")
         machine.start()
-        machine.succeed("grep -F '${param}=' /proc/cmdline")
-        assert_runner_refused(machine, "${param} is not a URL")
+        assert_runner_configured(machine)
+        machine.succeed("journalctl -b -u forgejo-runner-secret.service | grep -F 'the boot loader handed over (initrd)'")
+        machine.fail("test -e /run/forgejo-runner-initrd/runner.env")
+        machine.succeed("grep -F '${param}=tftp://' /proc/cmdline")
         ${lib.optionalString uefi ''machine.succeed("test -d /sys/firmware/efi")''}
         assert_store_intact(machine)
         machine.shutdown()
