@@ -35,14 +35,23 @@
       kinds = {
         netboot = {
           module = ./nix/netboot.nix;
+          # what the module adds to system.build (checked by nix/composition-check.nix)
+          outputs = [
+            "netbootRamdisk"
+            "netbootIpxeScript"
+          ];
           # One directory with exactly the kernel, the initrd and the iPXE script (like
           # makeNetboot in nixpkgs nixos/release.nix, but a linkFarm so that nothing else of
-          # the kernel's output, e.g. System.map, comes along).
+          # the kernel's output, e.g. System.map, comes along). linkFarm name [ { name; path; } ],
+          # the form netboot.nix's own kexecTree uses (2025+ revision read). Entries:
+          # system.build.netbootRamdisk -> initrd, netbootIpxeScript -> netboot.ipxe (netboot.nix).
           artifact =
             target: config:
             let
               build = config.system.build;
-              kernelFile = config.system.boot.loader.kernelFile; # bzImage on x86_64
+              # internal option of nixos/modules/system/activation/top-level.nix: the kernel's
+              # image file, the platform's linux-kernel target (bzImage on x86_64)
+              kernelFile = config.system.boot.loader.kernelFile;
               entries = [
                 {
                   name = kernelFile;
@@ -62,10 +71,34 @@
             assert lib.assertMsg (builtins.sort builtins.lessThan names == builtins.sort builtins.lessThan target.sources)
               "targets.json: ${target.attr} publishes [${toString target.sources}] but the netboot directory holds [${toString names}]";
             (pkgsFor target.system).linkFarm target.attr entries;
+          # Checks of the built artifact (in checks.<system>, next to the package).
+          checks = target: artifact: {
+            # The initrd carries the whole store and sits in RAM: the EFI stub must allocate
+            # it in one piece (fails around 1 GB on real hardware, NixOS/nixpkgs#73588) and
+            # iPXE loads below 4 GB (#203593). Enforce the budget nix/netboot.nix states, and
+            # log the measured size on every build.
+            "initrd-size-${target.attr}" =
+              (pkgsFor target.system).runCommand "initrd-size-${target.attr}"
+                {
+                  initrd = "${artifact}/initrd";
+                  limitBytes = 1024 * 1024 * 1024;
+                }
+                ''
+                  size=$(stat -L -c %s "$initrd")
+                  echo "initrd: $size bytes ($((size / 1048576)) MiB), limit $limitBytes bytes ($((limitBytes / 1048576)) MiB)"
+                  if [ "$size" -ge "$limitBytes" ]; then
+                    echo "initrd-size: the netboot initrd is over its 1 GiB budget; shrink the closure (see nix/netboot.nix)" >&2
+                    exit 1
+                  fi
+                  echo "$size" > "$out"
+                '';
+          };
         };
         iso = {
           module = ./nix/iso.nix;
-          # $out/iso/<baseName>.iso
+          outputs = [ "isoImage" ];
+          # $out/iso/<image.baseName>.iso (iso-image.nix: make-iso9660-image.nix with
+          # isoName = "${image.baseName}.iso"; the reference notes read make-iso9660-image.sh)
           artifact = target: config: config.system.build.isoImage;
         };
       };
@@ -74,27 +107,28 @@
         kinds.${target.image}
           or (throw "targets.json: ${target.attr} has image kind '${target.image}', which nix/ cannot build");
 
+      # lib.nixosSystem (nixpkgs flake.nix @ 02d79c9): nixos/lib/eval-config.nix with system =
+      # null; its `system` argument is a legacy alias of nixpkgs.hostPlatform, set below.
       mkMachine =
         target: extraModules:
         lib.nixosSystem {
           modules = [
             self.nixosModules.runner
             (kindOf target).module
-            (
-              {
-                nixpkgs.hostPlatform = target.system;
-                runnerImage.release = release;
-                runnerImage.sshAuthorizedKeys = operatorKeys;
-              }
-              // lib.optionalAttrs (target.image == "iso") {
-                runnerImage.isoBaseName = target.baseName;
-              }
-            )
+            {
+              nixpkgs.hostPlatform = target.system;
+              runnerImage.release = release;
+              runnerImage.sshAuthorizedKeys = operatorKeys;
+            }
           ]
+          # A module of its own, not `//` onto the one above: `//` is shallow, so its
+          # runnerImage would replace the whole runnerImage set (release info and keys lost).
+          ++ lib.optional (target.image == "iso") { runnerImage.isoBaseName = target.baseName; }
           ++ extraModules;
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
+      checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
     in
     {
       nixosModules.runner = ./nix/runner.nix;
@@ -118,6 +152,15 @@
         in
         # `nix flake check` only evaluates packages; re-export them so it builds them.
         lib.mapAttrs' (name: lib.nameValuePair "package-${name}") self.packages.${system}
+        // lib.concatMapAttrs (_: checksOf) bySystem.${system}
+        // {
+          # The machines carry the release info, the operator keys and their image module.
+          image-composition = import ./nix/composition-check.nix {
+            inherit pkgs lib kinds release operatorKeys;
+            targets = bySystem.${system};
+            machines = self.nixosConfigurations;
+          };
+        }
         # QEMU boot tests (x86_64 only for now: BIOS boot and the OVMF/iPXE ROM paths).
         // lib.optionalAttrs (system == "x86_64-linux") (
           import ./nix/boot-tests.nix {
@@ -140,6 +183,7 @@
       );
 
       # Everything the scripts in scripts/ need: `nix develop -c bun scripts/...`.
+      # (pkgs.mkShellNoCC: mkShell without a C compiler; from memory, not re-read.)
       devShells = forSystems (system: {
         default = (pkgsFor system).mkShellNoCC {
           packages = with pkgsFor system; [
@@ -156,7 +200,8 @@
         };
       });
 
-      # `nix fmt`: nixfmt over the tree (pkgs/by-name/ni/nixfmt-tree).
+      # `nix fmt`: nixfmt over the tree (pkgs/by-name/ni/nixfmt-tree/package.nix exists in the
+      # nixpkgs index at c1d241a; its contents were not re-read).
       formatter = forSystems (system: (pkgsFor system).nixfmt-tree);
     };
 }

@@ -1,6 +1,10 @@
 # QEMU boot tests of the images, in the style of nixpkgs nixos/tests/boot.nix (mkStartCommand,
-# create_machine with a raw QEMU command line) and nix-community/nixos-images
-# nix/image-installer/tests.nix (pkgs.testers.runNixOSTest).
+# create_machine with a raw QEMU command line; read at 01162df, a 2025+ revision) and
+# nix-community/nixos-images nix/image-installer/tests.nix @ e17386d (pkgs.testers.runNixOSTest
+# with nodes = { } and a testScript; runNixOSTest = nixos/lib runTest with hostPkgs = pkgs,
+# pkgs/build-support/testers/default.nix, recent revision, commit not named by the index).
+# pkgs.OVMF.firmware / pkgs.OVMF.variables and ${pkgs.ipxe}/ipxe.efirom are used exactly so by
+# both; ipxe's package builds bin-x86_64-efi/ipxe.efirom on x86_64 (several revisions read).
 #
 # The booted artifact is an INSTRUMENTED SIBLING of the published one: the same target built
 # with nixpkgs nixos/modules/testing/test-instrumentation.nix added (the test driver's
@@ -16,22 +20,35 @@
   instrumented, # target -> { config; artifact; }
 }:
 let
-  qemu-common = import (nixpkgs + "/nixos/lib/qemu-common.nix") { inherit lib pkgs; };
+  # nixos/lib/qemu-common.nix took { lib, pkgs } and takes { lib, stdenv } since 25.11 (nixpkgs
+  # nixos/tests/boot.nix now imports it with `inherit (pkgs) lib stdenv`); callPackage passes
+  # only the arguments the file declares, so this works with both. Same fix as
+  # nix-community/nixos-images a19c2b7 ("tests: use callPackage for qemu-common import").
+  qemu-common = pkgs.callPackage (nixpkgs + "/nixos/lib/qemu-common.nix") { };
 
   # Test-only registration secret. Its first 16 characters give the runner UUID the way
-  # forgejo-runner create-runner-file does (uuidFromSecret: gouuid.FromBytes of those 16
+  # forgejo-runner v12 create-runner-file.go uuidFromSecret does (gouuid.FromBytes of those 16
   # ASCII bytes), so the test can check the credential really came from this secret.
   testSecret = "0123456789abcdef0123456789abcdef01234567";
   expectedUuid = "30313233-3435-3637-3839-616263646566";
-  testEnv = pkgs.writeText "runner.env" ''
-    FORGEJO_RUNNER_SECRET=${testSecret}
-    FORGEJO_URL=http://forgejo.invalid:3000
-    FORGEJO_RUNNER_NAME=boot-test
-  '';
+  # Registration is offline (nix/runner-secret.sh writes .runner itself), so an instance that
+  # never resolves is enough to check the credential; the runners then retry their first
+  # contact every 10 s, which the tests do not need.
+  forgejoUrl = "https://forgejo.invalid";
+  mkTestEnv =
+    mode:
+    pkgs.writeText "runner.env" ''
+      FORGEJO_RUNNER_SECRET=${testSecret}
+      FORGEJO_URL=${forgejoUrl}
+      FORGEJO_RUNNER_NAME=boot-test
+      FORGEJO_RUNNER_MODE=${mode}
+    '';
+  testEnv = mkTestEnv "container";
 
   # A small vfat disk labelled like an operator's config stick, holding runner.env.
-  configDisk =
-    config:
+  configDisk = config: configDiskWith testEnv config;
+  configDiskWith =
+    env: config:
     let
       inherit (config.runnerImage.secretSource) label fileName;
     in
@@ -45,9 +62,13 @@ let
       ''
         truncate --size=16M "$out"
         mkfs.vfat -n ${label} "$out"
-        mcopy -i "$out" ${testEnv} ::/${fileName}
+        mcopy -i "$out" ${env} ::/${fileName}
       '';
 
+  # After nixpkgs nixos/tests/boot.nix mkStartCommand (read at a 2025+ revision that imports
+  # qemu-common.nix with { lib, stdenv }): user-net with QEMU's TFTP server for netboot, the
+  # ipxe.efirom option ROM on the NIC under UEFI, two pflash drives with pkgs.OVMF.firmware and
+  # pkgs.OVMF.variables for UEFI, usb-ehci + usb-storage for a stick.
   mkStartCommand =
     {
       memory ? 4096, # the netboot initrd (~1 GB) and job storage live in RAM
@@ -72,6 +93,11 @@ let
       ++ lib.optionals (cdrom != null) [
         "-cdrom"
         cdrom
+        # The CD first. QEMU's default order tries the disks first, and SeaBIOS then runs the
+        # config disk's vfat boot sector ("not a bootable disk") and waits for a key: the CD
+        # is never reached. (QEMU docs/system/bootindex.rst: -boot order= or bootindex.)
+        "-boot"
+        "order=d"
       ]
       ++ lib.optionals (usb != null) [
         "-device"
@@ -79,7 +105,9 @@ let
         "-drive"
         "id=usbdisk,file=${usb},if=none,readonly"
         "-device"
-        "usb-storage,drive=usbdisk"
+        # -boot order= has no letter for USB, so the stick gets the first bootindex instead
+        # (devices without one come last, QEMU docs/system/bootindex.rst)
+        "usb-storage,drive=usbdisk,bootindex=1"
       ]
       ++ lib.optionals (tftp != null) [
         "-boot"
@@ -102,15 +130,27 @@ let
 
   # Python helpers shared by the test scripts.
   helpers = ''
-    def assert_runner_configured(machine):
+    import shlex
+
+    def assert_runner_configured(machine, mode="container"):
+        users = {"container": "forgejo-runner", "host": "forgejo-runner-host"}
+        units = {"container": "forgejo-runner.service", "host": "forgejo-runner-host.service"}
+        other = "host" if mode == "container" else "container"
         machine.wait_for_unit("multi-user.target")
         machine.wait_for_unit("forgejo-runner-secret.service")
-        machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner/.runner)\" = '600 forgejo-runner'")
-        machine.succeed("grep -F '${expectedUuid}' /run/forgejo-runner/.runner")
-        machine.succeed("grep -F 'http://forgejo.invalid:3000' /run/forgejo-runner/.runner")
-        # the runner unit passed its condition (it cannot reach forgejo.invalid, so it keeps
-        # restarting; registration against a live server is not tested here)
-        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx yes")
+        # root-owned directory, the credential readable only by its runner's user
+        machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner)\" = '755 root'")
+        machine.succeed(f"test \"$(stat -c '%a %U' /run/forgejo-runner/{mode}.runner)\" = '600 {users[mode]}'")
+        machine.fail(f"test -e /run/forgejo-runner/{other}.runner")
+        machine.succeed(f"grep -F '\"uuid\": \"${expectedUuid}\"' /run/forgejo-runner/{mode}.runner")
+        machine.succeed(f"grep -F '\"address\": \"${forgejoUrl}\"' /run/forgejo-runner/{mode}.runner")
+        # only this mode's runner passed its condition (it cannot reach forgejo.invalid, so it
+        # keeps retrying; registration against a live server is not tested here)
+        machine.succeed(f"systemctl show -p ConditionResult --value {units[mode]} | grep -qx yes")
+        machine.succeed(f"systemctl show -p ConditionResult --value {units[other]} | grep -qx no")
+        # the secret proper is in no log line and on no command line
+        machine.fail("journalctl -b --no-pager | grep -F '${builtins.substring 16 24 testSecret}'")
+        machine.fail("grep -F '${builtins.substring 16 24 testSecret}' /proc/cmdline")
         machine.wait_for_unit("docker.service")
         machine.succeed("grep -q '^RUNNER_IMAGE_REVISION=' /etc/runner-image-release")
 
@@ -118,7 +158,28 @@ let
         machine.wait_for_unit("multi-user.target")
         machine.succeed("journalctl -b -u forgejo-runner-secret.service | grep -F 'no registration secret found'")
         machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx no")
-        machine.fail("test -e /run/forgejo-runner/.runner")
+        machine.succeed("systemctl show -p ConditionResult --value forgejo-runner-host.service | grep -qx no")
+        machine.fail("test -e /run/forgejo-runner/container.runner")
+        machine.fail("test -e /run/forgejo-runner/host.runner")
+
+    # A shell command as a host job runs it: the host runner's user, with the sandboxing of
+    # forgejo-runner-host.service (nix/runner.nix).
+    def as_host_job(command):
+        return (
+            "systemd-run --wait --pipe --quiet -p User=forgejo-runner-host -p Group=forgejo-runner-host "
+            "-p ProtectProc=invisible -p NoNewPrivileges=yes -p PrivateTmp=yes -- "
+            "/run/current-system/sw/bin/bash -c "
+            + shlex.quote("PATH=/run/current-system/sw/bin; " + command)
+        )
+  '';
+
+  # The booted system's store is what was built: every path of the closure hashes to the NAR
+  # hash in the Nix database (loaded from the image's nix-path-registration by netboot.nix and
+  # iso-image.nix boot.postBootCommands). --no-trust: locally built paths carry no signature.
+  # As nixpkgs nixos/tests/boot.nix and nixos-images nix/image-installer/tests.nix do after boot.
+  storeHelpers = ''
+    def assert_store_intact(machine):
+        machine.succeed("nix store verify --no-trust -r --option experimental-features nix-command /run/current-system")
   '';
 
   mkTest =
@@ -126,7 +187,7 @@ let
     pkgs.testers.runNixOSTest {
       inherit name;
       nodes = { };
-      testScript = helpers + testScript;
+      testScript = helpers + storeHelpers + testScript;
     };
 
   netbootTests =
@@ -134,15 +195,18 @@ let
     let
       inherit (instrumented target) config artifact;
       param = config.runnerImage.secretSource.cmdlineParam;
-      # The operator's side of netboot, in miniature: a wrapper script that names where the
-      # runner configuration is and chains the image's own iPXE script (which appends
-      # ${cmdline} to the kernel command line), all served over QEMU's TFTP.
+      # The operator's side of netboot, in miniature: a wrapper script that hands runner.env to
+      # the kernel as an extra initrd file (iPXE `initrd <uri> <path> mode=`, src/core/cpio.c)
+      # and chains the image's own iPXE script, all served over QEMU's TFTP. It also sets a
+      # tftp:// configuration URL on the kernel command line, which the image would refuse
+      # (https only; tests/runner-secret.test.ts) and must ignore, the initrd file coming first.
       tftpRoot = pkgs.symlinkJoin {
         name = "${target.attr}-tftp";
         paths = [
           artifact
           (pkgs.writeTextDir "boot.ipxe" ''
             #!ipxe
+            initrd runner.env /runner.env mode=0400
             set cmdline ${param}=tftp://10.0.2.2/runner.env
             chain netboot.ipxe
           '')
@@ -152,15 +216,30 @@ let
           '')
         ];
       };
-    in
-    {
-      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" ''
-        machine = create_machine("${mkStartCommand { tftp = tftpRoot; }}")
+      netbootScript = uefi: ''
+        machine = create_machine("${
+          mkStartCommand {
+            tftp = tftpRoot;
+            inherit uefi;
+          }
+        }")
         machine.start()
         assert_runner_configured(machine)
-        machine.succeed("grep -F '${param}=' /proc/cmdline")
+        machine.succeed("journalctl -b -u forgejo-runner-secret.service | grep -F 'the boot loader handed over (initrd)'")
+        machine.fail("test -e /run/forgejo-runner-initrd/runner.env")
+        machine.succeed("grep -F '${param}=tftp://' /proc/cmdline")
+        ${lib.optionalString uefi ''machine.succeed("test -d /sys/firmware/efi")''}
+        assert_store_intact(machine)
         machine.shutdown()
       '';
+    in
+    {
+      "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" (netbootScript false);
+
+      # OVMF with the iPXE EFI option ROM on the NIC (pkgs.ipxe's ipxe.efirom), as
+      # nixos/tests/boot.nix uefiNetboot: iPXE starts the kernel's EFI stub, which loads the
+      # ~1 GB initrd named by initrd=initrd itself (the limit checks.initrd-size-* guards).
+      "boot-${target.attr}-uefi" = mkTest "boot-${target.attr}-uefi" (netbootScript true);
     };
 
   isoTests =
@@ -185,6 +264,7 @@ let
         }")
         machine.start()
         assert_runner_configured(machine)
+        assert_store_intact(machine)
         machine.shutdown()
       '';
 
@@ -199,6 +279,8 @@ let
         }")
         machine.start()
         assert_runner_configured(machine)
+        machine.succeed("test -d /sys/firmware/efi")
+        assert_store_intact(machine)
         machine.shutdown()
       '';
     };
@@ -207,5 +289,73 @@ let
     netboot = netbootTests;
     iso = isoTests;
   };
+
+  # What a job may do on each kind of runner (docs/RUNNER_IMAGES.md, "Threat model"). ISO
+  # targets, booted like boot-*-uefi-usb with a config disk; no Forgejo server, so the "job" is
+  # a command run as the host runner's user with that unit's sandboxing (as_host_job).
+  securityTests =
+    target:
+    let
+      inherit (instrumented target) config artifact;
+      boot =
+        mode:
+        mkStartCommand {
+          usb = "${artifact}/iso/${artifact.isoName}";
+          uefi = true;
+          extraFlags = [
+            "-drive"
+            "file=${configDiskWith (mkTestEnv mode) config},format=raw,if=virtio,readonly=on"
+          ];
+        };
+    in
+    lib.optionalAttrs (target.image == "iso") {
+      "security-${target.attr}-container-mode" = mkTest "security-${target.attr}-container-mode" ''
+        machine = create_machine("${boot "container"}")
+        machine.start()
+        assert_runner_configured(machine, "container")
+        # another user cannot read the container runner's credential
+        machine.fail(as_host_job("cat /run/forgejo-runner/container.runner"))
+        # job containers may reach the cache proxy port and no other host port: no trusted bridge
+        machine.succeed("iptables -S nixos-fw | grep -E -- '-i docker0 .*--dport 4001 .*-j nixos-fw-accept'")
+        machine.fail("iptables -S nixos-fw | grep -E -- '-i (docker0|br-\\+) -j nixos-fw-accept'")
+        machine.shutdown()
+      '';
+
+      "security-${target.attr}-host-mode" = mkTest "security-${target.attr}-host-mode" ''
+        machine = create_machine("${boot "host"}")
+        machine.start()
+        assert_runner_configured(machine, "host")
+        # a host job cannot reach the container runtime: not in its group, socket not writable
+        machine.succeed("test -S /run/docker.sock")
+        machine.fail(as_host_job("id -nG | grep -wE 'docker|podman|wheel'"))
+        machine.fail(as_host_job("test -w /run/docker.sock"))
+        # ... cannot see other users' processes, and cannot attach to its own runner
+        machine.fail(as_host_job("ps -e -o user= | grep -vx forgejo-runner-host"))
+        machine.succeed("test \"$(sysctl -n kernel.yama.ptrace_scope)\" = 1")
+        # Residual risk, documented in the runbook: a host job CAN read host.runner (the runner
+        # starts host jobs with its own uid). Hence one job per boot and a repository-scoped runner.
+
+        # The unit's ExecStopPost, run the way systemd runs it when `one-job` ends. (Here one-job
+        # cannot reach forgejo.invalid, so it only ever exits 1 and restarts.)
+        after_job = "$(systemctl show -p ExecStopPost --value forgejo-runner-host.service | grep -o '/nix/store/[^ ;]*-after-job')"
+        # exit status 1, no task taken: no reboot, the credential stays
+        machine.succeed(f"EXIT_CODE=exited EXIT_STATUS=1 {after_job}")
+        machine.succeed("sleep 5 && test -e /run/forgejo-runner/host.runner")
+
+        # A job leaves a detached process and files behind, then its runner ends with status 0
+        # (one-job after a task). The machine must reboot and come back clean.
+        machine.succeed("runuser -u forgejo-runner-host -- touch /var/lib/forgejo-runner-host/planted")
+        machine.succeed("runuser -u forgejo-runner-host -- setsid -f sleep 100000")
+        machine.succeed("pgrep -u forgejo-runner-host -x sleep")
+        machine.execute(f"EXIT_CODE=exited EXIT_STATUS=0 {after_job}", check_return=False)
+        machine.wait_for_console_text("reboot: Restarting system")
+        machine.connected = False
+        assert_runner_configured(machine, "host")
+        machine.fail("test -e /var/lib/forgejo-runner-host/planted")
+        machine.fail("pgrep -u forgejo-runner-host -x sleep")
+        machine.shutdown()
+      '';
+    };
 in
 lib.concatMapAttrs (_: target: (testsByKind.${target.image} or (_: { })) target) targets
+// lib.concatMapAttrs (_: securityTests) targets

@@ -1,148 +1,251 @@
-# Finds this machine's runner configuration on the boot medium and turns it into the
-# forgejo-runner credential (the `.runner` file) under /run. Run once per boot by
-# forgejo-runner-secret.service, before forgejo-runner.service (see nix/runner.nix).
+#!/usr/bin/env bash
+# Finds this machine's runner configuration on the boot medium and writes the forgejo-runner
+# credential from it. Run once per boot, as root, by forgejo-runner-secret.service, before the
+# runner units (nix/runner.nix). A standalone bash script: it needs bash, coreutils and curl,
+# plus util-linux (mount) and udevadm for the label source only. It never contacts Forgejo.
 #
 # Where the configuration comes from, first match wins:
-#   1. kernel parameter  <CMDLINE_PARAM>=<url>  (netboot: set by the operator's iPXE script,
-#      e.g. `set cmdline runner.config_url=https://...` before chaining the release script);
-#   2. a filesystem labelled <CONFIG_LABEL> holding `runner.env` (ISO: a partition on the
-#      USB stick or a second stick; works for netboot too).
-# The configuration is a small env file:
-#   FORGEJO_RUNNER_SECRET=<40 hex characters>   (required; from `forgejo-cli actions register`)
-#   FORGEJO_URL=https://forgejo.example.org     (optional if the image has a default URL)
-#   FORGEJO_RUNNER_NAME=rack1-node3              (optional)
-# It is parsed, never sourced: nothing on the stick is executed.
+#   1. <INITRD_ENV_FILE>: runner.env handed over by the boot loader as an extra initrd file
+#      (iPXE `initrd <url> /runner.env`; stage 1 moves it to /run, nix/runner.nix). Read once,
+#      then deleted;
+#   2. kernel parameter  <CMDLINE_PARAM>=<url>: fetched over HTTPS (netboot; set by the
+#      operator's iPXE script, `set cmdline runner.config_url=https://...`);
+#   3. a filesystem labelled <CONFIG_LABEL> holding <CONFIG_FILE_NAME> (ISO: a config stick).
+# The configuration is a small env file, parsed and never sourced:
+#   FORGEJO_RUNNER_SECRET=<40 hex characters>   required, from `forgejo-cli actions register`
+#   FORGEJO_URL=https://forgejo.example.org     required unless the image has a default
+#   FORGEJO_RUNNER_NAME=rack1-node3             optional
+#   FORGEJO_RUNNER_MODE=container|host          optional, default container (see below)
+#   RUNNER_ALLOW_INSECURE_HTTP=1                optional, lab networks only: http:// FORGEJO_URL
 #
-# Exit 0 without a credential when no configuration exists (forgejo-runner.service is then
-# skipped by its ConditionPathExists); exit 1 when a configuration exists but is unusable.
+# Modes. `container` (the default) writes <RUNNER_DIR>/container.runner for the container-only
+# daemon; `host` writes <RUNNER_DIR>/host.runner for the one-job host runner, which reboots
+# the machine after every job. Only one is written, so a machine is one kind of runner.
 #
-# Inputs (environment, set by the unit): CMDLINE_PARAM CONFIG_LABEL CONFIG_FILE_NAME
-# DEFAULT_URL DEFAULT_NAME RUNNER_CONFIG RUNNER_FILE RUNNER_USER LABEL_WAIT_SECONDS
+# The credential is the runner's own `.runner` JSON, written here byte for byte as forgejo-runner
+# v12 writes it (internal/pkg/config/registration.go SaveRegistration: json.Encoder, two-space
+# indent, trailing newline; uuid from internal/app/cmd/create-runner-file.go uuidFromSecret; the
+# token is the whole secret). `create-runner-file` is not used: it pings the instance before it
+# saves the file and takes the secret in its argv. Here the secret only ever passes through bash
+# builtins (read, printf into files), never a command's arguments.
+#
+# Plain http is refused for both the configuration URL and FORGEJO_URL. Opt-ins, for lab
+# networks, each logged as a warning: the kernel parameter runner.allow_insecure_http=1 (the
+# boot chain, which can replace the whole system anyway) allows both; the runner.env line allows
+# an http FORGEJO_URL (runner.env's author already holds the secret).
+#
+# Exit 0 without a credential when there is no configuration (the runner units are then skipped
+# by their ConditionPathExists); exit 1, with one line saying why, when it is unusable.
+#
+# Inputs (environment; defaults in brackets):
+#   INITRD_ENV_FILE [/run/forgejo-runner-initrd/runner.env]
+#   CMDLINE_FILE [/proc/cmdline]  CMDLINE_PARAM [runner.config_url]
+#   CONFIG_LABEL [RUNNER-CFG]  CONFIG_FILE_NAME [runner.env]
+#   LABEL_DEVICE_DIR [/dev/disk/by-label]  LABEL_WAIT_SECONDS [5]
+#   DEFAULT_URL []  DEFAULT_NAME [forgejo-runner]
+#   RUNNER_DIR [/run/forgejo-runner]: root-owned, created if missing
+#   CONTAINER_USER [forgejo-runner]  HOST_USER [forgejo-runner-host]: owners of the credential
+#   WORK_PARENT [/tmp]: where the private scratch directory goes
+#   FETCH_ATTEMPTS [10]  FETCH_FIRST_DELAY [1]  FETCH_MAX_DELAY [60]: back-off, in seconds
+#   CURL_CA_BUNDLE: curl's own variable, for a private CA
+set -euo pipefail
+
+: "${INITRD_ENV_FILE:=/run/forgejo-runner-initrd/runner.env}"
+: "${CMDLINE_FILE:=/proc/cmdline}" "${CMDLINE_PARAM:=runner.config_url}"
+: "${CONFIG_LABEL:=RUNNER-CFG}" "${CONFIG_FILE_NAME:=runner.env}"
+: "${LABEL_DEVICE_DIR:=/dev/disk/by-label}" "${LABEL_WAIT_SECONDS:=5}"
+: "${DEFAULT_URL:=}" "${DEFAULT_NAME:=forgejo-runner}"
+: "${RUNNER_DIR:=/run/forgejo-runner}" "${CONTAINER_USER:=forgejo-runner}" "${HOST_USER:=forgejo-runner-host}"
+: "${WORK_PARENT:=/tmp}"
+: "${FETCH_ATTEMPTS:=10}" "${FETCH_FIRST_DELAY:=1}" "${FETCH_MAX_DELAY:=60}"
+
+# forgejo-runner v12 internal/pkg/config/registration.go, registrationWarning
+readonly REGISTRATION_WARNING="This file is automatically generated by forgejo-runner. Do not edit it manually unless you know what you are doing. Removing this file will cause act runner to re-register as a new runner."
+readonly INSECURE_PARAM=runner.allow_insecure_http
 
 log() { printf 'forgejo-runner-secret: %s\n' "$*"; }
+fail() {
+  log "$*; the runner will not start"
+  exit 1
+}
 
-workdir=$(mktemp -d -p /run forgejo-runner-secret.XXXXXX)
-chmod 0700 "$workdir"
-env_file="$workdir/runner.env"
-mnt="$workdir/mnt"
+umask 077
+workdir=$(mktemp -d -p "$WORK_PARENT" forgejo-runner-secret.XXXXXX) || fail "cannot create a scratch directory in $WORK_PARENT"
+env_file=$workdir/runner.env
+mnt=$workdir/mnt
 cleanup() {
-  if mountpoint -q "$mnt"; then umount "$mnt" || true; fi
+  if [ -d "$mnt" ] && mountpoint -q "$mnt"; then umount "$mnt" || true; fi
   rm -rf "$workdir"
 }
 trap cleanup EXIT
 
-# The value of a kernel parameter NAME=VALUE, or nothing.
+# The value of kernel parameter NAME=VALUE (the last one wins, as for the kernel), or nothing.
 cmdline_value() {
-  local name=$1 word
+  local name=$1 word value=""
   local -a words
-  read -r -a words </proc/cmdline
+  read -r -a words <"$CMDLINE_FILE" || true
   for word in "${words[@]}"; do
-    case $word in
-      "$name"=*) printf '%s\n' "${word#*=}" ;;
+    case $word in "$name"=*) value=${word#*=} ;; esac
+  done
+  printf '%s' "$value"
+}
+
+insecure_boot=no
+[ "$(cmdline_value "$INSECURE_PARAM")" = 1 ] && insecure_boot=yes
+
+# An absolute http(s) URL without spaces, quotes or backslashes (it goes into a curl config line).
+is_url() { [[ $1 =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/?=\&%+,:@-]*)?$ ]]; }
+
+# Fetch $1 into $env_file over https (http only with the boot opt-in), retrying with back-off
+# while the network or the server comes up. The URL is not logged: it may be a capability.
+fetch_config() {
+  local url=$1 protocols="=https" attempt=1 delay=$FETCH_FIRST_DELAY status http_code
+  if ! is_url "$url"; then
+    fail "${CMDLINE_PARAM} is not a URL"
+  elif [[ $url == http://* ]]; then
+    [ "$insecure_boot" = yes ] || fail "${CMDLINE_PARAM} is a plain http URL; use https (lab networks: add ${INSECURE_PARAM}=1 to the kernel command line)"
+    log "WARNING: fetching the runner configuration over plain http (${INSECURE_PARAM}=1): anyone on the network can read the runner secret"
+    protocols="=http,https"
+  fi
+  log "fetching the runner configuration named by the ${CMDLINE_PARAM} kernel parameter"
+  while :; do
+    status=0
+    # The URL reaches curl on stdin (a config line), not in its argv.
+    http_code=$(curl --config - --proto "$protocols" --proto-redir "$protocols" \
+      --location --max-redirs 5 --fail --silent --connect-timeout 10 --max-time 60 \
+      --max-filesize 65536 --output "$env_file" --write-out '%{http_code}' \
+      <<<"url = \"$url\"") || status=$?
+    case $status in
+      0) return 0 ;;
+      1) fail "the configuration server answered with (or redirected to) a URL that is not https" ;;
+      22) case $http_code in
+          408 | 429 | 5??) ;;
+          *) fail "the configuration server answered HTTP $http_code" ;;
+        esac ;;
+      6 | 7 | 28 | 35 | 52 | 55 | 56) ;; # no DNS, no route, refused, timed out, cut off: not up yet
+      60) fail "the configuration server's TLS certificate is not trusted" ;;
+      77) fail "cannot read the trusted CA certificates (CURL_CA_BUNDLE or the system bundle)" ;;
+      63) fail "the runner configuration is larger than 64 KiB" ;;
+      *) fail "could not fetch the runner configuration (curl exit status $status)" ;;
     esac
+    if ((attempt >= FETCH_ATTEMPTS)); then
+      fail "the configuration server did not answer after $attempt attempts"
+    fi
+    log "the configuration server is not reachable yet (attempt $attempt of $FETCH_ATTEMPTS); retrying in ${delay}s"
+    sleep "$delay"
+    attempt=$((attempt + 1))
+    delay=$((delay * 2 > FETCH_MAX_DELAY ? FETCH_MAX_DELAY : delay * 2))
   done
 }
 
-fetch_from_url() {
-  local url=$1
-  # The URL is not logged: it may itself be a capability.
-  log "fetching the runner configuration named by the ${CMDLINE_PARAM} kernel parameter"
-  curl --fail --silent --show-error --location \
-    --retry 10 --retry-delay 3 --retry-all-errors --connect-timeout 10 --max-time 60 \
-    --output "$env_file" "$url"
-}
-
+# Copy <CONFIG_FILE_NAME> from the filesystem labelled <CONFIG_LABEL>. Returns 2 when there is
+# no such filesystem.
 read_from_label() {
-  local dev=/dev/disk/by-label/$CONFIG_LABEL i
-  udevadm settle --timeout="$LABEL_WAIT_SECONDS" || true
+  local dev=$LABEL_DEVICE_DIR/$CONFIG_LABEL i
+  if command -v udevadm >/dev/null; then udevadm settle --timeout="$LABEL_WAIT_SECONDS" || true; fi
   for ((i = 0; i < LABEL_WAIT_SECONDS; i++)); do
     [ -e "$dev" ] && break
     sleep 1
   done
   [ -e "$dev" ] || return 2
-  mkdir -p "$mnt"
-  mount -o ro,nosuid,nodev,noexec "$dev" "$mnt" || return 1
-  if [ ! -f "$mnt/$CONFIG_FILE_NAME" ]; then
-    log "the filesystem labelled $CONFIG_LABEL has no $CONFIG_FILE_NAME; the runner will not start"
-    exit 1
-  fi
+  mkdir "$mnt"
+  mount -o ro,nosuid,nodev,noexec "$dev" "$mnt" || fail "could not mount the filesystem labelled $CONFIG_LABEL"
+  [ -f "$mnt/$CONFIG_FILE_NAME" ] || fail "the filesystem labelled $CONFIG_LABEL has no $CONFIG_FILE_NAME"
   log "reading the runner configuration from the filesystem labelled $CONFIG_LABEL"
-  install -m 0600 "$mnt/$CONFIG_FILE_NAME" "$env_file" || return 1
+  head -c 65536 "$mnt/$CONFIG_FILE_NAME" >"$env_file" || fail "could not read $CONFIG_FILE_NAME"
   umount "$mnt"
 }
 
 unquote() {
   local v=$1
   case $v in
-    \"*\")
-      v=${v#\"}
-      v=${v%\"}
-      ;;
-    \'*\')
-      v=${v#\'}
-      v=${v%\'}
-      ;;
+    \"*\") v=${v#\"} v=${v%\"} ;;
+    \'*\') v=${v#\'} v=${v%\'} ;;
   esac
   printf '%s' "$v"
 }
 
-umask 077
+# The runner's uuid: the first 16 characters of the secret, as bytes, formatted as a UUID
+# (forgejo-runner v12 create-runner-file.go uuidFromSecret: gouuid.FromBytes(secret[:16])).
+uuid_from_secret() {
+  local hex="" i
+  for ((i = 0; i < 16; i++)); do printf -v hex '%s%02x' "$hex" "'${1:i:1}"; done
+  printf '%s-%s-%s-%s-%s' "${hex:0:8}" "${hex:8:4}" "${hex:12:4}" "${hex:16:4}" "${hex:20:12}"
+}
 
-config_url=$(cmdline_value "$CMDLINE_PARAM" | tail -n 1)
-if [ -n "$config_url" ]; then
-  if ! fetch_from_url "$config_url"; then
-    log "could not fetch the runner configuration named by ${CMDLINE_PARAM}; the runner will not start"
-    exit 1
-  fi
+# --- where the configuration comes from --------------------------------------------------------
+config_url=$(cmdline_value "$CMDLINE_PARAM")
+if [ -f "$INITRD_ENV_FILE" ]; then
+  log "reading the runner configuration the boot loader handed over (initrd)"
+  head -c 65536 "$INITRD_ENV_FILE" >"$env_file" || fail "could not read $INITRD_ENV_FILE"
+  rm -f "$INITRD_ENV_FILE"
+elif [ -n "$config_url" ]; then
+  fetch_config "$config_url"
 else
   status=0
   read_from_label || status=$?
   if [ "$status" -eq 2 ]; then
     log "no registration secret found (no ${CMDLINE_PARAM}= kernel parameter, no filesystem labelled ${CONFIG_LABEL}); the runner will not start"
     exit 0
-  elif [ "$status" -ne 0 ]; then
-    log "could not read the filesystem labelled ${CONFIG_LABEL}; the runner will not start"
-    exit 1
   fi
 fi
 
-secret="" url="" name=""
+# --- what it says ------------------------------------------------------------------------------
+secret="" url="" name="" mode="" insecure_env=""
 while IFS= read -r line || [ -n "$line" ]; do
   line=${line%$'\r'} # files written on Windows
   case $line in
     FORGEJO_RUNNER_SECRET=*) secret=$(unquote "${line#*=}") ;;
     FORGEJO_URL=*) url=$(unquote "${line#*=}") ;;
     FORGEJO_RUNNER_NAME=*) name=$(unquote "${line#*=}") ;;
+    FORGEJO_RUNNER_MODE=*) mode=$(unquote "${line#*=}") ;;
+    RUNNER_ALLOW_INSECURE_HTTP=*) insecure_env=$(unquote "${line#*=}") ;;
   esac
 done <"$env_file"
 
-if ! [[ $secret =~ ^[0-9a-fA-F]{40}$ ]]; then
-  log "FORGEJO_RUNNER_SECRET is missing or is not 40 hexadecimal characters; the runner will not start"
-  exit 1
-fi
+[[ $secret =~ ^[0-9a-fA-F]{40}$ ]] || fail "FORGEJO_RUNNER_SECRET is missing or is not 40 hexadecimal characters"
+
 url=${url:-$DEFAULT_URL}
-case $url in
-  http://* | https://*) ;;
-  *)
-    log "no Forgejo URL: set FORGEJO_URL=https://... in ${CONFIG_FILE_NAME} (or runnerImage.forgejoUrl in the image); the runner will not start"
-    exit 1
-    ;;
+url=${url%/}
+# No query, fragment or characters JSON would escape: the URL is written into .runner verbatim.
+[[ $url =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$ ]] ||
+  fail "FORGEJO_URL is missing or is not a URL like https://forgejo.example.org (set it in ${CONFIG_FILE_NAME}, or runnerImage.forgejoUrl in the image)"
+if [[ $url == http://* ]]; then
+  if [ "$insecure_env" != 1 ] && [ "$insecure_boot" != yes ]; then
+    fail "FORGEJO_URL is a plain http URL; use https (lab networks: RUNNER_ALLOW_INSECURE_HTTP=1 in ${CONFIG_FILE_NAME})"
+  fi
+  log "WARNING: FORGEJO_URL is plain http (insecure opt-in): the runner token and every job's secrets cross the network in clear"
+fi
+
+case ${mode:-container} in
+  container) owner=$CONTAINER_USER file=$RUNNER_DIR/container.runner ;;
+  host) owner=$HOST_USER file=$RUNNER_DIR/host.runner ;;
+  *) fail "FORGEJO_RUNNER_MODE must be container or host" ;;
 esac
+
 # The first 16 characters of the secret are the runner's public identifier (the rest is the
 # secret proper), so they may appear in names and logs.
 runner_id=${secret:0:16}
 name=${name:-"$DEFAULT_NAME-${runner_id:0:8}"}
+[[ $name =~ ^[A-Za-z0-9._-]{1,64}$ ]] || fail "FORGEJO_RUNNER_NAME may only hold letters, digits, '.', '_' and '-' (at most 64)"
 
-install -d -m 0700 -o "$RUNNER_USER" -g "$RUNNER_USER" "$(dirname "$RUNNER_FILE")"
-rm -f "$RUNNER_FILE"
-# forgejo-runner v11/v12 `create-runner-file` takes the secret only as a flag, so it is in
-# this process's argv for a moment. That happens at boot, before the runner or any job runs.
-# The command is offline (no --connect): it derives the runner UUID from the secret and writes
-# the file; the same secret always gives the same runner, so reboots add no server entries.
-forgejo-runner --config "$RUNNER_CONFIG" create-runner-file \
-  --instance "$url" --secret "$secret" --name "$name" >/dev/null
-# 0600, not 0400: the daemon rewrites this file after declaring its labels
-# (internal/app/cmd/daemon.go, config.SaveRegistration) and must be able to.
-chown "$RUNNER_USER:$RUNNER_USER" "$RUNNER_FILE"
-chmod 0600 "$RUNNER_FILE"
-log "runner credential ready: runner id $runner_id, name '$name', instance $url"
+# --- the credential ----------------------------------------------------------------------------
+# RUNNER_DIR belongs to root and nobody else may write to it, so nobody can plant a symlink where
+# the credential goes; the file is written under a temporary name and renamed into place.
+[ -e "$RUNNER_DIR" ] || mkdir -m 0755 "$RUNNER_DIR" || fail "cannot create $RUNNER_DIR"
+if [ -L "$RUNNER_DIR" ] || [ "$(stat -c '%u %A' "$RUNNER_DIR")" != "0 drwxr-xr-x" ]; then
+  fail "$RUNNER_DIR must be a directory owned by root with mode 0755"
+fi
+rm -f "$RUNNER_DIR/container.runner" "$RUNNER_DIR/host.runner"
+
+tmp=$(mktemp -p "$RUNNER_DIR" .runner.XXXXXX) || fail "cannot write to $RUNNER_DIR"
+printf '{\n  "WARNING": "%s",\n  "id": 0,\n  "uuid": "%s",\n  "name": "%s",\n  "token": "%s",\n  "address": "%s",\n  "labels": null\n}\n' \
+  "$REGISTRATION_WARNING" "$(uuid_from_secret "$secret")" "$name" "$secret" "$url" >"$tmp"
+# 0600 and owned by the runner's user: the runner rewrites the file after declaring its labels
+# (internal/app/cmd/daemon.go and job.go, config.SaveRegistration: os.Create on the file itself,
+# so the user needs write access to the file, not to the directory).
+if ! { chown "$owner:" "$tmp" && chmod 0600 "$tmp" && mv -f "$tmp" "$file"; }; then
+  rm -f "$tmp"
+  fail "cannot hand the credential to $owner"
+fi
+log "runner credential ready: mode ${mode:-container}, runner id $runner_id, name '$name', instance $url"

@@ -1,13 +1,22 @@
-# The runner machine: a stateless NixOS host running one forgejo-runner daemon.
+# The runner machine: a stateless NixOS host running one kind of forgejo-runner.
 # Exported as nixosModules.runner; nix/netboot.nix and nix/iso.nix add the boot medium.
 #
 # The nixpkgs module services.gitea-actions-runner is deliberately not used: its ExecStartPre
 # runs `forgejo-runner register`, which the forgejo-runner 12.x in nixos-26.05 deprecates and
 # which fails against current Forgejo servers (NixOS/nixpkgs#560912), and it re-registers a new
 # runner whenever its state is lost, which on a RAM-only machine is every boot. Instead:
-#   forgejo-runner-secret.service  finds the secret on the boot medium and writes the credential
-#                                  with the offline `create-runner-file --secret` (runner-secret.sh);
-#   forgejo-runner.service         `forgejo-runner daemon`, skipped when there is no credential.
+#   forgejo-runner-secret.service  finds runner.env on the boot medium and writes the runner's
+#                                  `.runner` credential itself, offline (runner-secret.sh);
+#   forgejo-runner.service         container mode (the default): `forgejo-runner daemon` with
+#                                  docker:// labels only, as a user in the docker group;
+#   forgejo-runner-host.service    host mode (opt-in, FORGEJO_RUNNER_MODE=host in runner.env):
+#                                  `forgejo-runner one-job` as an unprivileged user, then a
+#                                  reboot, so every host job starts on a fresh machine.
+# Each runner unit is skipped unless its own credential file exists, so a machine is one kind.
+#
+# Sources read for the runner side: forgejo-runner v12 (code.forgejo.org/forgejo/runner/v12,
+# mirror project-mirrors/forgejo-runner at 0988a0cb, 2025-12-10). Why the design is what it is,
+# and what it cannot protect against: docs/RUNNER_IMAGES.md, "Threat model".
 {
   config,
   lib,
@@ -19,46 +28,108 @@ let
   cfg = config.runnerImage;
   inherit (lib) mkOption types;
 
+  # Container mode: the daemon's user is in the container runtime's group (root-equivalent), so
+  # it only ever runs docker:// labels; jobs run inside containers and never as this user.
   user = "forgejo-runner";
-  runtimeDir = "/run/forgejo-runner";
-  runnerFile = "${runtimeDir}/.runner";
+  # Host mode: jobs run as this user (act/container/host_environment.go starts them with the
+  # runner's own uid). Never in the docker/podman group; one job per boot.
+  hostUser = "forgejo-runner-host";
+  # Root-owned (0755), created by forgejo-runner-secret.service; the credential files in it are
+  # 0600 and owned by the user of the runner that reads them.
+  credentialDir = "/run/forgejo-runner";
+  # Where stage 1 puts a runner.env the boot loader added to the initramfs (runner-secret.sh).
+  initrdEnvDir = "/run/forgejo-runner-initrd";
+  containerRunnerFile = "${credentialDir}/container.runner";
+  hostRunnerFile = "${credentialDir}/host.runner";
   runnerHome = "${cfg.stateDisk.mountPoint}/forgejo-runner";
+  # systemd StateDirectory=: /var/lib/<name>, on the RAM root (never the state disk), owned by
+  # the unit's User=.
+  hostStateName = "forgejo-runner-host";
+  hostHome = "/var/lib/${hostStateName}";
+  # The runner's cache proxy, the one host port job containers may reach (cache.proxy_port;
+  # ACTIONS_CACHE_URL points at it: internal/app/run/runner.go setupCache).
+  cacheProxyPort = 4001;
   # nixos/lib/utils.nix escapeSystemdPath: "/var/lib/runner-state" -> "var-lib-runner\x2dstate"
   stateMountUnit = "${utils.escapeSystemdPath cfg.stateDisk.mountPoint}.mount";
 
   isDocker = cfg.containerRuntime == "docker";
   runtimeGroup = if isDocker then "docker" else "podman";
+  # iptables interface names ("+" is iptables' wildcard; nixos/modules/services/networking/
+  # firewall-iptables.nix passes them to `-i`): the default bridge and the per-job networks.
+  containerBridges = if isDocker then [ "docker0" "br-+" ] else [ "podman+" ];
 
-  # forgejo-runner configuration (keys checked against the runner v12 source,
-  # internal/pkg/config/config.go: runner.file, runner.capacity, runner.labels,
-  # cache.enabled, cache.dir, host.workdir_parent).
-  runnerConfig = (pkgs.formats.yaml { }).generate "forgejo-runner-config.yaml" {
+  # Runner labels "<name>:<scheme>" (internal/pkg/labels in the runner source), one scheme each.
+  labelsOption =
+    scheme: default: description:
+    mkOption {
+      type = types.listOf (types.strMatching "[^:]+:${scheme}");
+      inherit default description;
+    };
+
+  yaml = pkgs.formats.yaml { };
+  # forgejo-runner configuration keys checked against the runner v12 source,
+  # internal/pkg/config/config.go and config.example.yaml: runner.file, runner.capacity,
+  # runner.labels, cache.enabled, cache.dir, cache.proxy_port, host.workdir_parent.
+  containerConfig = yaml.generate "forgejo-runner-container.yaml" {
     log.level = "info";
     runner = {
-      file = runnerFile;
+      file = containerRunnerFile;
       capacity = cfg.capacity;
-      labels = cfg.labels;
+      labels = cfg.containerLabels;
     };
     cache = {
       enabled = true;
       dir = "${runnerHome}/cache";
+      proxy_port = cacheProxyPort;
     };
-    host.workdir_parent = "${runnerHome}/host";
     # container.docker_host stays at the runner default "-": the daemon finds the socket
     # itself and does NOT mount it into job containers (that would hand jobs root).
+  };
+  hostConfig = yaml.generate "forgejo-runner-host.yaml" {
+    log.level = "info";
+    runner = {
+      file = hostRunnerFile;
+      capacity = 1;
+      labels = cfg.hostLabels;
+    };
+    # A cache lives exactly one job on a machine that reboots after each: not worth a server.
+    cache.enabled = false;
+    host.workdir_parent = "${hostHome}/work";
   };
 
   secretScript = pkgs.writeShellApplication {
     name = "forgejo-runner-secret";
     runtimeInputs = [
-      cfg.package
       pkgs.coreutils
       pkgs.curl
-      pkgs.util-linux # mount, mountpoint
+      pkgs.util-linux # mount, umount, mountpoint
       config.systemd.package # udevadm
     ];
     text = builtins.readFile ./runner-secret.sh;
   };
+
+  # What both runner units share: they start at boot, and only after the credential exists.
+  runnerUnit = {
+    wantedBy = [ "multi-user.target" ];
+    requires = [ "forgejo-runner-secret.service" ];
+    wants = [ "network-online.target" ];
+  };
+
+  # ExecStopPost of the host runner, as root. systemd sets EXIT_CODE and EXIT_STATUS for
+  # ExecStop/ExecStopPost (systemd.exec(5), "Environment Variables in Spawned Processes";
+  # systemd/systemd#3818). `one-job` exits with status 1 only before a job step runs: when no
+  # task was waiting, the instance was unreachable, or the workflow did not parse (runner v12
+  # internal/app/cmd/job.go runJob, internal/app/job/job.go Run; Runner.Run always returns nil,
+  # internal/app/run/runner.go). Anything else (0 after a task, a signal, a crash, variables
+  # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
+  afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
+    if [ "''${EXIT_CODE:-}" = exited ] && [ "''${EXIT_STATUS:-}" = 1 ]; then
+      exit 0 # no job ran; Restart= asks for the next one
+    fi
+    echo "forgejo-runner-host: a job ran (runner ended: ''${EXIT_CODE:-unknown} ''${EXIT_STATUS:-}); rebooting for a clean machine"
+    ${pkgs.coreutils}/bin/rm -f ${hostRunnerFile}
+    ${config.systemd.package}/bin/systemctl --no-block reboot
+  '';
 
   release = cfg.release;
   releaseText = ''
@@ -94,25 +165,35 @@ in
       '';
     };
 
-    labels = mkOption {
-      type = types.listOf types.str;
-      default = [
-        # container jobs (`runs-on: docker`), image as in the runner's own default labels
-        "docker:docker://data.forgejo.org/oci/node:lts"
-        # Nix jobs on the host, without isolation (`runs-on: nix`)
-        "nix:host"
-      ];
-      description = ''
-        Runner labels, declared to Forgejo at every start. `:docker://` labels run in the
-        container runtime; `:host` labels run on the machine as the ${user} user with
-        {option}`runnerImage.hostPackages` (and Nix with flakes) on PATH.
-      '';
-    };
+    containerLabels =
+      labelsOption "docker://.+"
+        [
+          # container jobs (`runs-on: docker`), image as in the runner's own default labels
+          "docker:docker://data.forgejo.org/oci/node:lts"
+        ]
+        ''
+          Labels of the container-mode runner (the default mode), declared to Forgejo at every
+          start. Only `:docker://` labels: that runner's user can reach the container runtime,
+          so it must never run a job outside a container.
+        '';
+
+    hostLabels =
+      labelsOption "host"
+        [
+          # Nix on the machine itself, one job per boot (`runs-on: nix-host-one-job`)
+          "nix-host-one-job:host"
+        ]
+        ''
+          Labels of the host-mode runner, offered only when runner.env says
+          FORGEJO_RUNNER_MODE=host. Jobs run on the machine as the ${hostUser} user with
+          {option}`runnerImage.hostPackages` (and Nix with flakes) on PATH, one job per boot:
+          the machine reboots after each.
+        '';
 
     capacity = mkOption {
       type = types.ints.positive;
       default = 1;
-      description = "Number of jobs run at the same time.";
+      description = "Number of jobs the container-mode runner runs at the same time (host mode: always 1).";
     };
 
     containerRuntime = mkOption {
@@ -143,7 +224,7 @@ in
         config.nix.package
       ];
       defaultText = lib.literalMD "bash, coreutils, curl, git, node, tar and friends, and Nix";
-      description = "Packages on PATH for `:host` jobs.";
+      description = "Packages on PATH for host-mode jobs.";
     };
 
     sshAuthorizedKeys = mkOption {
@@ -225,7 +306,7 @@ in
     environment.etc."runner-image-release".text = releaseText;
     users.motd = ''
       Forgejo runner image ${release.shortRevision} (${release.lastModified}), NixOS ${config.system.nixos.version}, forgejo-runner ${cfg.package.version}
-      Details: /etc/runner-image-release. Runner: systemctl status forgejo-runner-secret forgejo-runner
+      Details: /etc/runner-image-release. Runner: systemctl status forgejo-runner-secret forgejo-runner forgejo-runner-host
     '';
 
     # --- operators ---
@@ -251,13 +332,31 @@ in
       # nixos/modules/virtualisation/podman/default.nix: Docker API socket, group "podman"
       dockerSocket.enable = true;
     };
-    # Job containers reach the runner's cache server on the host through these bridges.
-    # ("+" is the iptables interface wildcard; the NixOS firewall uses iptables by default.)
-    networking.firewall.trustedInterfaces = [
-      "docker0"
-      "br-+"
-      "podman+"
-    ];
+    # Job containers reach the host only at the runner's cache proxy: no trusted interfaces.
+    # networking.firewall.interfaces.<name>.allowedTCPPorts (nixos/modules/services/networking/
+    # firewall.nix; nixpkgs master 0192bb84, the option predates nixos-26.05).
+    networking.firewall.interfaces = lib.genAttrs containerBridges (_: {
+      allowedTCPPorts = [ cacheProxyPort ];
+    });
+
+    # A host job must not attach to its parent, the one-job runner, to fake its exit status
+    # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).
+    # boot.kernel.sysctl: nixos/modules/config/sysctl.nix (nixpkgs master 785eaf2c).
+    boot.kernel.sysctl."kernel.yama.ptrace_scope" = 1;
+
+    # iPXE can add runner.env to the initramfs (`initrd <url> /runner.env`), which keeps the
+    # configuration URL off /proc/cmdline. switch_root deletes the initramfs, so the scripted
+    # stage 1 moves the file into /run first: nixos/modules/system/boot/stage-1-init.sh (nixpkgs
+    # master 014260a9) mounts /run as tmpfs before postDeviceCommands and moves /run into the
+    # new root. An image switched to systemd stage 1 (boot.initrd.systemd.enable) fails to
+    # evaluate here, loudly: nixos/modules/system/boot/systemd/initrd.nix asserts that
+    # postDeviceCommands is empty; port this to a boot.initrd.systemd service then.
+    boot.initrd.postDeviceCommands = ''
+      if [ -f /runner.env ]; then
+        mkdir -m 0700 -p ${initrdEnvDir}
+        mv /runner.env ${initrdEnvDir}/runner.env
+      fi
+    '';
 
     # --- optional local disk for state and caches ---
     fileSystems = lib.mkIf (cfg.stateDisk.label != null) {
@@ -273,7 +372,7 @@ in
     };
     systemd.services.docker.after = lib.mkIf (isDocker && cfg.stateDisk.label != null) [ stateMountUnit ];
 
-    # --- the runner ---
+    # --- the runners ---
     users.users.${user} = {
       isSystemUser = true;
       group = user;
@@ -281,45 +380,94 @@ in
       extraGroups = [ runtimeGroup ];
     };
     users.groups.${user} = { };
+    # No extraGroups: not docker, podman, wheel or kvm (Nix builds reach /dev/kvm through
+    # nix-daemon, not through this user).
+    users.users.${hostUser} = {
+      isSystemUser = true;
+      group = hostUser;
+      home = hostHome;
+    };
+    users.groups.${hostUser} = { };
 
     systemd.services.forgejo-runner-secret = {
       description = "Find the Forgejo runner secret on the boot medium";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
-      before = [ "forgejo-runner.service" ];
+      before = [
+        "forgejo-runner.service"
+        "forgejo-runner-host.service"
+      ];
       environment = {
         CMDLINE_PARAM = cfg.secretSource.cmdlineParam;
         CONFIG_LABEL = cfg.secretSource.label;
         CONFIG_FILE_NAME = cfg.secretSource.fileName;
         DEFAULT_URL = if cfg.forgejoUrl == null then "" else cfg.forgejoUrl;
         DEFAULT_NAME = cfg.name;
-        RUNNER_CONFIG = "${runnerConfig}";
-        RUNNER_FILE = runnerFile;
-        RUNNER_USER = user;
+        INITRD_ENV_FILE = "${initrdEnvDir}/runner.env";
+        RUNNER_DIR = credentialDir;
+        CONTAINER_USER = user;
+        HOST_USER = hostUser;
         LABEL_WAIT_SECONDS = "5";
       };
+      # systemd.exec(5) sandboxing (systemd >= 247 for all of them; nixos-26.05 ships a far newer
+      # one), each directive checked against what the script does
+      # (read /proc/cmdline, fetch over the network, mount a vfat/ext stick read-only in its
+      # own mount namespace, write ${credentialDir}, chown to the runner users):
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = "${secretScript}/bin/forgejo-runner-secret";
+        # ${credentialDir}, root-owned 0755; kept when the unit stops (the runners read it).
+        RuntimeDirectory = "forgejo-runner";
+        RuntimeDirectoryMode = "0755";
+        RuntimeDirectoryPreserve = true;
+        # The stick is mounted in the unit's own mount namespace: no job ever sees it mounted.
+        PrivateMounts = true;
+        PrivateTmp = true; # the scratch directory (WORK_PARENT=/tmp)
+        ProtectSystem = "strict"; # read-only /usr, /boot, /etc...; RuntimeDirectory stays writable
+        # the initrd hand-over, deleted once read ("-": usually absent)
+        ReadWritePaths = [ "-${initrdEnvDir}" ];
+        ProtectHome = true;
+        NoNewPrivileges = true;
+        # mount needs CAP_SYS_ADMIN, chown CAP_CHOWN; nothing else.
+        CapabilityBoundingSet = [
+          "CAP_SYS_ADMIN"
+          "CAP_CHOWN"
+        ];
+        # AF_NETLINK: udevadm settle; AF_UNIX: udev's control socket and name resolution.
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+        ];
+        ProtectKernelTunables = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        SystemCallArchitectures = "native";
+        # Not set, on purpose: PrivateDevices (hides the stick's block device), PrivateNetwork
+        # (the fetch), ProtectKernelModules (mounting vfat may load the vfat module).
       };
     };
 
-    systemd.services.forgejo-runner = {
-      description = "Forgejo Actions runner";
-      wantedBy = [ "multi-user.target" ];
-      requires = [ "forgejo-runner-secret.service" ];
-      wants = [ "network-online.target" ];
+    # Container mode: the daemon, docker:// labels only.
+    systemd.services.forgejo-runner = runnerUnit // {
+      description = "Forgejo Actions runner (container jobs)";
       after = [
         "forgejo-runner-secret.service"
         "network-online.target"
         "${runtimeGroup}.service"
       ]
       ++ lib.optional (cfg.stateDisk.label != null) stateMountUnit;
-      # No secret on the boot medium: skipped (forgejo-runner-secret logged why).
-      unitConfig.ConditionPathExists = runnerFile;
-      path = cfg.hostPackages;
+      unitConfig.ConditionPathExists = containerRunnerFile;
       environment = {
         HOME = runnerHome;
       }
@@ -331,11 +479,50 @@ in
         Group = user;
         # "+": as root, so it works whether or not the state disk is mounted
         ExecStartPre = "+${pkgs.coreutils}/bin/install -d -m 0750 -o ${user} -g ${user} ${runnerHome}";
-        ExecStart = "${cfg.package}/bin/forgejo-runner daemon --config ${runnerConfig}";
+        ExecStart = "${cfg.package}/bin/forgejo-runner daemon --config ${containerConfig}";
         # "-": may not exist before ExecStartPre has run
         WorkingDirectory = "-${runnerHome}";
+        # The daemon declares itself to Forgejo at start; while Forgejo is unreachable it exits
+        # and is started again (registration itself needed no network).
         Restart = "on-failure";
         RestartSec = 10;
+        NoNewPrivileges = true;
+        ProtectProc = "invisible";
+      };
+    };
+
+    # Host mode: one job, then a reboot (afterHostJob). The job runs as ${hostUser}, with the
+    # credential it could read removed before the reboot; KillMode=control-group (the default)
+    # also ends anything the job left running, setsid or not, before the reboot.
+    systemd.services.forgejo-runner-host = runnerUnit // {
+      description = "Forgejo Actions runner (one host job per boot)";
+      after = [
+        "forgejo-runner-secret.service"
+        "network-online.target"
+        "nix-daemon.socket"
+      ];
+      unitConfig = {
+        ConditionPathExists = hostRunnerFile;
+        # Poll for a job forever (each poll is one short `one-job` run).
+        StartLimitIntervalSec = 0;
+      };
+      path = cfg.hostPackages;
+      environment.HOME = hostHome;
+      serviceConfig = {
+        User = hostUser;
+        Group = hostUser;
+        StateDirectory = hostStateName;
+        StateDirectoryMode = "0700";
+        WorkingDirectory = hostHome;
+        # `one-job`: fetch one task, run it, exit (runner v12 internal/app/cmd/cmd.go, job.go).
+        ExecStart = "${cfg.package}/bin/forgejo-runner one-job --config ${hostConfig}";
+        ExecStopPost = "+${afterHostJob}";
+        Restart = "always";
+        RestartSec = 10;
+        # Other users' processes (the container runtime, sshd sessions) are invisible to the job.
+        ProtectProc = "invisible";
+        PrivateTmp = true;
+        NoNewPrivileges = true;
       };
     };
   };

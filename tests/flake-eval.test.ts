@@ -1,0 +1,334 @@
+/**
+ * flake.nix's composition, evaluated with nixpkgs' real lib (../shared/nixpkgs-lib):
+ * tests/flake-eval/eval.nix calls the flake's own `outputs` with a fake `nixpkgs` input (the
+ * real lib, lib.nixosSystem = lib.evalModules, a handful of fake packages) and a fake `self`,
+ * so the code that composes the machines is the code that runs. The project's modules are
+ * evaluated with their own options checked; NixOS's options are freeform stand-ins.
+ *
+ * What an operator would notice: a machine without the commit it was built from, without the
+ * operator keys, booting the wrong image kind, or an ISO file named unlike the release asset.
+ * `checks.<system>.image-composition` asserts the same against the pinned nixpkgs.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { TARGETS, type ImageKind } from "../scripts/lib/targets";
+
+const ROOT = resolve(import.meta.dir, "..");
+const NIXPKGS_LIB = resolve(ROOT, "..", "shared", "nixpkgs-lib", "lib");
+const HAVE_LIB = existsSync(join(NIXPKGS_LIB, "default.nix"));
+
+/** The fake flake metadata: a clean checkout at a commit, and a nixpkgs revision. */
+const SELF = {
+  rev: "5b1c0ffee5b1c0ffee5b1c0ffee5b1c0ffee5b1c",
+  shortRev: "5b1c0ff",
+  lastModifiedDate: "20261130085500",
+};
+const NIXPKGS_REV = "b18a4b905f8d028dc4476412e6d6891728695379";
+
+/** Operator keys for the copy of the flake under test: comments and blank lines are not keys. */
+const KEYS = [
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyOneXXXXXXXXXXXXXXXXXXXXXX alice@ops",
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyTwoXXXXXXXXXXXXXXXXXXXXXX bob@ops",
+];
+
+/** The nixpkgs NixOS module that makes each image kind's boot medium. */
+const IMAGE_MODULE: Record<ImageKind, string> = {
+  netboot: "installer/netboot/netboot.nix",
+  iso: "installer/cd-dvd/iso-image.nix",
+};
+
+interface MachineFacts {
+  release: { revision: string; shortRevision: string; lastModified: string; nixpkgsRevision: string };
+  sshAuthorizedKeys: string[];
+  isoBaseName: string | null;
+  imageBaseName: string | null;
+  isoFileName: string | null;
+  hostPlatform: string;
+  nixosModules: string[];
+  runnerImage: Record<string, unknown>;
+}
+
+interface FlakeChecks {
+  composition: { expected: string; actual: string };
+  initrdSize: Record<string, { env: { initrd: string; limitBytes: number }; script: string }>;
+}
+
+interface EvalResult {
+  ok: boolean;
+  value: any;
+  stderr: string;
+}
+
+type Part = "machines" | "packages" | "check" | "bootTests";
+
+function evalFlake(flakeDir: string, part: Part): EvalResult {
+  const result = spawnSync(
+    "nix-instantiate",
+    [
+      "--eval", "--strict", "--json", join(ROOT, "tests", "flake-eval", "eval.nix"),
+      "--argstr", "libPath", NIXPKGS_LIB,
+      "--argstr", "flakeDir", flakeDir,
+      "--argstr", "rev", SELF.rev,
+      "--argstr", "shortRev", SELF.shortRev,
+      "--argstr", "lastModifiedDate", SELF.lastModifiedDate,
+      "--argstr", "nixpkgsRev", NIXPKGS_REV,
+      "--argstr", "part", part,
+    ],
+    { encoding: "utf8" },
+  );
+  if (result.error) throw new Error(`nix-instantiate could not run (${result.error.message})`);
+  return {
+    ok: result.status === 0,
+    value: result.status === 0 ? JSON.parse(result.stdout) : undefined,
+    stderr: result.stderr,
+  };
+}
+
+function mustEval(flakeDir: string, part: Part) {
+  const result = evalFlake(flakeDir, part);
+  if (!result.ok) throw new Error(`evaluating ${part} failed:\n${result.stderr}`);
+  return result.value;
+}
+
+/** A copy of what flake.nix reads (flake.nix, nix/, targets.json), with test operator keys. */
+async function copyFlake(into: string): Promise<string> {
+  await mkdir(join(into, "scripts", "lib"), { recursive: true });
+  await cp(join(ROOT, "flake.nix"), join(into, "flake.nix"));
+  await cp(join(ROOT, "nix"), join(into, "nix"), { recursive: true });
+  await cp(join(ROOT, "scripts", "lib", "targets.json"), join(into, "scripts", "lib", "targets.json"));
+  await writeFile(join(into, "nix", "operator-keys.pub"), `# operators\n\n${KEYS[0]}\n# ${KEYS[1]} (revoked)\n${KEYS[1]}\n`);
+  return into;
+}
+
+const scratch = await mkdtemp(join(tmpdir(), "runner-images-flake-eval-"));
+afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+const flakeDir = HAVE_LIB ? await copyFlake(join(scratch, "flake")) : "";
+// evaluated by the first test that needs it, so that an evaluation error fails named tests
+let evaluatedMachines: Record<string, MachineFacts> | undefined;
+const machines = (): Record<string, MachineFacts> => (evaluatedMachines ??= mustEval(flakeDir, "machines"));
+
+describe.skipIf(!HAVE_LIB)(
+  `flake composition with nixpkgs' lib${HAVE_LIB ? "" : " (skipped: ../shared/nixpkgs-lib is absent)"}`,
+  () => {
+
+    test("there is one machine per target of targets.json, for the target's system", () => {
+      expect(Object.keys(machines()).sort()).toEqual(TARGETS.map((t) => t.attr).sort());
+      for (const t of TARGETS) expect(machines()[t.attr]!.hostPlatform).toBe(t.system);
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s carries the commit, the nixpkgs revision and the operator keys", (attr) => {
+      const machine = machines()[attr]!;
+      expect(machine.release).toEqual({
+        revision: SELF.rev,
+        shortRevision: SELF.shortRev,
+        lastModified: SELF.lastModifiedDate,
+        nixpkgsRevision: NIXPKGS_REV,
+      });
+      expect(machine.sshAuthorizedKeys).toEqual(KEYS);
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s is built with its own image module and no other", (attr) => {
+      const target = TARGETS.find((t) => t.attr === attr)!;
+      const modules = machines()[attr]!.nixosModules;
+      expect(modules).toContain(IMAGE_MODULE[target.image]);
+      expect(modules).toContain("profiles/minimal.nix");
+      for (const [kind, module] of Object.entries(IMAGE_MODULE)) {
+        if (kind !== target.image) expect(modules).not.toContain(module);
+      }
+      // the published images carry no test backdoor
+      expect(modules).not.toContain("testing/test-instrumentation.nix");
+    });
+
+    test("the ISO is written under the name targets.json publishes", async () => {
+      const packages = mustEval(flakeDir, "packages");
+      const isos = TARGETS.filter((t) => t.image === "iso");
+      expect(isos.length).toBeGreaterThan(0);
+      for (const t of isos) {
+        const published = t.files.find((f) => f.name.endsWith(".iso"))!.name;
+        const machine = machines()[t.attr]!;
+        expect(machine.isoFileName).toBe(published);
+        expect(machine.imageBaseName).toBe(published.slice(0, -".iso".length));
+        expect(machine.isoBaseName).toBe(published.slice(0, -".iso".length));
+        expect(packages[t.system][t.attr].isoName).toBe(published);
+      }
+    });
+
+    test("the netboot package holds exactly the files targets.json publishes", () => {
+      const packages = mustEval(flakeDir, "packages");
+      const netboots = TARGETS.filter((t) => t.image === "netboot");
+      expect(netboots.length).toBeGreaterThan(0);
+      for (const t of netboots) {
+        const entries: { name: string; path: string }[] = packages[t.system][t.attr].entries;
+        expect(entries.map((e) => e.name).sort()).toEqual(t.files.map((f) => f.source).sort());
+        // each entry is the file of the same name inside the build output it comes from
+        for (const e of entries) expect(e.path).toEndWith(`/${e.name}`);
+      }
+    });
+
+    test("checks.<system>.image-composition expects what the machines carry", () => {
+      const checks: Record<string, FlakeChecks> = mustEval(flakeDir, "check");
+      const systems = [...new Set(TARGETS.map((t) => t.system))].sort();
+      expect(Object.keys(checks).sort()).toEqual(systems);
+      for (const { composition: { expected, actual } } of Object.values(checks)) {
+        const want = JSON.parse(expected);
+        // the check's expectations are the release and keys, not defaults
+        for (const facts of Object.values<any>(want)) {
+          expect(facts.release.revision).toBe(SELF.rev);
+          expect(facts.sshAuthorizedKeys).toEqual(KEYS);
+        }
+        expect(JSON.parse(actual)).toEqual(want);
+      }
+    });
+
+    describe("checks.<system>.initrd-size-<target>", () => {
+      let evaluated: Record<string, FlakeChecks> | undefined;
+      const checks = (): Record<string, FlakeChecks> => (evaluated ??= mustEval(flakeDir, "check"));
+      const netboots = TARGETS.filter((t) => t.image === "netboot");
+
+      /** Runs the check's build script under bash with a sparse file of `size` bytes as the initrd. */
+      async function buildWithInitrdOf(attr: string, size: number) {
+        const t = netboots.find((n) => n.attr === attr)!;
+        const check = checks()[t.system]!.initrdSize[`initrd-size-${attr}`]!;
+        const dir = await mkdtemp(join(scratch, "initrd-"));
+        const initrd = join(dir, "initrd");
+        await writeFile(initrd, "");
+        await truncate(initrd, size);
+        const result = spawnSync("bash", ["-euo", "pipefail", "-c", check.script], {
+          encoding: "utf8",
+          env: { PATH: process.env.PATH, initrd, limitBytes: String(check.env.limitBytes), out: join(dir, "out") },
+        });
+        return { ...result, check, out: join(dir, "out") };
+      }
+
+      test("there is one for every netboot target, reading the initrd of the published package", () => {
+        expect(netboots.length).toBeGreaterThan(0);
+        const packages = mustEval(flakeDir, "packages");
+        for (const t of netboots) {
+          const check = checks()[t.system]!.initrdSize[`initrd-size-${t.attr}`];
+          expect(check).toBeDefined();
+          const initrdEntry = packages[t.system][t.attr].entries.find((e: { name: string }) => e.name === "initrd");
+          expect(initrdEntry).toBeDefined();
+          expect(check!.env.initrd).toMatch(new RegExp(`^/nix/store/[^/]+-${t.attr}/initrd$`));
+          expect(check!.env.limitBytes).toBe(1024 * 1024 * 1024);
+        }
+      });
+
+      test.each(netboots.map((t) => t.attr))("%s: an initrd under 1 GiB passes and the log shows its size", async (attr) => {
+        const size = 900 * 1024 * 1024;
+        const result = await buildWithInitrdOf(attr, size);
+        expect(result.stderr).toBe("");
+        expect(result.status).toBe(0);
+        expect(result.stdout).toContain(`initrd: ${size} bytes (900 MiB), limit 1073741824 bytes (1024 MiB)`);
+        expect((await readFile(result.out, "utf8")).trim()).toBe(String(size));
+      });
+
+      test.each(netboots.map((t) => t.attr))("%s: an initrd of 1 GiB or more fails the check", async (attr) => {
+        const size = 1024 * 1024 * 1024;
+        const result = await buildWithInitrdOf(attr, size);
+        expect(result.status).toBe(1);
+        expect(result.stdout).toContain(`initrd: ${size} bytes (1024 MiB)`);
+        expect(result.stderr).toContain("over its 1 GiB budget");
+        expect(existsSync(result.out)).toBe(false);
+      });
+    });
+
+    describe("checks.x86_64-linux.boot-* (evaluated here, booted on the Nix runner)", () => {
+      // evaluated in the first test, so that an evaluation error fails a named test
+      let evaluated: Record<string, string> | undefined;
+      const scripts = (): Record<string, string> => (evaluated ??= mustEval(flakeDir, "bootTests")["x86_64-linux"] ?? {});
+      /** The QEMU command lines a test script boots, in order. */
+      const startCommands = (script: string) => [...script.matchAll(/create_machine\("([^"]*)"\)/g)].map((m) => m[1]!);
+
+      test("they evaluate with qemu-common.nix's 25.11+ signature, and every target has its tests", () => {
+        const expected = TARGETS.filter((t) => t.system === "x86_64-linux").flatMap((t) =>
+          t.image === "netboot"
+            ? [`boot-${t.attr}-bios`, `boot-${t.attr}-uefi`]
+            : [`boot-${t.attr}-bios-cdrom`, `boot-${t.attr}-uefi-usb`],
+        );
+        expect(Object.keys(scripts()).sort()).toEqual(expected.sort());
+      });
+
+      test("a BIOS machine with a CD boots the CD first, not the config disk", () => {
+        const withCd = Object.values(scripts()).flatMap(startCommands).filter((cmd) => / -cdrom /.test(cmd));
+        expect(withCd.length).toBeGreaterThan(0);
+        expect(withCd.some((cmd) => / -drive file=[^ ]*runner-config-disk\.img/.test(cmd))).toBe(true);
+        for (const cmd of withCd) expect(cmd).toContain(" -boot order=d");
+      });
+
+      test("a machine with a USB stick boots the stick first", () => {
+        const withUsb = Object.values(scripts()).flatMap(startCommands).filter((cmd) => cmd.includes("usb-storage"));
+        expect(withUsb.length).toBeGreaterThan(0);
+        for (const cmd of withUsb) expect(cmd).toMatch(/-device usb-storage,drive=usbdisk,bootindex=1( |$)/);
+      });
+
+      test("netboot runs under BIOS and under UEFI (OVMF with iPXE's EFI ROM)", () => {
+        for (const t of TARGETS.filter((t) => t.image === "netboot" && t.system === "x86_64-linux")) {
+          const [bios] = startCommands(scripts()[`boot-${t.attr}-bios`]!);
+          const [uefi] = startCommands(scripts()[`boot-${t.attr}-uefi`]!);
+          for (const cmd of [bios!, uefi!]) {
+            expect(cmd).toMatch(/-netdev user,id=net0,tftp=[^ ]+,bootfile=boot\.ipxe /);
+            expect(cmd).toContain(" -boot order=n");
+          }
+          expect(bios).not.toContain("pflash");
+          expect(uefi).toMatch(/-device virtio-net-pci,netdev=net0,romfile=\/nix\/store\/[^ ]+-ipxe\/ipxe\.efirom /);
+          expect(uefi).toMatch(/if=pflash,format=raw,unit=0,readonly=on,file=[^ ]+OVMF_CODE\.fd/);
+          expect(uefi).toMatch(/if=pflash,format=raw,unit=1,readonly=on,file=[^ ]+OVMF_VARS\.fd/);
+          expect(scripts()[`boot-${t.attr}-uefi`]).toContain('machine.succeed("test -d /sys/firmware/efi")');
+        }
+      });
+
+      test("every machine that registered also has its store verified", () => {
+        for (const [name, script] of Object.entries(scripts())) {
+          const body = script.slice(script.indexOf("create_machine("));
+          const configured = body.split("assert_runner_configured(machine)").length - 1;
+          expect(configured, name).toBeGreaterThan(0);
+          expect(body.split("assert_store_intact(machine)").length - 1, name).toBe(configured);
+        }
+      });
+    });
+
+    test("every runnerImage option the project declares evaluates and type-checks", () => {
+      for (const machine of Object.values(machines())) {
+        expect(machine.runnerImage["runnerImage.release.revision"]).toBe(SELF.rev);
+        expect(machine.runnerImage["runnerImage.sshAuthorizedKeys"]).toEqual(KEYS);
+        expect(Object.keys(machine.runnerImage).length).toBeGreaterThan(5);
+      }
+    });
+
+    /** Evaluates a copy of the flake whose nix/netboot.nix also sets `definition`. */
+    async function evalWithNetbootDefinition(name: string, definition: string) {
+      const broken = await copyFlake(join(scratch, name));
+      const netboot = join(broken, "nix", "netboot.nix");
+      const text = await readFile(netboot, "utf8");
+      await writeFile(netboot, text.replace(/\n}\s*$/, `\n  ${definition}\n}\n`));
+      return evalFlake(broken, "machines");
+    }
+
+    test("the stand-ins for NixOS do not hide a mistake in the project's own options", async () => {
+      // an option the project never declared, set the way a typo would set it
+      const result = await evalWithNetbootDefinition("typo", "runnerImage.sshAuthorisedKeys = [ ];");
+      expect(result.ok).toBe(false);
+      expect(result.stderr).toContain("runnerImage.sshAuthorisedKeys' does not exist");
+    });
+
+    test("a value of the wrong type for a project option fails the evaluation", async () => {
+      const result = await evalWithNetbootDefinition("badtype", 'runnerImage.secretSource.label = "runner-config";');
+      expect(result.ok).toBe(false);
+      expect(result.stderr).toContain("runnerImage.secretSource.label");
+    });
+  },
+);
+
+describe("the repository's own operator keys", () => {
+  test.skipIf(!HAVE_LIB)("every machine carries exactly the keys of nix/operator-keys.pub", async () => {
+    const lines = (await readFile(join(ROOT, "nix", "operator-keys.pub"), "utf8")).split("\n");
+    const keys = lines.filter((line) => line !== "" && !line.startsWith("#"));
+    const machines: Record<string, MachineFacts> = mustEval(ROOT, "machines");
+    for (const machine of Object.values(machines)) expect(machine.sshAuthorizedKeys).toEqual(keys);
+  });
+});

@@ -1,0 +1,91 @@
+# Evaluates the repository's flake.nix as Nix would, with a fake `nixpkgs` input
+# (./fake-nixpkgs.nix: real nixpkgs lib, stand-ins for NixOS and packages) and a fake `self`,
+# and prints what tests/flake-eval.test.ts asserts on:
+#   machines.<target>   per nixosConfigurations.<target>: what the machine carries (release,
+#                       operator keys, ISO names), the nixpkgs NixOS modules it imported, and
+#                       every runnerImage.* option value (type-checked) that is not a package;
+#   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
+#   check               checks.<system>.image-composition's expected and actual facts, and
+#                       checks.<system>.initrd-size-<target>'s build environment and script;
+#   bootTests           checks.<system>.boot-*: the test scripts (nix/boot-tests.nix), with
+#                       nixos/lib/qemu-common.nix stood in by its 25.11+ signature.
+#
+#   nix-instantiate --eval --strict --json tests/flake-eval/eval.nix \
+#     --argstr libPath ../shared/nixpkgs-lib/lib --argstr flakeDir "$PWD" --argstr rev ... 
+{
+  libPath,
+  flakeDir,
+  rev,
+  shortRev,
+  lastModifiedDate,
+  nixpkgsRev,
+  # "machines", "packages", "check" or "bootTests"; one at a time, so one failure does not
+  # hide the others
+  part,
+}:
+let
+  lib = import libPath;
+  nixpkgs = import ./fake-nixpkgs.nix {
+    inherit lib;
+    rev = nixpkgsRev;
+  };
+  flake = import "${flakeDir}/flake.nix";
+  # A flake's self is its outputs plus the source's metadata (here: a clean git checkout).
+  self =
+    flake.outputs { inherit self nixpkgs; }
+    // {
+      inherit rev shortRev lastModifiedDate;
+      outPath = flakeDir;
+    };
+
+  machineFacts =
+    machine:
+    let
+      inherit (machine) config options;
+      build = config.system.build;
+      # Every option the project declares under runnerImage, evaluated and type-checked,
+      # except packages (their defaults are nixpkgs packages, which do not exist here).
+      dataOptions = builtins.filter (
+        opt: !(lib.hasInfix "package" opt.type.description)
+      ) (lib.collect lib.isOption options.runnerImage);
+    in
+    {
+      release = config.runnerImage.release;
+      sshAuthorizedKeys = config.runnerImage.sshAuthorizedKeys;
+      isoBaseName = config.runnerImage.isoBaseName or null;
+      imageBaseName = config.image.baseName or null;
+      isoFileName = if build ? isoImage then build.isoImage.isoName else null;
+      hostPlatform = config.nixpkgs.hostPlatform;
+      nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
+      runnerImage = lib.listToAttrs (
+        map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
+      );
+    };
+
+  packageFacts = package: {
+    inherit (package) name;
+    entries = package.entries or null;
+    isoName = package.isoName or null;
+  };
+in
+{
+  machines = lib.mapAttrs (_: machineFacts) self.nixosConfigurations;
+  packages = lib.mapAttrs (_: lib.mapAttrs (_: packageFacts)) self.packages;
+  check = lib.mapAttrs (_: checks: {
+    composition = {
+      inherit (checks.image-composition.env) expected actual;
+    };
+    # checks.<system>.initrd-size-<target>: the build environment and script
+    initrdSize = lib.mapAttrs (_: check: { inherit (check) env script; }) (
+      lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
+    );
+  }) self.checks;
+  # checks.<system>.boot-*: each QEMU boot test's script, start commands included
+  bootTests = lib.mapAttrs (
+    _: checks:
+    lib.mapAttrs (_: check: check.test.testScript) (
+      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name) checks
+    )
+  ) self.checks;
+}
+.${part}
