@@ -158,8 +158,11 @@ await runMain(async () => {
 
 /** Step 5: the operator's iPXE script chains the release; the serial console and the servers prove it. */
 async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[]): Promise<void> {
+  // A throwaway runner secret, as `forgejo-cli actions register` would make one; never shown.
+  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(20))).toString("hex");
+  addSecret(secret);
   const config = serveFiles({
-    [`/runners/${GUEST_MAC_HEXHYP}.env`]: "FORGEJO_RUNNER_SECRET=0123456789abcdef0123456789abcdef01234567\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n",
+    [`/runners/${GUEST_MAC_HEXHYP}.env`]: `FORGEJO_RUNNER_SECRET=${secret}\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n`,
   });
   stops.push(() => config.stop());
   const script = operatorScript(guestUrl(`${download}/netboot-x86_64.ipxe`), `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`);
@@ -176,22 +179,28 @@ async function boot(forge: ForgejoServer, download: string, work: string, stops:
       const text = wrapped + plain(line);
       wrapped = text.length % 80 === 0 && text.length > 0 ? text : "";
       if (wrapped) return;
-      if (/^(iPXE \d|http:\/\/|bzImage-x86_64|initrd-x86_64|netboot-fixture:|forgejo-runner-secret:)/.test(text)) say(`    ${text}`);
+      if (/^(iPXE \d|http:\/\/|bzImage-x86_64|initrd-x86_64|netboot-fixture:|forgejo-runner-secret:)/.test(text)) say(`    ${credentialShort(text)}`);
     },
   });
-  if (result.serial.includes("forgejo-runner: command not found")) {
-    say("    (exit 127: runner-secret.sh got as far as `forgejo-runner create-runner-file`; the fixture initrd has no forgejo-runner)");
-  }
   const cmdline = cmdlineSeen(result.serial);
   const fetched = config.requests.filter((r) => r.status === 200).map((r) => r.path);
   const loaded = forge.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path.split("/").pop());
   say(`  the release server saw downloads of: ${loaded.join(", ")}`);
   say(`  the config server saw downloads of: ${fetched.join(", ")}`);
   const chained = ["netboot-x86_64.ipxe", "bzImage-x86_64", "initrd-x86_64"].every((name) => loaded.includes(name));
-  if (!result.completed || !chained || !cmdline?.includes("runner.config_url=") || fetched.length === 0) {
+  const registered = result.serial.includes("netboot-fixture: .runner 600 root ");
+  if (!result.completed || !chained || !cmdline?.includes("runner.config_url=") || fetched.length === 0 || !registered) {
     throw new Failure(`the netboot chain did not complete${result.timedOut ? " (timed out)" : ""}; the serial console said:\n${result.serial}`);
   }
   say("  proven: iPXE chained the release script and loaded bzImage-x86_64 and initrd-x86_64 by relative URL;");
   say("  the kernel command line holds the release script's parameters plus the operator's runner.config_url;");
-  say("  the initrd's registration script fetched the machine's runner.env from that URL");
+  say("  the initrd's nix/runner-secret.sh fetched the machine's runner.env from that URL and wrote the runner credential");
+}
+
+/** The fixture's ".runner" line without forgejo-runner's long WARNING field (the token is redacted by say). */
+function credentialShort(line: string): string {
+  const m = /^(netboot-fixture: \.runner \S+ \S+ \S+) (\{.*\})$/.exec(line);
+  if (!m) return line;
+  const { uuid, name, address, token } = JSON.parse(m[2]!) as Record<string, string>;
+  return `${m[1]} ${JSON.stringify({ uuid, name, address, token })}`;
 }

@@ -28,6 +28,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   if (qemuMissing() === null) {
     expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=http:\/\/10\.0\.2\.100:\d+\/runners\/52-54-00-12-34-56\.env/);
     expect(stderr).toContain("the release server saw downloads of: netboot-x86_64.ipxe, bzImage-x86_64, initrd-x86_64");
+    expect(stderr).toMatch(/netboot-fixture: \.runner 600 root \/run\/forgejo-runner\/container\.runner \{"uuid":"[0-9a-f-]{36}","name":"demo-vm","address":"http:\/\/forgejo\.invalid","token":"\[redacted\]"\}/);
     expect(stderr).toContain("proven:");
   } else {
     expect(stderr).toContain(`skipped: ${qemuMissing()}`);

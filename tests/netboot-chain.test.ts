@@ -8,10 +8,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { stageNetbootRelease, STAGE_ENV_PATH, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
-import { bootChain, cmdlineSeen, GUEST_MAC_HEXHYP, qemuMissing, type BootResult } from "./support/netboot-vm.ts";
+import { bootChain, cmdlineSeen, GUEST_MAC_HEXHYP, operatorCmdline, qemuMissing, type BootResult } from "./support/netboot-vm.ts";
 
 const cannotBoot = qemuMissing();
-const RUNNER_ENV = "FORGEJO_RUNNER_SECRET=0123456789abcdef0123456789abcdef01234567\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=vm1\n";
+const SECRET = "0123456789abcdef0123456789abcdef01234567";
+const RUNNER_ENV = `FORGEJO_RUNNER_SECRET=${SECRET}\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=vm1\n`;
 
 describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU${cannotBoot ? ` (skipped: ${cannotBoot})` : ""}`, () => {
   let stage: NetbootStage | undefined;
@@ -46,7 +47,7 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
     const imageParams = kernelLine.split(" ").slice(2).join(" ");
     expect(imageParams).toContain("${cmdline}");
     const configUrl = stage!.configUrl.replace("${net0/mac:hexhyp}", GUEST_MAC_HEXHYP);
-    expect(cmdlineSeen(boot.serial)).toBe(imageParams.replace("${cmdline}", `console=ttyS0 runner.config_url=${configUrl}`));
+    expect(cmdlineSeen(boot.serial)).toBe(imageParams.replace("${cmdline}", operatorCmdline(configUrl)));
   });
 
   test("the initrd's registration script fetched the machine's runner.env from runner.config_url", () => {
@@ -54,14 +55,18 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
     expect(stage!.config.requests).toEqual([{ method: "GET", path: STAGE_ENV_PATH, status: 200 }]);
   });
 
-  // Until nix/runner-secret.sh writes .runner itself (it calls forgejo-runner, which the fixture
-  // initrd does not have), the script stops there; tests/fixtures/netboot/register.sh prints the
-  // file as "netboot-fixture: .runner <mode> <owner> <json>" once it exists.
-  test.todo("the registration script wrote .runner for the fetched secret, mode 0600", () => {
-    const line = /^netboot-fixture: \.runner (\d+) (\S+) (.*)$/m.exec(boot.serial);
-    expect(line?.[1]).toBe("600");
-    const runner = JSON.parse(line![3]!) as { address: string; name: string };
-    expect(runner.address).toBe("http://forgejo.invalid");
-    expect(runner.name).toBe("vm1");
+  test("the registration script wrote the runner's credential from the fetched runner.env, mode 0600", () => {
+    expect(boot.serial).toContain("netboot-fixture: runner-secret.sh exit 0");
+    const line = /^netboot-fixture: \.runner (\d+) (\S+) (\S+) (.*)$/m.exec(boot.serial);
+    expect(line?.slice(1, 4)).toEqual(["600", "root", "/run/forgejo-runner/container.runner"]);
+    const runner = JSON.parse(line![4]!) as Record<string, unknown>;
+    // forgejo-runner's uuidFromSecret: the secret's first 16 characters as the UUID's bytes.
+    const hex = Buffer.from(SECRET.slice(0, 16)).toString("hex");
+    expect(runner).toMatchObject({
+      uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
+      name: "vm1",
+      token: SECRET,
+      address: "http://forgejo.invalid",
+    });
   });
 });

@@ -78,13 +78,19 @@ export function guestUrl(url: string): string {
   return url.replace(loopback, `http://${GUEST_HOST}`);
 }
 
+/** The operator's cmdline: what the VM's kernel command line must end with. */
+export const operatorCmdline = (configUrl: string) =>
+  // The loopback servers are plain http, so this is the runbook's lab-network case, with its
+  // opt-in (nix/runner-secret.sh); console=ttyS0 puts the kernel's messages on the serial console.
+  `console=ttyS0 runner.allow_insecure_http=1 runner.config_url=${configUrl}`;
+
 /** The operator's iPXE script, as the runbook's "Boot over the network" writes it. */
 export function operatorScript(chainUrl: string, configUrl: string): string {
   return [
     "#!ipxe",
     // The ROM has just configured net0 by DHCP to fetch this script; the runbook's `dhcp` line
     // would only repeat that.
-    `set cmdline console=ttyS0 runner.config_url=${configUrl}`,
+    `set cmdline ${operatorCmdline(configUrl)}`,
     `chain ${chainUrl}`,
     "",
   ].join("\n");
