@@ -175,6 +175,7 @@ async function boot(forge: ForgejoServer, download: string, work: string, stops:
     script,
     ports: [Number(new URL(download).port), config.port],
     workDir: join(work, "vm"),
+    started: (vm) => onInterrupt(() => vm.kill()),
     onLine: (line) => {
       const text = wrapped + plain(line);
       wrapped = text.length % 80 === 0 && text.length > 0 ? text : "";

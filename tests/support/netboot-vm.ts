@@ -107,6 +107,8 @@ export interface BootOptions {
   onLine?: (line: string) => void;
   /** Kills the VM after this long (default 5 minutes): a hung boot fails instead of hanging. */
   timeoutMs?: number;
+  /** Called with the QEMU process once it runs (to stop it on Ctrl-C). */
+  started?: (vm: Bun.Subprocess) => void;
 }
 
 export interface BootResult {
@@ -128,6 +130,7 @@ export async function bootChain(options: BootOptions): Promise<BootResult> {
       "-netdev", netdev, "-device", `e1000,netdev=net0,mac=${GUEST_MAC}`, "-boot", "n"],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
+  options.started?.(vm);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
