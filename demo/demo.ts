@@ -91,22 +91,11 @@ async function signingKey(dir: string): Promise<{ key: string; allowedSigners: s
 /** verify-release.ts's flags for a release signed by the demo key: the one place that knows them. */
 const verifySignatureFlags = (allowedSigners: string) => ["--allowed-signers", allowedSigners, "--require-signature"];
 
-await runMain(async () => {
-  const args = parseCommandLine(COMMAND);
-  if (!args) return;
-  const keep = args.flags.keep === true;
-
-  const work = await mkdtemp(join(tmpdir(), "runner-images-demo-"));
-  const stops: (() => Promise<unknown> | unknown)[] = [];
-  const cleanUp = async () => {
-    for (const stop of stops.reverse()) await stop();
-    await rm(work, { recursive: true, force: true });
-  };
-  onInterrupt(cleanUp);
+async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipBoot: boolean): Promise<void> {
   say(`runner-images demo: build, publish, verify and boot a release on this machine`);
   say(`(working in ${work}; servers on 127.0.0.1 only; removed at the end)`);
 
-  const cannotBoot = args.flags["skip-boot"] === true ? "--skip-boot was given" : (qemuMissing() ?? (await bootFilesMissing()));
+  const cannotBoot = skipBoot ? "--skip-boot was given" : (qemuMissing() ?? (await bootFilesMissing()));
 
   step(1, "build the fixture's images with real nix, offline");
   if (!cannotBoot) say("  the netboot target is bootable: Debian's kernel and a busybox initrd that runs nix/runner-secret.sh");
@@ -152,9 +141,7 @@ await runMain(async () => {
     say("Press Ctrl-C to stop it and remove the temporary directory.");
     await new Promise(() => {}); // Ctrl-C runs cleanUp (onInterrupt) and exits
   }
-  await cleanUp();
-  say("\ndone: the server is stopped and the temporary directory removed");
-});
+}
 
 /** Step 5: the operator's iPXE script chains the release; the serial console and the servers prove it. */
 async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[]): Promise<void> {
@@ -205,3 +192,25 @@ function credentialShort(line: string): string {
   const { uuid, name, address, token } = JSON.parse(m[2]!) as Record<string, string>;
   return `${m[1]} ${JSON.stringify({ uuid, name, address, token })}`;
 }
+
+await runMain(async () => {
+  const args = parseCommandLine(COMMAND);
+  if (!args) return;
+
+  const work = await mkdtemp(join(tmpdir(), "runner-images-demo-"));
+  const stops: (() => Promise<unknown> | unknown)[] = [];
+  let cleaning: Promise<void> | undefined;
+  // Once, whoever comes first: the end, a failure, or Ctrl-C.
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      for (const stop of [...stops].reverse()) await stop();
+      await rm(work, { recursive: true, force: true });
+    })());
+  onInterrupt(cleanUp);
+  try {
+    await demo(work, stops, args.flags.keep === true, args.flags["skip-boot"] === true);
+  } finally {
+    await cleanUp();
+  }
+  say("\ndone: the server is stopped and the temporary directory removed");
+});

@@ -4,7 +4,8 @@
  * the chain when QEMU is installed, and leaves nothing behind.
  */
 import { expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { qemuMissing } from "./support/netboot-vm.ts";
 import { cleanEnv, ROOT } from "./support/run.ts";
@@ -64,3 +65,18 @@ test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cle
     child.kill();
   }
 }, 600_000);
+
+test("a failing step (nix missing) ends the demo with one error line, exit 1, and nothing left behind", async () => {
+  const bin = mkdtempSync(join(tmpdir(), "runner-images-demo-bin-"));
+  try {
+    for (const tool of ["bash", "git"]) symlinkSync(Bun.which(tool)!, join(bin, tool));
+    const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv({ PATH: bin }), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("error: nix is not on PATH");
+    expect(stderr).toContain("error: build-images.ts failed (exit 1); its output is above");
+    expect(existsSync(workDir(stderr)!)).toBe(false);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+}, 60_000);
