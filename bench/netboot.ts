@@ -24,7 +24,7 @@ const MILESTONES: [string, RegExp][] = [
   ["release script chained", /^(?!tftp:).*\.ipxe\.\.\. ok/],
   ["kernel and initrd loaded", /initrd-x86_64\.\.\..*ok/],
   ["Linux runs /init", /netboot-fixture: cmdline:/],
-  ["runner-secret.sh done (runner.env fetched)", /netboot-fixture: runner-secret\.sh exit/],
+  ["runner-secret.sh done (runner.env fetched, credential written)", /netboot-fixture: runner-secret\.sh exit/],
   ["powered off", new RegExp(DONE_LINE)],
 ];
 
