@@ -53,10 +53,14 @@ export async function signingKey(keyFile: string | undefined, env: Record<string
   return text ? { text: `${text}\n` } : null;
 }
 
-/** The environment of ssh-keygen and ssh-agent: ours, without the key. */
+/**
+ * The environment of ssh-keygen and ssh-agent: ours, without the key, and no passphrase prompt
+ * (an encrypted key fails at once instead of waiting for input no one gives in CI; ssh(1),
+ * SSH_ASKPASS_REQUIRE=force: always ask the askpass program, here one that fails).
+ */
 function childEnv(): Record<string, string | undefined> {
   const { [SIGNING_KEY_ENV]: _, ...rest } = process.env;
-  return rest;
+  return { ...rest, SSH_ASKPASS: "false", SSH_ASKPASS_REQUIRE: "force" };
 }
 
 /**
