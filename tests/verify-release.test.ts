@@ -261,7 +261,7 @@ describe("releases published to the server", () => {
   };
   /** What someone with write access but without the key can do: a release of their own with copied files. */
   const republish = async (fromDir: string, tag: string) => {
-    const api = (method: string, path: string, body?: BodyInit, type = "application/json") =>
+    const api = (method: string, path: string, body?: string | Blob, type = "application/json") =>
       fetch(`${forge.apiUrl}/repos/ops/runner-images${path}`, { method, body, headers: { authorization: `token ${TOKEN}`, "content-type": type } });
     const created = await api("POST", "/releases", JSON.stringify({ tag_name: tag, target_commitish: MAIN_SHA, name: tag }));
     expect(created.status).toBe(201);

@@ -127,7 +127,8 @@ export async function rebuild(options: RebuildOptions): Promise<string[]> {
       for (const rebuilt of await collectTarget(target, built[i]!, out)) {
         const published = manifest.artifacts.find((a) => a.name === rebuilt.name)!;
         if (rebuilt.sha256 === published.sha256) continue;
-        const copy = options.localCopy(rebuilt.name);
+        const named = options.localCopy(rebuilt.name);
+        const copy = named && (await Bun.file(named).exists()) ? named : null;
         const at = copy ? await firstDifference(join(out, rebuilt.name), copy) : null;
         problems.push(
           `rebuild: ${rebuilt.name} rebuilt from ${commit.slice(0, 12)} has SHA-256 ${rebuilt.sha256} (${rebuilt.size} bytes), the release ${published.sha256} (${published.size} bytes)` +
