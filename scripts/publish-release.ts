@@ -35,7 +35,9 @@ import {
 } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
 import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
-import { NAMESPACE, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, type SigningKey } from "./lib/signing.ts";
+import {
+  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
+} from "./lib/signing.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -103,6 +105,18 @@ async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: 
 }
 
 /**
+ * The signature as verify-release will see it by default: a key missing from the repository's
+ * allowed_signers is worth a warning now, not a surprise for every downloader later. (Not an
+ * error: auditors may pin the key instead.)
+ */
+async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Array): Promise<void> {
+  const names = { data: STATEMENT_FILE, signature: STATEMENT_SIGNATURE_FILE };
+  const check = await verifySignature(statement, signature, names, NAMESPACE.publisher, { allowedSigners: REPOSITORY_ALLOWED_SIGNERS });
+  if (check.ok) say(`signed by ${check.signer} (key ${check.fingerprint})`);
+  else say(`warning: ${check.problem}: verify-release rejects this release unless that key is added there (docs/RUNNER_IMAGES.md, "Signing releases") or pinned with --signer-fingerprint`);
+}
+
+/**
  * Step 2b: the provenance statement for this tag (provenance.ts), signed with the key if there
  * is one, written into the dist; returns the small files to publish after the artifacts, in
  * order, manifest.json last: a release that has it is complete. A boot-v release without a key
@@ -121,6 +135,7 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
   const read = (name: string) => readFile(join(dist, name));
   const statement = Buffer.from(formatStatement(makeStatement(manifest, await read(MANIFEST_FILE), await read(SUMS_FILE), tag)));
   const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
+  if (signature) await checkAgainstRepository(statement, signature);
   const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
   if (plan.dryRun) {
     plan.line(`would write ${what}`);

@@ -35,11 +35,10 @@ import { SERVER_FLAGS, readToken, resolveRepo, resolveServer } from "./lib/publi
 import { rebuild, type RebuildDepth } from "./lib/rebuild.ts";
 import { distFiles, releaseFiles, type ReleaseFiles } from "./lib/release-files.ts";
 import {
-  COUNTERSIGNATURE_FILE, NAMESPACE, STATEMENT_SIGNATURE_FILE, checkTrust, verifySignature, type SignatureCheck, type Trust,
+  COUNTERSIGNATURE_FILE, NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, STATEMENT_SIGNATURE_FILE, checkTrust, verifySignature, type SignatureCheck, type Trust,
 } from "./lib/signing.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const DEFAULT_ALLOWED_SIGNERS = join(ROOT, "allowed_signers");
 
 const COMMAND: CommandSpec = {
   name: "verify-release.ts",
@@ -200,7 +199,7 @@ await runMain(async () => {
   if (args.passThrough.length > 0 && !depth) throw new UsageError("arguments after -- go to nix, which only --rebuild runs");
   const allowUnsigned = flags["allow-unsigned"] === true;
   const requireCountersignature = flags["require-countersignature"] === true;
-  const allowedSigners = (flags["allowed-signers"] as string | undefined) ?? DEFAULT_ALLOWED_SIGNERS;
+  const allowedSigners = (flags["allowed-signers"] as string | undefined) ?? REPOSITORY_ALLOWED_SIGNERS;
   const pinned = (name: string): Trust => {
     const fingerprint = flags[name] as string | undefined;
     return fingerprint ? { fingerprint } : { allowedSigners };

@@ -74,6 +74,9 @@ describe("who may publish unsigned", () => {
     const { forge, dir } = await setup();
     const r = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
     expect(r.code).toBe(0);
+    // The repository's allowed_signers has no key yet: the publisher says so, with the fingerprint to add.
+    const fingerprint = (await $({ quiet: true })`ssh-keygen -lf ${key}.pub`).stdout.split(" ")[1]!;
+    expect(r.stderr).toContain(`warning: provenance.intoto.json.sig was made by key ${fingerprint}, which is not in `);
     const names = forge.state().releases[0]!.assets.map((a) => a.name);
     expect(names).toEqual(expect.arrayContaining(["provenance.intoto.json", "provenance.intoto.json.sig"]));
     // Re-running with the same dist and tag writes the same bytes: the release is identical.

@@ -27,6 +27,8 @@ export const STATEMENT_SIGNATURE_FILE = `${STATEMENT_FILE}.sig`;
 export const COUNTERSIGNATURE_FILE = `${STATEMENT_FILE}.countersig`;
 export const NAMESPACE = { publisher: "runner-images-provenance", countersignature: "runner-images-countersignature" } as const;
 export const SIGNING_KEY_ENV = "RUNNER_IMAGES_SIGNING_KEY";
+/** The repository's trust anchor; anyone who can push can change it (auditors pin a key instead). */
+export const REPOSITORY_ALLOWED_SIGNERS = join(import.meta.dir, "..", "..", "allowed_signers");
 
 function requireSshKeygen(): void {
   if (!Bun.which("ssh-keygen")) throw new Failure("ssh-keygen is not on PATH: install OpenSSH (Debian: apt install openssh-client)");
