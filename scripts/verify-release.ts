@@ -112,10 +112,10 @@ async function findRelease(flags: Record<string, unknown>, tag: string): Promise
   return { client, release };
 }
 
-/** Step 4: one signature over the statement, or the problem with it. */
-async function checkSignature(small: Map<string, Uint8Array>, signatureFile: string, namespace: string, trust: Trust): Promise<SignatureCheck> {
+/** Step 4: one signature over the statement, or the problem with it (`missing` when there is none). */
+async function checkSignature(small: Map<string, Uint8Array>, signatureFile: string, namespace: string, trust: Trust, missing: string): Promise<SignatureCheck> {
   const signature = small.get(signatureFile);
-  if (!signature) return { ok: false, problem: `there is no ${signatureFile}` };
+  if (!signature) return { ok: false, problem: missing };
   return verifySignature(small.get(STATEMENT_FILE)!, signature, { data: STATEMENT_FILE, signature: signatureFile }, namespace, trust);
 }
 
@@ -162,7 +162,13 @@ function describeSignature(check: SignatureCheck | null, skipped: string): strin
   return check.ok ? `good, by ${check.signer} (key ${check.fingerprint})` : "BAD";
 }
 
-function provenanceLines(manifest: Manifest, statement: Statement | null, signature: SignatureCheck | null, countersignature: SignatureCheck | null): string[] {
+function provenanceLines(
+  manifest: Manifest,
+  statement: Statement | null,
+  signature: SignatureCheck | null,
+  countersignature: SignatureCheck | null,
+  allowUnsigned: boolean,
+): string[] {
   const nixpkgs = manifest.inputs.nixpkgs;
   const ci = manifest.ci;
   return [
@@ -171,7 +177,7 @@ function provenanceLines(manifest: Manifest, statement: Statement | null, signat
     `commit     ${manifest.source.commit}${manifest.source.dirty ? " (with uncommitted changes)" : ""}`,
     `nixpkgs    ${nixpkgs ? `${nixpkgs.rev ?? "(no rev)"} ${nixpkgs.narHash}` : "(no nixpkgs input recorded)"}`,
     `built      ${manifest.builtAt} with nix ${manifest.nix.version}${ci ? ` by ${ci.server}/${ci.repository} run ${ci.runNumber} (${ci.workflow})` : " by hand"}`,
-    `signature  ${describeSignature(signature, "NOT CHECKED (--allow-unsigned)")}`,
+    `signature  ${describeSignature(signature, allowUnsigned ? "NOT CHECKED (--allow-unsigned)" : "none: there is no statement to check it against")}`,
     `countersig ${describeSignature(countersignature, "not required")}`,
   ];
 }
@@ -276,17 +282,12 @@ await runMain(async () => {
   if (allowUnsigned) {
     say(`WARNING: --allow-unsigned: ${STATEMENT_SIGNATURE_FILE} is not checked, so nothing proves who made these files or for which tag; anyone who can upload to the release could have written all of them`);
   } else if (statementBytes) {
-    signature = await checkSignature(small, STATEMENT_SIGNATURE_FILE, NAMESPACE.publisher, publisherTrust);
-    if (!signature.ok) {
-      problems.push(
-        signature.problem === `there is no ${STATEMENT_SIGNATURE_FILE}`
-          ? `there is no ${STATEMENT_SIGNATURE_FILE}: an unsigned release proves nothing about who built it (--allow-unsigned skips this check)`
-          : signature.problem,
-      );
-    }
+    const unsigned = `there is no ${STATEMENT_SIGNATURE_FILE}: an unsigned release proves nothing about who built it (--allow-unsigned skips this check)`;
+    signature = await checkSignature(small, STATEMENT_SIGNATURE_FILE, NAMESPACE.publisher, publisherTrust, unsigned);
+    if (!signature.ok) problems.push(signature.problem);
   }
   if (requireCountersignature && statementBytes) {
-    countersignature = await checkSignature(small, COUNTERSIGNATURE_FILE, NAMESPACE.countersignature, countersignerTrust);
+    countersignature = await checkSignature(small, COUNTERSIGNATURE_FILE, NAMESPACE.countersignature, countersignerTrust, `there is no ${COUNTERSIGNATURE_FILE}`);
     if (!countersignature.ok) problems.push(`${countersignature.problem} (--require-countersignature)`);
   }
 
@@ -327,7 +328,7 @@ await runMain(async () => {
     }
 
     // 8. The verdict.
-    for (const line of provenanceLines(manifest, statement, signature, countersignature)) say(line);
+    for (const line of provenanceLines(manifest, statement, signature, countersignature, allowUnsigned)) say(line);
     if (flags.json) {
       const result = { ok: problems.length === 0, source: files.description, checked, problems, statement, signature, countersignature, manifest };
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
