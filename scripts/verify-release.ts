@@ -157,6 +157,18 @@ async function checkArtifacts(
   return checked;
 }
 
+/**
+ * Step 8 with --download: the verified files move from the staging directory into the mirror,
+ * the small ones written from the very bytes that were checked. A signature file a previous
+ * release left there, and this one lacks, goes: the mirror holds one release, whole.
+ */
+async function fillMirror(staging: string, mirror: string, small: Map<string, Uint8Array>, checked: string[]): Promise<void> {
+  for (const [name, bytes] of small) await writeFile(join(staging, name), bytes);
+  for (const name of [...checked, ...small.keys()]) await rename(join(staging, name), join(mirror, name));
+  for (const name of [STATEMENT_SIGNATURE_FILE, COUNTERSIGNATURE_FILE]) if (!small.has(name)) await rm(join(mirror, name), { force: true });
+  say(`wrote the verified files to ${mirror}`);
+}
+
 function describeSignature(check: SignatureCheck | null, skipped: string): string {
   if (check === null) return skipped;
   return check.ok ? `good, by ${check.signer} (key ${check.fingerprint})` : "BAD";
@@ -336,11 +348,7 @@ await runMain(async () => {
     for (const problem of problems) say(`FAIL ${problem}`);
     if (problems.length > 0) throw new Failure(`${problems.length} problem${problems.length === 1 ? "" : "s"} with ${files.description}`);
 
-    if (staging && downloadDir) {
-      for (const [name, bytes] of small) await writeFile(join(staging, name), bytes);
-      for (const name of [...checked, ...small.keys()]) await rename(join(staging, name), join(downloadDir, name));
-      say(`wrote the verified files to ${downloadDir}`);
-    }
+    if (staging && downloadDir) await fillMirror(staging, downloadDir, small, checked);
     const proven = signature?.ok ? `, signed by ${signature.signer}` : ", UNSIGNED (--allow-unsigned)";
     say(`verified: ${checked.length} files match the statement${proven}${countersignature?.ok ? `, countersigned by ${countersignature.signer}` : ""}${depth ? `, and rebuild (${depth}) agrees` : ""}`);
   } finally {

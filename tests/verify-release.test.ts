@@ -362,9 +362,14 @@ describe("releases published to the server", () => {
     for (const name of names) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
     // The same mirror directory, verified again offline as a dist.
     expect((await verify(["--dist", out])).code).toBe(0);
+    // A countersignature a previous release left in the mirror does not survive the next download.
+    await writeFile(join(out, `${STATEMENT_FILE}.countersig`), "stale");
+    expect((await remote("boot-v1.0.0", ["--download", out])).code).toBe(0);
+    expect(await Bun.file(join(out, `${STATEMENT_FILE}.countersig`)).exists()).toBe(false);
 
     const refused = join(keys, "refused-mirror");
-    const bad = await remote("boot-v1.0.1", ["--download", refused]);
+    await republish(release.dir, "boot-v1.0.3");
+    const bad = await remote("boot-v1.0.3", ["--download", refused]);
     expect(bad.code).toBe(1);
     expect(await readdir(refused)).toEqual([]);
   });
