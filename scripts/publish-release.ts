@@ -5,7 +5,9 @@
  *
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag and token; check the token can write the repository;
+ *   2. work out server, repository, tag and token; write the provenance statement for the tag
+ *      into the dist and sign it (a boot-v release without a key is refused here, unless
+ *      --unsigned); check the token can write the repository;
  *   3. check the git tag, if it exists, is at the dist's commit;
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
