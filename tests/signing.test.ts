@@ -6,6 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
+import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -108,14 +109,17 @@ describe("the key file", () => {
     expect(forge.state().releases).toHaveLength(0);
   });
 
-  test("a key given as secret text never lands on disk, even when SIGTERM stops the run mid-signing", async () => {
+  /**
+   * Starts a publish whose ssh-keygen stalls `stall` seconds before signing, with the key as
+   * secret text and a TMPDIR of its own; resolves once signing has begun.
+   */
+  async function publishStalledInSigning(stall: number) {
     const { forge, dir } = await setup();
-    // ssh-keygen that stalls before signing, so the signal arrives while the key is in use.
-    const bin = join(scratch, "bin");
-    const marker = join(scratch, "signing-started");
-    await $({ quiet: true })`mkdir -p ${bin}`;
+    const bin = await mkdtemp(join(scratch, "bin-"));
+    const marker = join(bin, "signing-started");
     const real = Bun.which("ssh-keygen")!;
-    await writeFile(join(bin, "ssh-keygen"), `#!/bin/sh\ncase "$*" in *"-Y sign"*) touch "${marker}"; sleep 20;; esac\nexec ${real} "$@"\n`, { mode: 0o755 });
+    // The marker holds the agent's socket: where the key is while the signer runs.
+    await writeFile(join(bin, "ssh-keygen"), `#!/bin/sh\ncase "$*" in *"-Y sign"*) echo "$SSH_AUTH_SOCK" > "${marker}"; sleep ${stall};; esac\nexec ${real} "$@"\n`, { mode: 0o755 });
     const tmp = await mkdtemp(join(scratch, "tmp-"));
     const keyText = await readFile(key, "utf8");
     let child: Bun.Subprocess | undefined;
@@ -124,14 +128,41 @@ describe("the key file", () => {
     });
     for (let i = 0; i < 200 && !(await Bun.file(marker).exists()); i++) await Bun.sleep(50);
     expect(await Bun.file(marker).exists()).toBe(true);
-    child!.kill("SIGTERM");
+    const agentSocket = (await readFile(marker, "utf8")).trim();
+    expect(existsSync(agentSocket)).toBe(true);
+    return { forge, dir, tmp, child: child!, running, keyBody: keyText.split("\n")[1]!, agentSocket };
+  }
+
+  /** ssh-agent checks every 10 s whether the command it runs is still there. */
+  async function agentGone(socket: string): Promise<boolean> {
+    for (let i = 0; i < 150 && existsSync(socket); i++) await Bun.sleep(100);
+    return !existsSync(socket);
+  }
+
+  /** Files under `dir` whose bytes contain the private key's text (sockets and the like read as empty). */
+  const holdingKey = async (dir: string, keyBody: string) =>
+    (await Promise.all((await filesUnder(dir)).map(async (f) => ((await readFile(f, "latin1").catch(() => "")).includes(keyBody) ? f : null)))).filter(Boolean);
+
+  test("SIGKILL mid-signing: no file ever holds the key, and the agent goes away with the signer", async () => {
+    const { tmp, child, running, keyBody, agentSocket } = await publishStalledInSigning(2);
+    child.kill("SIGKILL");
+    expect((await running).code).toBe(137);
+    expect(await holdingKey(tmp, keyBody)).toEqual([]);
+    // Nothing cleans up after SIGKILL: the orphaned signer finishes, and its agent exits with it.
+    expect(await agentGone(agentSocket)).toBe(true);
+    expect(await holdingKey(tmp, keyBody)).toEqual([]);
+  }, 30_000);
+
+  test("a key given as secret text never lands on disk, even when SIGTERM stops the run mid-signing", async () => {
+    const { forge, dir, tmp, child, running, keyBody, agentSocket } = await publishStalledInSigning(20);
+    child.kill("SIGTERM");
     const r = await running;
     expect(r.code).toBe(143);
     // The agent exits once the command it ran is gone (ssh-agent checks within 10 s), and takes its socket with it.
     for (let i = 0; i < 150 && (await filesUnder(tmp)).length > 0; i++) await Bun.sleep(100);
     expect(await filesUnder(tmp)).toEqual([]);
-    const body = keyText.split("\n")[1]!;
-    for (const file of await filesUnder(dir)) expect(await readFile(file, "latin1")).not.toContain(body);
+    expect(await holdingKey(dir, keyBody)).toEqual([]);
+    expect(await agentGone(agentSocket)).toBe(true);
     expect(forge.state().releases).toHaveLength(0);
   }, 30_000);
 });
