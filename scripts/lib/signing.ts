@@ -66,6 +66,22 @@ function childEnv(): Record<string, string | undefined> {
 }
 
 /**
+ * Run by `ssh-agent sh -c` (the agent lives as long as this script): ssh-add reads the key from
+ * the pipe into the agent, ssh-add -L writes its public half, which ssh-keygen names to sign with
+ * the agent's private half. The agent is stopped as soon as the signature is made, or when the
+ * script is told to stop; after SIGKILL of the publisher the script still finishes and stops it,
+ * and ssh-agent itself exits once the script is gone.
+ */
+const AGENT_SIGNER = [
+  'trap \'kill "$SSH_AGENT_PID" $signer 2>/dev/null; exit 143\' TERM INT HUP',
+  'ssh-add -q - && ssh-add -L > "$1" || { kill "$SSH_AGENT_PID"; exit 1; }',
+  'ssh-keygen -Y sign -q -f "$1" -n "$2" "$3" & signer=$!',
+  'wait "$signer"; status=$?',
+  'kill "$SSH_AGENT_PID" 2>/dev/null',
+  'exit "$status"',
+].join("\n");
+
+/**
  * Signs `data` in `namespace` and returns the armored signature. The data goes through a
  * scratch directory (it is public: the statement); the key never does.
  */
@@ -80,10 +96,7 @@ export async function sign(data: Uint8Array, key: SigningKey, namespace: string)
     const signing =
       "file" in key
         ? $(options)`ssh-keygen -Y sign -q -f ${key.file} -n ${namespace} ${dataPath}`
-        : // ssh-add reads the key from the pipe into the agent; ssh-add -L writes its public half,
-          // which ssh-keygen names to sign with the agent's private half. The agent exits with
-          // the command it runs.
-          $({ ...options, input: key.text })`ssh-agent sh -c ${'ssh-add -q - && ssh-add -L > "$1" && exec ssh-keygen -Y sign -q -f "$1" -n "$2" "$3"'} sh ${join(scratch, "key.pub")} ${namespace} ${dataPath}`;
+        : $({ ...options, input: key.text })`ssh-agent sh -c ${AGENT_SIGNER} sh ${join(scratch, "key.pub")} ${namespace} ${dataPath}`;
     const stop = onInterrupt(() => {
       if (signing.pid) process.kill(signing.pid, "SIGTERM");
     });
