@@ -5,7 +5,9 @@
  *
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag and token; check the token can write the repository;
+ *   2. work out server, repository, tag and token; write the provenance statement for the tag
+ *      into the dist and sign it (a boot-v release without a key is refused here, unless
+ *      --unsigned); check the token can write the repository;
  *   3. check the git tag, if it exists, is at the dist's commit;
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
@@ -20,7 +22,7 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Failure, UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
@@ -34,7 +36,10 @@ import {
   DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
 } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { SIGNATURE_FILE, SIGNING_KEY_ENV, hasSigningKey, signSums } from "./lib/signing.ts";
+import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
+import {
+  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
+} from "./lib/signing.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -50,7 +55,8 @@ const COMMAND: CommandSpec = {
     { name: "keep-dev", value: "n", description: "After publishing, keep only the newest n boot-dev- releases and their tags (default: 3)" },
     { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
     { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
-    { name: "signing-key", value: "file", description: `Sign SHA256SUMS with this SSH private key into ${SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
+    { name: "signing-key", value: "file", description: `Sign the provenance statement with this SSH private key into ${STATEMENT_SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
+    { name: "unsigned", description: "Publish a boot-v release without a signature (refused otherwise: verify-release rejects unsigned releases)" },
     { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
     { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
     { name: "dry-run", description: "Print the plan (calls and bytes) and change nothing" },
@@ -62,7 +68,7 @@ const COMMAND: CommandSpec = {
       title: "Environment",
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
-        `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign ${SUMS_FILE} with; never a flag value`,
+        `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
         "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
         "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
@@ -91,22 +97,66 @@ interface Plan {
 
 /**
  * Step 1: the dist is complete and consistent: manifest, SHA256SUMS and every file's size (the
- * bytes are re-hashed in rehashDist, before anything is uploaded). SHA256SUMS is signed when a
- * key is given. Returns the files to publish, the manifest files last.
+ * bytes are re-hashed in rehashDist, before anything is uploaded). Returns the artifacts to
+ * publish; the small files follow once the tag is known (provenanceFiles).
  */
-async function checkTheDist(dist: string, signingKey: string | undefined, plan: Plan): Promise<{ manifest: Manifest; files: LocalFile[] }> {
+async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: LocalFile[] }> {
   const manifest = await checkDistAsInput(dist, { rehash: false });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
-  // A dry run changes nothing, not even the dist.
-  if (plan.dryRun && hasSigningKey(signingKey)) plan.line(`would sign ${SUMS_FILE} into ${SIGNATURE_FILE}`);
-  else if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
-  // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
-  const signed = await Bun.file(join(dist, SIGNATURE_FILE)).exists();
-  for (const name of [SUMS_FILE, ...(signed ? [SIGNATURE_FILE] : []), MANIFEST_FILE]) {
-    const bytes = await readFile(join(dist, name));
-    files.push({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
-  }
   return { manifest, files };
+}
+
+/**
+ * The signature as verify-release will see it by default: a key missing from the repository's
+ * allowed_signers is worth a warning now, not a surprise for every downloader later. (Not an
+ * error: auditors may pin the key instead.)
+ */
+async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Array): Promise<void> {
+  const names = { data: STATEMENT_FILE, signature: STATEMENT_SIGNATURE_FILE };
+  const check = await verifySignature(statement, signature, names, NAMESPACE.publisher, { allowedSigners: REPOSITORY_ALLOWED_SIGNERS });
+  if (check.ok) say(`signed by ${check.signer} (key ${check.fingerprint})`);
+  else say(`warning: ${check.problem}: verify-release rejects this release unless that key is added there (docs/RUNNER_IMAGES.md, "Signing releases") or pinned with --signer-fingerprint`);
+}
+
+/**
+ * Step 2b: the provenance statement for this tag (provenance.ts), signed with the key if there
+ * is one, written into the dist; returns the small files to publish after the artifacts, in
+ * order, manifest.json last: a release that has it is complete. A boot-v release without a key
+ * is refused before any upload: verify-release rejects unsigned releases by default, so it could
+ * not be verified, and nothing would bind its files to the tag. A dry run signs in memory (so a
+ * key that cannot sign fails now, not in the real run) and writes nothing.
+ */
+async function provenanceFiles(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, plan: Plan): Promise<LocalFile[]> {
+  if (!key && kindOfTag(tag) === "release" && !unsigned) {
+    throw new UsageError(
+      `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
+        `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
+    );
+  }
+  if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
+  const read = (name: string) => readFile(join(dist, name));
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, await read(MANIFEST_FILE), await read(SUMS_FILE), tag)));
+  const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
+  if (signature) await checkAgainstRepository(statement, signature);
+  const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
+  if (plan.dryRun) {
+    plan.line(`would write ${what}`);
+  } else {
+    await writeFile(join(dist, STATEMENT_FILE), statement);
+    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature);
+    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true });
+    say(`wrote ${what}`);
+  }
+  const small = async (name: string, bytes?: Uint8Array): Promise<LocalFile> => {
+    const data = bytes ?? (await read(name));
+    return { name, path: join(dist, name), size: data.byteLength, sha256: hashBytes(data) };
+  };
+  return [
+    await small(SUMS_FILE),
+    await small(STATEMENT_FILE, statement),
+    ...(signature ? [await small(STATEMENT_SIGNATURE_FILE, signature)] : []),
+    await small(MANIFEST_FILE),
+  ];
 }
 
 /**
@@ -274,9 +324,12 @@ await runMain(async () => {
   // The token first: from here on, no output can show it.
   const token = await readToken(flag(flags, "token-file"), { required: true });
 
+  // The signing key, checked now (a dry run too); from here on no child process sees it.
+  const key = await signingKey(flag(flags, "signing-key"));
+
   // 1. The dist.
   const dist = flag(flags, "dist") ?? "dist";
-  const { manifest, files } = await checkTheDist(dist, flag(flags, "signing-key"), plan);
+  const { manifest, files } = await checkTheDist(dist);
 
   // 2. Where to, as whom.
   const ci = ciEnv();
@@ -284,6 +337,7 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
+  files.push(...(await provenanceFiles(dist, manifest, tag, key, flags.unsigned === true, plan)));
   const commit = manifest.source.commit;
   const notesFile = flag(flags, "notes-file");
   const fields = {

@@ -26,7 +26,7 @@ const TOKENS: ForgejoOptions["tokens"] = {
   [ACTIONS]: { user: "forgejo-actions", access: "write", actions: true },
 };
 const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
-const ALL_FILES = [...releaseNames(), "SHA256SUMS", "manifest.json"];
+const ALL_FILES = [...releaseNames(), "SHA256SUMS", "provenance.intoto.json", "manifest.json"];
 
 const servers: ForgejoServer[] = [];
 const dirs: string[] = [];
@@ -56,7 +56,8 @@ async function publish(s: ForgejoServer | string, distDir: string, args: string[
   const url = typeof s === "string" ? s : s.url;
   const r = await runScript(
     "publish-release.ts",
-    ["--dist", distDir, "--server", url, "--repo", "ops/runner-images", ...args],
+    // Unsigned: signing has its own tests (tests/signing.test.ts, tests/verify-release.test.ts).
+    ["--dist", distDir, "--server", url, "--repo", "ops/runner-images", "--unsigned", ...args],
     { env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, ...env }) },
   );
   for (const token of [WRITE, READ, NONE, ACTIONS]) {
@@ -117,9 +118,9 @@ describe("the happy path", () => {
     expect(result).toMatchObject({ state: "published", tag: "boot-v1.0.0", uploaded: ALL_FILES });
     expect(result.url).toBe(`${s.url}/ops/runner-images/releases/tag/boot-v1.0.0`);
     expect(r.stderr).toContain(`published: ${result.url}`);
-    // manifest.json and SHA256SUMS are uploaded after every image.
+    // SHA256SUMS, the statement and manifest.json are uploaded after every image, manifest.json last.
     const uploads = s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).map((q) => decodeURIComponent(q.query).replace(/^\?name=|\.partial-.*$/g, ""));
-    expect(uploads.slice(-2)).toEqual(["SHA256SUMS", "manifest.json"]);
+    expect(uploads.slice(-3)).toEqual(["SHA256SUMS", "provenance.intoto.json", "manifest.json"]);
     // --verify full (the default) downloaded every asset back before publishing.
     expect(s.requests.filter((q) => q.method === "GET" && q.path.startsWith("/attachments/")).length).toBeGreaterThanOrEqual(ALL_FILES.length);
   });
@@ -583,8 +584,9 @@ describe("--dry-run", () => {
     dirs.push(key, `${key}.pub`);
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("plan: would sign SHA256SUMS into SHA256SUMS.sig");
-    expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+    expect(r.stderr).toContain("plan: would write provenance.intoto.json for boot-v1.0.0, signed into provenance.intoto.json.sig");
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json")).exists()).toBe(false);
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json.sig")).exists()).toBe(false);
   });
 
   test("on a half-synced draft, plans exactly the remaining work", async () => {

@@ -105,7 +105,9 @@ export function parseCommandLine(spec: CommandSpec, argv: string[] = process.arg
   // A script is one command: drop cac's sections about sub-commands.
   cli.help((sections) => {
     const [title, ...rest] = sections.filter((s) => s.title !== "Commands" && !s.title?.startsWith("For more info"));
-    return [title!, { body: spec.summary }, ...rest, ...(spec.sections ?? [])];
+    // cac pads every option line to its description with a trailing space: drop it.
+    const all = [title!, { body: spec.summary }, ...rest, ...(spec.sections ?? [])];
+    return all.map((s) => ({ ...s, body: s.body.replace(/[ \t]+$/gm, "") }));
   });
 
   const valueFlags = new Set(spec.flags.filter((f) => f.value).map((f) => f.name));

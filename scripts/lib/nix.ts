@@ -150,7 +150,7 @@ export async function nixBuild(
 }
 
 /** One evaluation: each target's derivation path and "out" path, in the targets' order. */
-async function evalTargets(
+export async function evalTargets(
   flake: string,
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],

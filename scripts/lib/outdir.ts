@@ -11,11 +11,16 @@ import { chmod, mkdtemp, readdir, rename, rm, rmdir, stat } from "node:fs/promis
 import { basename, dirname, join, resolve } from "node:path";
 import { UsageError } from "./cli.ts";
 import { MANIFEST_FILE, SUMS_FILE, readManifest } from "./manifest.ts";
+import { STATEMENT_FILE } from "./provenance.ts";
+import { COUNTERSIGNATURE_FILE, STATEMENT_SIGNATURE_FILE } from "./signing.ts";
 
 const stagingPrefix = (out: string) => `.${basename(out)}.partial-`;
 
-/** Files a dist may hold besides its artifacts (a signature is added by signing). */
-const DIST_EXTRAS = [MANIFEST_FILE, SUMS_FILE, `${SUMS_FILE}.sig`];
+/**
+ * Files a dist may hold besides its artifacts: publishing adds the provenance statement and its
+ * signatures; SHA256SUMS.sig is what releases before the statement had.
+ */
+const DIST_EXTRAS = [MANIFEST_FILE, SUMS_FILE, `${SUMS_FILE}.sig`, STATEMENT_FILE, STATEMENT_SIGNATURE_FILE, COUNTERSIGNATURE_FILE];
 
 /** Validates --out before any work: absent, empty, or a previous dist. */
 export async function checkOutDir(out: string): Promise<string> {
