@@ -59,10 +59,16 @@ describe("hashing", () => {
   });
 
   test("copyAndHash never overwrites an existing file", async () => {
+    // Its own source, which exists: the refusal must come from the target, not a missing source.
+    const source = join(scratch, "source.bin");
+    await writeFile(source, "new bytes");
     const target = join(scratch, "exists.bin");
     await writeFile(target, "keep me");
-    await expect(copyAndHash(join(scratch, "big.bin"), target)).rejects.toThrow();
+    await expect(copyAndHash(source, target)).rejects.toThrow();
     expect(await Bun.file(target).text()).toBe("keep me");
+    // The same call with a free target does copy: the refusal above is about the existing file.
+    await copyAndHash(source, join(scratch, "free.bin"));
+    expect(await Bun.file(join(scratch, "free.bin")).text()).toBe("new bytes");
   });
 });
 
