@@ -298,6 +298,7 @@ await runMain(async () => {
   };
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
+  await client.probe();
   await checkAccess(client);
 
   // 3. The tag, if it exists already, names the dist's commit.

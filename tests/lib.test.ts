@@ -8,6 +8,8 @@ import { UsageError, parseCommandLine, type CommandSpec } from "../scripts/lib/c
 import { ciEnv } from "../scripts/lib/ci.ts";
 import { copyAndHash, hashFile } from "../scripts/lib/hash.ts";
 import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/ipxe.ts";
+import { ForgejoClient } from "../scripts/lib/forgejo.ts";
+import { tuningFromEnv } from "../scripts/lib/http.ts";
 import { addSecret, redact } from "../scripts/lib/log.ts";
 import {
   ManifestError, checkDist, formatSums, parseSums, validateManifest, writeManifest, type Manifest,
@@ -185,5 +187,39 @@ describe("CI environment", () => {
     expect(versionLabel(commit, false, [], ci)).toBe("boot-v3.0.0");
     expect(versionLabel("d".repeat(40), false, [], ci)).toBe("dev-dddddddddddd");
     expect(versionLabel(commit, true, [], ci)).toBe("dev-cccccccccccc-dirty");
+  });
+});
+
+describe("downloads", () => {
+  test("follow redirects only to https, plain http on loopback or the server itself: never file:, data: or http elsewhere", async () => {
+    const where: Record<string, string> = {
+      "/to-file": "file:///etc/hostname",
+      "/to-data": "data:text/plain,forged",
+      "/to-ftp": "ftp://127.0.0.1/x",
+      "/to-http-elsewhere": "http://downloads.example/x",
+      "/to-loopback": "/final",
+    };
+    const srv = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === "/final") return new Response("the bytes");
+        return new Response(null, { status: 302, headers: { location: where[path]! } });
+      },
+    });
+    try {
+      const base = `http://127.0.0.1:${srv.port}`;
+      const client = new ForgejoClient({ server: base, owner: "o", repo: "r", token: "", tuning: tuningFromEnv({}) });
+      const text = async (url: string) => new TextDecoder().decode(await client.downloadSmall(url, "downloading x"));
+      expect(await text(`${base}/to-loopback`)).toBe("the bytes");
+      for (const path of ["/to-file", "/to-data", "/to-ftp", "/to-http-elsewhere"]) {
+        await expect(text(`${base}${path}`)).rejects.toThrow("downloading x: refusing to fetch");
+      }
+      // A download URL the server handed out is held to the same rule.
+      await expect(text("file:///etc/hostname")).rejects.toThrow("refusing to fetch file:");
+    } finally {
+      srv.stop(true);
+    }
   });
 });

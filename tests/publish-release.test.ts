@@ -376,6 +376,85 @@ describe("faults are retried where a retry can help", () => {
   });
 });
 
+describe("a dead, wrong or flaky server", () => {
+  test("connection refused on first contact fails at once: no retries, one line", async () => {
+    const d = await dist();
+    // Default retries: first contact is never retried, whatever RUNNER_IMAGES_RETRIES says.
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "5" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("connection to http://127.0.0.1:1 refused; is --server right and the server up?");
+    expect(r.stderr).not.toContain("retrying");
+  });
+
+  test("a host that accepts connections but never answers: one attempt, named as such", async () => {
+    let connections = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void connections++, data() {} } });
+    try {
+      const d = await dist();
+      const r = await publish(`http://127.0.0.1:${silent.port}`, d.dir, ["--tag", "boot-v1.0.0"], {
+        RUNNER_IMAGES_CONNECT_TIMEOUT: "1", RUNNER_IMAGES_HTTP_TIMEOUT: "2", RUNNER_IMAGES_RETRIES: "2",
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`http://127.0.0.1:${silent.port} accepted the connection but did not answer within 1 s`);
+      expect(r.stderr).not.toContain("retrying");
+      expect(connections).toBe(1);
+    } finally {
+      silent.stop(true);
+    }
+  });
+
+  test("a --server with a path (the repository's page, or the API's) is named as the problem, exit 2", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const wrong of [`${s.url}/ops/runner-images`, `${s.url}/api/v1`]) {
+      const r = await publish(wrong, d.dir, ["--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--server ${wrong}: no Forgejo API at ${wrong}/api/v1 (404)`);
+      expect(r.stderr).toContain(`did you mean --server ${s.url}?`);
+      expect(r.stderr).not.toContain("--repo");
+    }
+    expect(s.state().releases).toHaveLength(0);
+  });
+
+  test("a body cut off while it is read is retried with the call; the runtime's text never shows", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "cut-response", afterBytes: 10, method: "GET", path: /\/releases\/\d+\/assets$/, times: 1 });
+    const once = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(once.code).toBe(0);
+    expect(once.stderr).toContain("retrying in");
+    const t = await server();
+    t.addFault({ kind: "cut-response", afterBytes: 10, method: "GET", path: /\/releases\/\d+\/assets$/, times: Infinity });
+    const always = await publish(t, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(always.code).toBe(1);
+    expect(always.stderr).toContain("listing the release's assets: the connection to");
+    expect(always.stderr).toContain("was cut off");
+    expect(always.stderr).not.toMatch(/verbose|socket connection was closed/);
+  });
+
+  test("retry lines say what was being done", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 503, method: "GET", path: /\/tags\//, times: 1 });
+    s.addFault({ kind: "close", method: "GET", path: /\/releases\/tags\//, times: 2 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(looking up tag boot-v1\.0\.0: 503/);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(looking up release boot-v1\.0\.0: /);
+    expect(r.stderr).not.toMatch(/\((GET|POST|PATCH|DELETE) /);
+  });
+
+  test("an upload answered 503 with Retry-After waits as told", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 503, retryAfter: 1, method: "POST", path: /\/assets$/, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/retrying in 1\.0 s \(uploading /);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+});
+
 describe("errors name the fix", () => {
   test("401: the token is missing, expired or revoked", async () => {
     const s = await server();
@@ -449,13 +528,6 @@ describe("errors name the fix", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("redirected to");
     for (const seen of capture.seen) expect(seen.headers.authorization).toBeUndefined();
-  });
-
-  test("connection refused", async () => {
-    const d = await dist();
-    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "0" });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("connection to http://127.0.0.1:1 refused; is --server right and the server up?");
   });
 
   test("a TLS failure says how to trust a private CA", async () => {

@@ -112,7 +112,7 @@ async function uploadWithRetries(client: ForgejoClient, releaseId: number, file:
         await client.deleteAsset(releaseId, left.id, left.name);
       }
       if (!transient || attempt >= retries) throw error;
-      await client.pause(attempt + 1, (error as Error).message);
+      await client.pause(attempt + 1, (error as Error).message, error instanceof HttpError ? error.retryAfter : null);
     }
   }
 }

@@ -10,7 +10,7 @@
  */
 import { stat } from "node:fs/promises";
 import { Failure } from "./cli.ts";
-import { HttpError, type ForgejoClient } from "./forgejo.ts";
+import { ForgejoClient, HttpError } from "./forgejo.ts";
 import type { Attachment } from "./forgejo-types.ts";
 import { explainNetworkError, stallGuard } from "./http.ts";
 import { progress } from "./log.ts";
@@ -67,7 +67,7 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   } finally {
     guard.stop();
   }
-  if (response.status !== 201) throw await client.httpError(response, "POST", `/releases/${releaseId}/assets`, what);
+  if (response.status !== 201) throw client.httpError(await ForgejoClient.answerOf(response), "POST", `/releases/${releaseId}/assets`, what);
   bar.finish();
   const asset = (await response.json()) as Attachment;
   const after = await stat(file.path);

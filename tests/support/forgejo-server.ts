@@ -74,6 +74,11 @@ export type Fault = FaultMatch &
      * keep-alive connection dies before the response; use `times: 2` to make the client see it.
      */
     | { kind: "close" }
+    /**
+     * Do the work and answer, but cut the connection after `afterBytes` of the response body
+     * (a proxy or network dying while the client reads the answer).
+     */
+    | { kind: "cut-response"; afterBytes: number }
   );
 
 export interface AssetView {
@@ -253,6 +258,22 @@ function proxyHtml(status: number, headers: Record<string, string> = {}) {
   return new Response(
     `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`,
     { status, headers: { "content-type": "text/html", ...headers } },
+  );
+}
+/** The response's status and headers, then `afterBytes` of its body, then a dropped connection. */
+async function cutResponse(res: Response, afterBytes: number): Promise<Response> {
+  const body = new Uint8Array(await res.arrayBuffer());
+  const headers = new Headers(res.headers);
+  headers.delete("content-length");
+  return new Response(
+    new ReadableStream({
+      start(c) {
+        c.enqueue(body.subarray(0, Math.min(afterBytes, Math.max(0, body.byteLength - 1))));
+        // Later, so that the status line and the first bytes have left before the connection dies.
+        setTimeout(() => c.error(), 50);
+      },
+    }),
+    { status: res.status, headers },
   );
 }
 /** A response whose body stream errors before any byte: Bun drops the connection without a status line. */
@@ -1182,6 +1203,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       try {
         const f = takeFault(req, url.pathname, "front");
         let afterWork: Extract<Fault, { kind: "status-after-work" }> | undefined;
+        let cut: Extract<Fault, { kind: "cut-response" }> | undefined;
         if (f) {
           switch (f.kind) {
             case "close":
@@ -1204,6 +1226,9 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
             case "status-after-work":
               afterWork = f;
               break;
+            case "cut-response":
+              cut = f;
+              break;
             case "reset": {
               const hasBody = req.body !== null && (req.headers.has("transfer-encoding") || Number(req.headers.get("content-length") ?? 0) > 0);
               if (!hasBody) return killResponse(); // nothing to read: drop the connection before any work
@@ -1224,6 +1249,11 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         }
         if (b.fault?.kind === "reset") throw new ConnectionKill(); // body left unread (early error): kill anyway
         if (afterWork) res = afterWork.html === false ? json(afterWork.status, { message: "", url: swaggerUrl() }) : proxyHtml(afterWork.status);
+        if (cut) {
+          done(res);
+          rec.status = 0;
+          return await cutResponse(res, cut.afterBytes);
+        }
         return done(res);
       } catch (e) {
         if (e instanceof HttpError) return done(e.response);
