@@ -6,7 +6,7 @@
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
  *   2. work out server, repository, tag and token; check the token can write the repository;
- *   3. check the git tag, if it exists, is at the dist's commit;
+ *   3. check the dist's commit is on the server, and the git tag, if it exists, is at it;
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
@@ -22,7 +22,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
+import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
 import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
@@ -142,8 +142,15 @@ async function checkAccess(client: ForgejoClient): Promise<void> {
   }
 }
 
-/** Step 3: an existing tag must name the dist's commit; a moved tag is never "fixed" here. */
+/**
+ * Step 3: the dist's commit is on the server (publishing creates the tag there; an unpushed
+ * commit would only fail at the very end, after every upload), and an existing tag names it: a
+ * moved tag is never "fixed" here.
+ */
 async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<void> {
+  if (!(await client.hasCommit(commit))) {
+    throw new Failure(`the dist was built from ${commit}, which ${client.repoName} on ${client.options.server} does not have: push it (git push origin ${commit}:refs/heads/<branch>), then re-run`);
+  }
   const existing = await client.tag(tag);
   if (existing && existing.commit.sha !== commit) {
     throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
@@ -192,14 +199,22 @@ async function syncAndVerify(client: ForgejoClient, release: Release, files: Loc
   }
 }
 
-/** Step 7: publish, then confirm the tag exists at the dist's commit. */
+/**
+ * Step 7: publish, then confirm the tag exists at the dist's commit. Publishing is when Forgejo
+ * creates the tag, and every way that can fail is a bare 500 (forgejo-release-api.md §5, §15a).
+ */
 async function publish(client: ForgejoClient, release: Release, tag: string, commit: string, fields: { title: string; notes: string; prerelease: boolean }): Promise<Release> {
   let published: Release;
   try {
     published = await client.editRelease(release.id, { draft: false, name: fields.title, body: fields.notes, prerelease: fields.prerelease }, `publishing ${tag}`);
   } catch (error) {
     if (error instanceof HttpError && error.status === 500) {
-      throw new Failure(`${error.message}; if ${tag} is a protected tag, this token may not create it (the Actions token never can): push the tag first (git push origin ${tag}) or publish with a personal token. The release stays a draft; re-run after fixing`);
+      const creator = release.author?.login ?? "its creator";
+      throw new Failure(
+        `publishing ${tag}: 500: Forgejo could not create the tag ${tag} at ${commit.slice(0, 12)}. The causes it hides behind a 500: ` +
+          `a protected-tag rule that the draft's creator (${creator}, not necessarily this token) may not pass; the Actions token never can: push the tag first (git push origin ${commit}:refs/tags/${tag}) or publish with a personal token; ` +
+          `the commit gone from the server since this run checked it; another release already holding the tag; or a fault on the server (its log says which)`,
+      );
     }
     throw error;
   }
@@ -253,6 +268,9 @@ function defaultNotes(manifest: Manifest, tag: string, server: string, repo: str
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
 
+/** What is left when a run stops after creating the draft. */
+const drafted = (tag: string) => `${tag} is left as a draft, not visible to downloaders; run the same command again to finish it`;
+
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
   if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number`);
@@ -270,6 +288,9 @@ await runMain(async () => {
   if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
   const keepDev = parseKeepDev(flag(flags, "keep-dev"));
   const plan: Plan = { dryRun, line: (text) => say(dryRun ? `plan: ${text}` : text) };
+  // What a Ctrl-C (or, from step 5, a failure) leaves behind, said as the last line.
+  const left = { now: "nothing was changed on the server" };
+  onInterrupt(() => say(`interrupted: ${left.now}`));
 
   // The token first: from here on, no output can show it.
   const token = await readToken(flag(flags, "token-file"), { required: true });
@@ -301,7 +322,7 @@ await runMain(async () => {
   await client.probe();
   await checkAccess(client);
 
-  // 3. The tag, if it exists already, names the dist's commit.
+  // 3. The commit is on the server; the tag, if it exists already, names it.
   await checkTag(client, tag, commit);
 
   // 4. The release, if any: a published one must already be identical (then nothing is sent).
@@ -325,17 +346,33 @@ await runMain(async () => {
 
   let url = release?.html_url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
   if (state !== "already-published") {
-    // 5. Every byte checked before the first write; then the draft to fill.
-    await rehashDist(dist);
-    if (!release) release = await createDraft(client, tag, fields, plan);
-    else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+    if (release?.draft) left.now = drafted(tag);
+    const maybe = `${tag} may or may not be published; run the same command again: it finishes or confirms it`;
+    try {
+      // 5. Every byte checked before the first write; then the draft to fill.
+      await rehashDist(dist);
+      if (!dryRun && release && !release.draft) left.now = `${tag} may have been turned back into a draft; run the same command again to finish it`;
+      if (!release) release = await createDraft(client, tag, fields, plan);
+      else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+      if (release) left.now = drafted(tag);
 
-    // 6, 7. Sync and verify, then publish.
-    if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
-    else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
-    plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
-    if (release && !dryRun) url = (await publish(client, release, tag, commit, fields)).html_url;
+      // 6, 7. Sync and verify, then publish.
+      if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
+      else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
+      plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
+      if (release && !dryRun) {
+        left.now = maybe;
+        url = (await publish(client, release, tag, commit, fields)).html_url;
+      }
+    } catch (error) {
+      // An answer from the server (an HttpError) means the draft stayed a draft; a lost
+      // connection while publishing leaves it open whether the tag was made.
+      if (left.now === maybe && (error instanceof HttpError || error instanceof ReleaseDrift)) left.now = drafted(tag);
+      if (error instanceof Failure && !dryRun) error.message += `; ${left.now}`;
+      throw error;
+    }
   }
+  left.now = `${tag} is published; pruning old dev releases was cut short, the next run finishes it`;
 
   // 8. Old dev releases.
   const pruned = state === "already-published" ? [] : await pruneDevReleases(client, tag, keepDev, plan);

@@ -203,7 +203,7 @@ describe("re-running after a crash ends complete and clean", () => {
     s.addFault({ kind: "reset", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, times: 4 });
     const failed = await publish(s, d.dir, ["--tag", "boot-v1.2.0"]);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/error: uploading \S+ \(after \d+ of \d+ bytes\)/);
+    expect(failed.stderr).toMatch(/error: uploading \S+ \(after [\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB)\)/);
     // Nothing half-published: still a draft, and no final name holds wrong bytes.
     const draft = s.state().releases.find((r) => r.tagName === "boot-v1.2.0")!;
     expect(draft.draft).toBe(true);
@@ -455,6 +455,73 @@ describe("a dead, wrong or flaky server", () => {
   });
 });
 
+describe("before the first write", () => {
+  test("a commit that is not on the server: push it, then re-run; nothing is uploaded", async () => {
+    const s = await server();
+    const unpushed = "abcdef0123456789abcdef0123456789abcdef01";
+    const d = await dist({ commit: unpushed });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`the dist was built from ${unpushed}, which ops/runner-images on ${s.url} does not have: push it (git push origin ${unpushed}:refs/heads/<branch>), then re-run`);
+    expect(uploadedBytes(s)).toBe(0);
+    expect(s.state().releases).toHaveLength(0);
+  });
+});
+
+describe("the server going away", () => {
+  test("mid-upload: the upload's failure is the error, the failed clean-up only a note, and the draft is named", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 6 * 1024 * 1024 });
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 20_000, times: Infinity });
+    const running = publish(s, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_STALL_TIMEOUT: "30" });
+    while (!s.requests.some((q) => q.method === "POST" && q.path.endsWith("/assets"))) await Bun.sleep(20);
+    await Bun.sleep(200);
+    await s.stop();
+    servers.splice(servers.indexOf(s), 1);
+    const r = await running;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: uploading bzImage-x86_64 \(after [\d.]+ K?i?B of 195\.3 KiB\): (the )?connection to http:\/\/127\.0\.0\.1:\d+ (was cut off|refused)/);
+    expect(r.stderr).toContain("boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(r.stderr).toMatch(/note: could not remove .* \(listing the release's assets: connection to .* refused/);
+    expect(r.stderr).not.toMatch(/error: listing/);
+  }, 30_000);
+});
+
+describe("Ctrl-C", () => {
+  test("mid-upload: exit 130, and the last line says what is left and how to finish", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 64 * 1024, ms: 20_000 });
+    const run = runScript("publish-release.ts", ["--dist", d.dir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
+      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_STALL_TIMEOUT: "30" }),
+      started: async (child) => {
+        while (!s.requests.some((q) => q.method === "POST" && q.path.endsWith("/assets"))) await Bun.sleep(20);
+        child.kill("SIGINT");
+      },
+    });
+    const r = await run;
+    expect(r.code).toBe(130);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines.at(-1)).toBe("interrupted: boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(s.state().releases.find((x) => x.tagName === "boot-v1.0.0")?.draft).toBe(true);
+  }, 30_000);
+
+  test("before anything was written: nothing changed on the server", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "stall", method: "GET", path: /\/git\/commits\//, ms: 20_000 });
+    const r = await runScript("publish-release.ts", ["--dist", d.dir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
+      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_HTTP_TIMEOUT: "30" }),
+      started: async (child) => {
+        while (!s.requests.some((q) => q.path.includes("/git/commits/"))) await Bun.sleep(20);
+        child.kill("SIGINT");
+      },
+    });
+    expect(r.code).toBe(130);
+    expect(r.stderr.trimEnd().split("\n").at(-1)).toBe("interrupted: nothing was changed on the server");
+  }, 30_000);
+});
+
 describe("errors name the fix", () => {
   test("401: the token is missing, expired or revoked", async () => {
     const s = await server();
@@ -510,7 +577,7 @@ describe("errors name the fix", () => {
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: ACTIONS });
     // A draft creates no tag, so creating succeeds; publishing would create the protected tag.
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("push the tag first (git push origin boot-v1.0.0)");
+    expect(r.stderr).toContain(`push the tag first (git push origin ${MAIN_SHA}:refs/tags/boot-v1.0.0)`);
     expect(s.state().tags["boot-v1.0.0"]).toBeUndefined();
     // The maintainer pushes the tag; the same command now finishes the release.
     s.pushTag("boot-v1.0.0", MAIN_SHA);

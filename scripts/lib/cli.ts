@@ -169,7 +169,8 @@ function installSignalHandlers(): void {
       // A second Ctrl-C while cleaning up means "now".
       if (interrupted) process.exit(SIGNAL_EXIT[signal]);
       interrupted = signal;
-      say(`interrupted (${signal}): stopping and cleaning up`);
+      // The clean-ups say what they undo and what is left; this line only marks the moment.
+      say(`interrupted (${signal})`);
       for (const cleanup of [...cleanups].reverse()) {
         try {
           await cleanup();

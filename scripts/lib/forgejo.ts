@@ -265,7 +265,7 @@ export class ForgejoClient {
     if (answer.status === 422) {
       const error = this.httpError(answer, "POST", "/releases", what);
       throw new HttpError(
-        `${what}: 422${error.serverMessage ? ` ("${error.serverMessage}")` : ""}: the tag is protected and this token may not create it (the Actions token never can); push the tag first (git push origin ${option.tag_name}) or publish with a personal token`,
+        `${what}: 422${error.serverMessage ? ` ("${error.serverMessage}")` : ""}: the tag is protected and this token may not create it (the Actions token never can); push the tag first (git push origin ${option.target_commitish ?? "<commit>"}:refs/tags/${option.tag_name}) or publish with a personal token`,
         422,
         error.bodyKind,
         error.serverMessage,
@@ -300,6 +300,17 @@ export class ForgejoClient {
 
   tag(name: string): Promise<Tag | null> {
     return this.call<Tag>("GET", `/tags/${encodeURIComponent(name)}`, { idempotent: true, allow404: true, what: `looking up tag ${name}` });
+  }
+
+  /** Whether the server's repository has this commit (GET /git/commits/{sha}; 404 when git has no such object). */
+  async hasCommit(sha: string): Promise<boolean> {
+    const found = await this.call<{ sha: string }>("GET", `/git/commits/${sha}`, {
+      query: { stat: false, verification: false, files: false },
+      idempotent: true,
+      allow404: true,
+      what: `looking up commit ${sha.slice(0, 12)}`,
+    });
+    return found !== null;
   }
 
   async deleteTag(name: string): Promise<void> {

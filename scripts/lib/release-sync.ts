@@ -16,7 +16,7 @@ import { Failure } from "./cli.ts";
 import { HttpError, type ForgejoClient } from "./forgejo.ts";
 import type { Attachment, Release } from "./forgejo-types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
-import { formatBytes } from "./log.ts";
+import { formatBytes, say } from "./log.ts";
 import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
@@ -108,12 +108,27 @@ async function uploadWithRetries(client: ForgejoClient, releaseId: number, file:
       const transient =
         (error instanceof NetworkError && error.transient) ||
         (error instanceof HttpError && retryableStatus(error.status, false));
-      for (const left of (await client.assets(releaseId)).filter((a) => a.name === temporary)) {
-        await client.deleteAsset(releaseId, left.id, left.name);
-      }
+      // A refused connection stored nothing; anything else may have stored the upload.
+      if (!(error instanceof NetworkError && error.code === "ECONNREFUSED")) await removeLeftovers(client, releaseId, temporary);
       if (!transient || attempt >= retries) throw error;
       await client.pause(attempt + 1, (error as Error).message, error instanceof HttpError ? error.retryAfter : null);
     }
+  }
+}
+
+/**
+ * Removes what a failed upload may have stored under its temporary name. If that fails too (the
+ * server is gone), it is a note, never the error: the upload's failure is what the operator must
+ * see, and a re-run removes the leftover anyway.
+ */
+async function removeLeftovers(client: ForgejoClient, releaseId: number, temporary: string): Promise<void> {
+  try {
+    for (const left of (await client.assets(releaseId)).filter((a) => a.name === temporary)) {
+      await client.deleteAsset(releaseId, left.id, left.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Failure)) throw error;
+    say(`note: could not remove what the failed upload may have left as ${temporary} (${error.message}); a re-run removes it`);
   }
 }
 

@@ -437,6 +437,19 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     tarball_url: `${repoHtml()}/archive/${t.name}.tar.gz`,
     archive_download_count: { zip: 0, tar_gz: 0 },
   });
+  const toCommit = (sha: string) => {
+    const who = { name: owner, email: `${owner}@noreply.localhost`, date: iso(startedUnix) };
+    return {
+      url: `${repoApi()}/git/commits/${sha}`,
+      sha,
+      created: iso(startedUnix),
+      html_url: `${repoHtml()}/commit/${sha}`,
+      commit: { url: `${repoApi()}/git/commits/${sha}`, author: who, committer: who, message: "commit\n", tree: { url: `${repoApi()}/git/trees/${sha}`, sha, created: iso(startedUnix) } },
+      author: toUser(owner),
+      committer: toUser(owner),
+      parents: [],
+    };
+  };
   const toRepo = (perm: Perm) => ({
     id: 1,
     owner: toUser(owner),
@@ -969,6 +982,14 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         return new Response(null, { status: 204 });
       }
       return notFound();
+    }
+
+    // --- commits: routers/api/v1/repo/commits.go GetSingleCommit (a sha or a ref; 404 through
+    // NotFoundOrServerError when git has no such object) ---
+    m = /^\/git\/commits\/([^/]+)$/.exec(sub);
+    if (m && method === "GET") {
+      const sha = resolveCommit(decodeURIComponent(m[1]!));
+      return sha ? json(200, toCommit(sha)) : notFound([`object does not exist [id: ${decodeURIComponent(m[1]!)}, rel_path: ]`]);
     }
 
     // --- tags ---
