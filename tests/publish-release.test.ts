@@ -541,6 +541,19 @@ describe("errors name the fix", () => {
     expect(r.stderr).toContain("the token can read ops/runner-images but not write it");
   });
 
+  test("403 on creating the release: a write user's read-scoped token, named as a scope problem; nothing is uploaded", async () => {
+    const SCOPED = "fjt_scoped_0a1b2c3d4e5f6a7b";
+    const s = await server({ tokens: { ...TOKENS, [SCOPED]: { user: "publisher", access: "write", scope: "read" } } });
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: SCOPED });
+    expect(r.stderr).not.toContain(SCOPED);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("creating release boot-v1.0.0: 403");
+    expect(r.stderr).toContain("the token lacks the write:repository scope");
+    expect(uploadedBytes(s)).toBe(0);
+    expect(s.state().releases).toHaveLength(0);
+  });
+
   test("404: wrong repository, or one the token cannot see", async () => {
     const s = await server({ private: true });
     const d = await dist();

@@ -190,6 +190,10 @@ export class ForgejoClient {
     let hint: string;
     if (status === 401) {
       hint = "the token is missing, expired or revoked; set FORGEJO_TOKEN or --token-file to a token with the write:repository scope";
+    } else if (status === 403 && /scope/i.test(serverMessage)) {
+      // A token's scopes are checked per route, apart from the user's access: a read-scoped
+      // token of a write user reads `push: true` and is refused only here (§15a).
+      hint = "the token lacks the write:repository scope (its user may write, the token may not); create a token with write:repository";
     } else if (status === 403) {
       hint = `the token may not do this; it needs the write:repository scope and write access to ${this.repoName}'s releases`;
     } else if (status === 404) {
