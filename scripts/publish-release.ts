@@ -30,10 +30,9 @@ import { hashBytes } from "./lib/hash.ts";
 import { tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
-import {
-  DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
-} from "./lib/publish-options.ts";
+import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
+import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
 import { SIGNATURE_FILE, SIGNING_KEY_ENV, hasSigningKey, signSums } from "./lib/signing.ts";
 import type { LocalFile } from "./lib/upload.ts";
 

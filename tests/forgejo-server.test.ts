@@ -267,7 +267,7 @@ describe("create, publish, tags", () => {
   });
 
   test("K3: a JSON body without Content-Type: application/json is 422, and changes nothing", async () => {
-    for (const headers of [{}, { "content-type": "text/plain" }]) {
+    for (const headers of [{}, { "content-type": "text/plain" }] as Record<string, string>[]) {
       const r = await call(srv, "POST", `${REPO}/releases`, { auth: W, raw: JSON.stringify({ tag_name: "boot-v1" }), headers });
       expect(r.status).toBe(422);
     }

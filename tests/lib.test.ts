@@ -16,6 +16,8 @@ import {
 } from "../scripts/lib/manifest.ts";
 import { DEFAULT_TARGETS, TARGETS, releaseNames, selectTargets } from "../scripts/lib/targets.ts";
 import { versionLabel } from "../scripts/lib/source.ts";
+import { gitRefusal, isPrereleaseTag, tagProblem } from "../scripts/lib/tags.ts";
+import { ROOT } from "./support/run.ts";
 
 const scratch = await mkdtemp(join(tmpdir(), "runner-images-lib-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
@@ -221,5 +223,47 @@ describe("downloads", () => {
     } finally {
       srv.stop(true);
     }
+  });
+});
+
+describe("release tags: one rule for the workflow and the publisher", () => {
+  const NAMES = [
+    "boot-v1.2.0", "boot-v1.10", "boot-v2026.11.30", "boot-v1.0.0-rc1", "boot-v1", "boot-dev-42-abc1234", "boot-dev-feature_x",
+    "boot-v1.0.0-rc.", "boot-v1.0.0-x.lock", "boot-dev-a..b", "boot-v1 2", "boot-v1~1", "boot-v1^", "boot-v1:2", "boot-v1?",
+    "boot-v1*", "boot-v1[2", "boot-v1\\2", "boot-v1@{2", "boot-v1/.x", "boot-v1//x", "boot-v1/", "boot-v1\t", "boot-v1\x7f",
+    "boot-v1/x", "boot-v.x", "boot-vé", "@", "boot-v@",
+  ];
+
+  test("git's own verdict: gitRefusal agrees with `git check-ref-format refs/tags/<name>` on every name", () => {
+    for (const name of NAMES) {
+      const git = Bun.spawnSync(["git", "check-ref-format", `refs/tags/${name}`]).exitCode === 0;
+      expect({ name, accepted: gitRefusal(name) === null }).toEqual({ name, accepted: git });
+    }
+  });
+
+  test("every boot-v* and boot-dev- name git accepts is publishable (no \"/\"); others are refused, naming the rule", () => {
+    for (const ok of ["boot-v1.2.0", "boot-v1.10", "boot-v2026.11.30", "boot-v1.0.0-rc1", "boot-dev-42-abc1234", "boot-vé"]) expect({ ok, problem: tagProblem(ok) }).toEqual({ ok, problem: null });
+    expect(tagProblem("v1.0")).toContain("boot-v<version>");
+    expect(tagProblem("boot-v")).toContain("boot-v<version>");
+    expect(tagProblem("boot-v1.0.0-x.lock")).toContain('ends with ".lock"');
+    expect(tagProblem("boot-dev-a..b")).toContain('contains ".."');
+    expect(tagProblem("boot-v1.0.0-rc.")).toContain("ends with a dot");
+    expect(tagProblem("boot-v1/x")).toContain("contains /");
+  });
+
+  test("prereleases: dev tags and boot-v tags with a suffix", () => {
+    expect([isPrereleaseTag("boot-dev-1"), isPrereleaseTag("boot-v1.0.0-rc1"), isPrereleaseTag("boot-v1.10"), isPrereleaseTag("boot-v2026.11.30")]).toEqual([true, true, false, false]);
+  });
+
+  test("run as the workflow's first step, it refuses the pushed tag in seconds, exit 2, and lets a good one through", () => {
+    const run = (ref: string) =>
+      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
+        env: { PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag" },
+        stderr: "pipe",
+      });
+    const bad = run("boot-v1.0.0-x.lock");
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toContain('error: tag boot-v1.0.0-x.lock cannot be published: git refuses it as a tag name: a part of it ends with ".lock"');
+    expect(run("boot-v1.10").exitCode).toBe(0);
   });
 });

@@ -697,9 +697,31 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(s.requests.every((q) => q.method === "GET")).toBe(true);
   });
 
+  test("a tag git refuses is refused before any upload, naming the rule (Forgejo would 500 at publish)", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const [tag, rule] of [["boot-v1.0.0-rc.", "ends with a dot"], ["boot-v1.0.0-x.lock", 'ends with ".lock"'], ["boot-dev-a..b", 'contains ".."']]) {
+      const r = await publish(s, d.dir, ["--tag", tag!]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--tag ${tag}: git refuses it as a tag name: `);
+      expect(r.stderr).toContain(rule!);
+    }
+    expect(s.requests).toHaveLength(0);
+  });
+
+  test("every boot-v* tag the workflow fires on and git accepts is published: boot-v1.10, boot-v2026.11.30", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const tag of ["boot-v1.10", "boot-v2026.11.30"]) {
+      const r = await publish(s, d.dir, ["--tag", tag]);
+      expect(r.code).toBe(0);
+      expect((await expectComplete(s, tag, d.dir)).prerelease).toBe(false);
+    }
+  });
+
   test("a tag of another shape, and a missing tag by hand", async () => {
     const d = await dist();
-    expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("neither boot-vX.Y.Z");
+    expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("--tag v1.0: a release tag is boot-v<version> (e.g. boot-v1.2.0) or boot-dev-<label>");
     const r = await publish("http://127.0.0.1:1", d.dir, []);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("no tag");
