@@ -10,7 +10,7 @@ import { copyAndHash, hashFile } from "../scripts/lib/hash.ts";
 import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/ipxe.ts";
 import { ForgejoClient } from "../scripts/lib/forgejo.ts";
 import { tuningFromEnv } from "../scripts/lib/http.ts";
-import { addSecret, redact } from "../scripts/lib/log.ts";
+import { addSecret, progress, redact, say } from "../scripts/lib/log.ts";
 import {
   ManifestError, checkDist, formatSums, parseSums, validateManifest, writeManifest, type Manifest,
 } from "../scripts/lib/manifest.ts";
@@ -265,5 +265,44 @@ describe("release tags: one rule for the workflow and the publisher", () => {
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain('error: tag boot-v1.0.0-x.lock cannot be published: git refuses it as a tag name: a part of it ends with ".lock"');
     expect(run("boot-v1.10").exitCode).toBe(0);
+  });
+});
+
+describe("terminal output", () => {
+  /** What the functions write to a terminal's stderr. */
+  function onTerminal(run: () => void): string {
+    const stderr = process.stderr as unknown as { isTTY: boolean; write: (chunk: string) => boolean };
+    const [tty, write] = [stderr.isTTY, stderr.write];
+    let out = "";
+    stderr.isTTY = true;
+    stderr.write = (chunk: string) => ((out += chunk), true);
+    try {
+      run();
+    } finally {
+      stderr.isTTY = tty;
+      stderr.write = write;
+    }
+    return out;
+  }
+  /** The lines as a terminal shows them: each \r redraws its line. */
+  const shown = (out: string) => out.split("\n").map((l) => l.split("\r").at(-1)!.replace(/\x1b\[2K/g, ""));
+
+  test("a message after a progress line starts on a line of its own, also when the bar was never finished", () => {
+    const out = onTerminal(() => {
+      const bar = progress("hashing runner-x86_64.iso", 300 * 1024 * 1024);
+      bar.update(100 * 1024 * 1024);
+      say("error: interrupted");
+    });
+    expect(shown(out)).toContain("error: interrupted");
+    expect(shown(out).find((l) => l.startsWith("hashing"))).toMatch(/^hashing runner-x86_64\.iso: 33% of 300\.0 MiB/);
+  });
+
+  test("the last byte ends the line: the next message is never glued to 100%", () => {
+    const out = onTerminal(() => {
+      const bar = progress("hashing runner-x86_64.iso", 300 * 1024 * 1024);
+      bar.update(300 * 1024 * 1024);
+      say("creating draft release boot-v1.2.0");
+    });
+    expect(shown(out)).toContain("creating draft release boot-v1.2.0");
   });
 });

@@ -162,6 +162,17 @@ describe("the happy path", () => {
   });
 });
 
+describe("progress", () => {
+  test("--verify full shows the progress of every large download back", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 40 * 1024 * 1024 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--verify", "full"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/downloading runner-x86_64\.iso back to verify it: 100% of 40\.0 MiB/);
+    expect(r.stderr).toMatch(/uploading runner-x86_64\.iso: 100% of 40\.0 MiB/);
+  }, 30_000);
+});
+
 describe("title, notes and --debug", () => {
   test("the title and notes file reach the release; --debug logs calls but never the token", async () => {
     const s = await server();

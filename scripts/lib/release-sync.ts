@@ -16,7 +16,7 @@ import { Failure } from "./cli.ts";
 import { HttpError, type ForgejoClient } from "./forgejo.ts";
 import type { Attachment, Release } from "./forgejo-types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
-import { formatBytes, say } from "./log.ts";
+import { formatBytes, progress, say } from "./log.ts";
 import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
@@ -33,10 +33,13 @@ export type PlanLine = (line: string) => void;
 
 const TEMPORARY = ".partial-";
 
-/** Downloads an asset and compares its SHA-256 with the local file's. */
-export async function sameContent(client: ForgejoClient, asset: Attachment, file: LocalFile): Promise<boolean> {
+/** Downloads an asset, with progress, and compares its SHA-256 with the local file's. */
+export async function sameContent(client: ForgejoClient, asset: Attachment, file: LocalFile, why: string): Promise<boolean> {
   if (asset.size !== file.size) return false;
-  const digest = await client.downloadDigest(client.assetUrl(asset), `downloading ${asset.name} to compare`);
+  const what = `downloading ${asset.name} ${why}`;
+  const bar = progress(what, asset.size);
+  const digest = await client.downloadDigest(client.assetUrl(asset), what, (done) => bar.update(done));
+  bar.finish();
   return digest.size === file.size && digest.sha256 === file.sha256;
 }
 
@@ -68,7 +71,7 @@ export async function syncAssets(
         keeper = candidate;
         break;
       }
-      if (await sameContent(client, candidate, file)) {
+      if (await sameContent(client, candidate, file, "to compare")) {
         keeper = candidate;
         report.verified.add(candidate.id);
         break;
@@ -161,7 +164,7 @@ export async function verifyAssets(
     if (asset.size !== file.size) {
       problems.push(`${file.name} is ${asset.size} bytes on the server, ${file.size} here`);
     } else if (mode === "full" && !verified.has(asset.id)) {
-      if (await sameContent(client, asset, file)) verified.add(asset.id);
+      if (await sameContent(client, asset, file, "back to verify it")) verified.add(asset.id);
       else problems.push(`${file.name} on the server does not hash to ${file.sha256}`);
     }
   }
