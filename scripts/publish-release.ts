@@ -20,7 +20,8 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
@@ -96,9 +97,18 @@ interface Plan {
 async function checkTheDist(dist: string, signingKey: string | undefined, plan: Plan): Promise<{ manifest: Manifest; files: LocalFile[] }> {
   const manifest = await checkDistAsInput(dist, { rehash: false });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
-  // A dry run changes nothing, not even the dist.
-  if (plan.dryRun && hasSigningKey(signingKey)) plan.line(`would sign ${SUMS_FILE} into ${SIGNATURE_FILE}`);
-  else if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
+  // A dry run changes nothing, not even the dist: it signs a copy, so the key is checked exactly
+  // as the real run will check it.
+  if (plan.dryRun && hasSigningKey(signingKey)) {
+    const scratch = await mkdtemp(join(tmpdir(), "runner-images-dry-sign-"));
+    try {
+      await copyFile(join(dist, SUMS_FILE), join(scratch, SUMS_FILE));
+      await signSums(scratch, signingKey);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    plan.line(`would sign ${SUMS_FILE} into ${SIGNATURE_FILE} (the key works)`);
+  } else if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
   // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
   const signed = await Bun.file(join(dist, SIGNATURE_FILE)).exists();
   for (const name of [SUMS_FILE, ...(signed ? [SIGNATURE_FILE] : []), MANIFEST_FILE]) {
@@ -123,12 +133,19 @@ async function rehashDist(dist: string): Promise<void> {
   });
 }
 
-/** A dist that does not match its own manifest is bad input (exit 2), not a failed publish. */
+/**
+ * A dist that is missing or does not match its own manifest is bad input (exit 2), not a failed
+ * publish; what helps is a new build, not the help text.
+ */
 async function checkDistAsInput(dist: string, options: Parameters<typeof checkDist>[1]): Promise<Manifest> {
+  const rebuild = "rebuild it with build-images.ts: nix develop -c bun scripts/build-images.ts (see docs/RUNNER_IMAGES.md)";
+  if (!(await stat(dist).catch(() => null))?.isDirectory()) {
+    throw new UsageError(`--dist ${dist}: no such directory`, "build one with build-images.ts: nix develop -c bun scripts/build-images.ts (it writes dist/)");
+  }
   try {
     return await checkDist(dist, options);
   } catch (error) {
-    if (error instanceof ManifestError) throw new UsageError(error.message);
+    if (error instanceof ManifestError) throw new UsageError(error.message, rebuild);
     throw error;
   }
 }
@@ -272,7 +289,7 @@ const drafted = (tag: string) => `${tag} is left as a draft, not visible to down
 
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number`);
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
   return Number(raw);
 }
 

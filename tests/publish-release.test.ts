@@ -692,7 +692,24 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("netboot-x86_64.ipxe is");
+    expect(r.stderr).toContain("rebuild it with build-images.ts");
+    expect(r.stderr).not.toContain("--help");
     expect(s.requests).toHaveLength(0);
+  });
+
+  test("a --dist that does not exist is named as missing, not as a missing manifest", async () => {
+    const r = await publish("http://127.0.0.1:1", "/nonexistent/dist", ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("error: --dist /nonexistent/dist: no such directory");
+    expect(r.stderr).toContain("build-images.ts");
+    expect(r.stderr).not.toContain("manifest.json");
+  });
+
+  test("--keep-dev -1 is named as a bad number, not as an unknown option", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--keep-dev", "-1"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--keep-dev -1 is not a whole number of 0 or more");
   });
 
   test("a dist file with the right size but other bytes: refused before anything is written", async () => {
@@ -770,6 +787,29 @@ describe("--dry-run", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toContain("plan: would sign SHA256SUMS into SHA256SUMS.sig");
     expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+  });
+
+  test("with a real --signing-key file: the dry run refuses what the real run would (missing, readable by others, encrypted)", async () => {
+    const s = await server();
+    const d = await dist();
+    const key = join(d.dir, "..", `key-${Date.now()}-enc`);
+    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${"a passphrase"} -f ${key}`;
+    dirs.push(key, `${key}.pub`);
+    const missing = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", `${key}-nope`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("does not exist");
+    const encrypted = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
+    expect(encrypted.code).toBe(1);
+    expect(encrypted.stderr).toContain("signing SHA256SUMS failed");
+    const real = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
+    expect(real.code).toBe(1);
+    expect(real.stderr).toContain("signing SHA256SUMS failed");
+    await $`chmod 644 ${key}`;
+    const readable = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
+    expect(readable.code).toBe(2);
+    expect(readable.stderr).toContain("is readable by others: chmod 600 it");
+    expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+    expect(s.state().releases).toHaveLength(0);
   });
 
   test("on a half-synced draft, plans exactly the remaining work", async () => {

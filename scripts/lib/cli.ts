@@ -10,7 +10,15 @@ import { cac } from "cac";
 import { isDebug, say, setDebug } from "./log.ts";
 
 /** Bad input: wrong flags, missing files the operator named, invalid values. Exit 2. */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    /** The line after the error: what to do instead (for bad flags, the help). */
+    readonly hint = "run with --help for usage",
+  ) {
+    super(message);
+  }
+}
 
 /** The work failed: the build, the network, the server. Exit 1. */
 export class Failure extends Error {}
@@ -73,7 +81,8 @@ function protectValues(argv: string[], valueFlags: Set<string>): string[] {
     } else {
       out.push(arg);
       const next = argv[i + 1];
-      if (next !== undefined && !next.startsWith("-")) {
+      // A negative number is a value (`--keep-dev -1`), not an unknown flag `-1`.
+      if (next !== undefined && (!next.startsWith("-") || /^-\d/.test(next))) {
         out.push(KEEP_STRING + next);
         i++;
       }
@@ -198,7 +207,7 @@ export async function runMain(main: () => Promise<void>): Promise<never> {
     code = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
     const message = error instanceof Error ? error.message : String(error);
     say(`error: ${message}`);
-    if (error instanceof UsageError) say("run with --help for usage");
+    if (error instanceof UsageError) say(error.hint);
     if (isDebug() && error instanceof Error && error.stack) say(error.stack);
   }
   process.exit(code);

@@ -49,7 +49,10 @@ export async function signSums(dir: string, keyFile: string | undefined, env: Re
   }
   try {
     await rm(join(dir, SIGNATURE_FILE), { force: true });
-    const signed = await $({ cwd: dir, quiet: true, nothrow: true })`ssh-keygen -Y sign -q -f ${key} -n ${SIGNING_NAMESPACE} ${SUMS_FILE}`;
+    // Never a passphrase prompt (ssh-keygen would read /dev/tty, or wait on stdin forever): an
+    // encrypted key fails at once, with the hint below.
+    const noPrompt = { ...process.env, SSH_ASKPASS: "/bin/false", SSH_ASKPASS_REQUIRE: "force" };
+    const signed = await $({ cwd: dir, quiet: true, nothrow: true, input: "", env: noPrompt })`ssh-keygen -Y sign -q -f ${key} -n ${SIGNING_NAMESPACE} ${SUMS_FILE}`;
     if (signed.exitCode !== 0) {
       throw new Failure(`signing ${SUMS_FILE} failed: ${signed.stderr.trim().split("\n")[0] || "ssh-keygen gave no reason"} (is it an unencrypted OpenSSH private key?)`);
     }
