@@ -337,6 +337,9 @@ describe("the command line", () => {
     for (const flag of ["--target", "--flake", "--out", "--json", "--debug"]) expect(r.stdout).toContain(flag);
     expect(r.stdout).toContain("Exit codes");
     expect(r.stdout).toContain("runner-x86_64.iso");
+    // The usage line shows the flags, and no line ends in spaces.
+    expect(r.stdout).toContain("$ build-images.ts [--target <name>...] [--flake <ref>] [--out <dir>] [--json] [--debug]");
+    expect(r.stdout).not.toMatch(/[ \t]$/m);
   });
 
   test("an unknown flag is a usage error, exit 2", async () => {

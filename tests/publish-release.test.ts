@@ -13,7 +13,7 @@ import { makeDist } from "./support/dist.ts";
 import {
   MAIN_SHA, startCaptureServer, startForgejo, type ForgejoOptions, type ForgejoServer, type ReleaseView,
 } from "./support/forgejo-server.ts";
-import { cleanEnv, runScript, type RunResult } from "./support/run.ts";
+import { ROOT, cleanEnv, runScript, type RunResult } from "./support/run.ts";
 
 const WRITE = "fjt_write_5e1f0a9b7c3d2e4f6a8b";
 const READ = "fjt_read_77aa01bc23de45f6";
@@ -859,13 +859,30 @@ describe("pruning dev releases", () => {
 });
 
 describe("the command line", () => {
-  test("--help names every flag, the environment and the exit codes", async () => {
+  test("--help names every flag, marks the ones required by hand, and shows them in the usage line", async () => {
     const r = await runScript("publish-release.ts", ["--help"]);
     expect(r.code).toBe(0);
-    for (const f of ["--dist", "--server", "--repo", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev", "--verify", "--dry-run", "--json", "--debug", "--token-file"]) {
-      expect(r.stdout).toContain(f);
-    }
+    const FLAGS = [
+      "--dist", "--server", "--repo", "--insecure-http", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
+      "--verify", "--token-file", "--signing-key", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
+    ];
+    const options = r.stdout.slice(r.stdout.indexOf("Options:"), r.stdout.indexOf("\n\n", r.stdout.indexOf("Options:")));
+    const listed = [...options.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+    // Every flag listed, and no flag the test does not know: a new flag must join this list.
+    expect(listed.sort()).toEqual([...FLAGS].sort());
+    const usage = r.stdout.slice(r.stdout.indexOf("Usage:"), r.stdout.indexOf("Options:"));
+    for (const f of FLAGS) expect(usage).toContain(f);
+    expect(usage).toContain("$ publish-release.ts --server <url> --tag <tag> [--dist <dir>]");
+    expect(options).toMatch(/--tag <tag> +\[required by hand\]/);
+    expect(options).toMatch(/--server <url> +\[required by hand\]/);
     expect(r.stdout).toContain("FORGEJO_TOKEN");
+    expect(r.stdout).toContain("RUNNER_IMAGES_CONNECT_TIMEOUT");
     expect(r.stdout).toContain("Exit codes");
+    expect(r.stdout).not.toMatch(/[ \t]$/m);
+  });
+
+  test("the script is executable, as its shebang promises", async () => {
+    const mode = (await $({ quiet: true, cwd: ROOT })`git ls-files -s scripts/publish-release.ts`).stdout.split(" ")[0];
+    expect(mode).toBe("100755");
   });
 });

@@ -35,6 +35,8 @@ export interface Flag {
   description: string;
   /** May be given several times; the values are collected in order. */
   repeatable?: boolean;
+  /** Must be given when run by hand (CI supplies it): unbracketed in the usage line, marked in the list. */
+  requiredByHand?: boolean;
 }
 
 export interface CommandSpec {
@@ -100,6 +102,31 @@ function unprotect(value: unknown): unknown {
 const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /**
+ * The usage line: the flags required by hand first, bare; the others in brackets; wrapped under
+ * cac's "  $ <name> " prefix.
+ */
+function usageLine(spec: CommandSpec): string {
+  const shown = (f: Flag) => `--${f.name}${f.value ? ` <${f.value}>` : ""}${f.repeatable ? "..." : ""}`;
+  const words = [
+    ...spec.flags.filter((f) => f.requiredByHand).map(shown),
+    ...spec.flags.filter((f) => !f.requiredByHand).map((f) => `[${shown(f)}]`),
+    ...(spec.passThrough ? [spec.passThrough] : []),
+  ];
+  const indent = " ".repeat(spec.name.length + 5);
+  const lines: string[] = [];
+  let line = "";
+  for (const word of words) {
+    if (line && spec.name.length + 5 + line.length + word.length > 100) {
+      lines.push(line);
+      line = "";
+    }
+    line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${indent}`);
+}
+
+/**
  * Parses the command line strictly. Prints help and returns null for --help. Throws UsageError
  * for anything cac would otherwise accept silently or coerce.
  */
@@ -107,14 +134,15 @@ export function parseCommandLine(spec: CommandSpec, argv: string[] = process.arg
   const cli = cac(spec.name);
   const command = cli.command("", spec.summary);
   for (const flag of spec.flags) {
-    command.option(`--${flag.name}${flag.value ? ` <${flag.value}>` : ""}`, flag.description);
+    const marked = flag.requiredByHand ? `[required by hand] ${flag.description}` : flag.description;
+    command.option(`--${flag.name}${flag.value ? ` <${flag.value}>` : ""}`, marked);
   }
   command.action(() => {});
-  if (spec.passThrough) command.usage(`[flags] ${spec.passThrough}`);
-  // A script is one command: drop cac's sections about sub-commands.
+  command.usage(usageLine(spec));
+  // A script is one command: drop cac's sections about sub-commands; no line ends in spaces.
   cli.help((sections) => {
     const [title, ...rest] = sections.filter((s) => s.title !== "Commands" && !s.title?.startsWith("For more info"));
-    return [title!, { body: spec.summary }, ...rest, ...(spec.sections ?? [])];
+    return [title!, { body: spec.summary }, ...rest, ...(spec.sections ?? [])].map((s) => ({ ...s, body: s.body.replace(/[ \t]+$/gm, "") }));
   });
 
   const valueFlags = new Set(spec.flags.filter((f) => f.value).map((f) => f.name));

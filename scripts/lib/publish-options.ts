@@ -15,7 +15,7 @@ import { DEV_TAG_PREFIX, isDevTag, tagProblem } from "./tags.ts";
 
 /** The flags that say which server and repository, shared by publish and verify. */
 export const SERVER_FLAGS: Flag[] = [
-  { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
+  { name: "server", value: "url", description: "Forgejo server, e.g. https://forge.example (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
   { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
   { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
 ];
