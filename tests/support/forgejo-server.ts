@@ -59,6 +59,8 @@ export interface ForgejoOptions {
   defaultPagingNum?: number;
   /** Where uploaded bodies are stored; default a fresh temp dir removed on stop(). */
   dataDir?: string;
+  /** Called after every answered request, e.g. to check an invariant of state() at every step. */
+  onRequest?: (request: RequestRecord) => void;
 }
 
 interface FaultMatch {
@@ -94,6 +96,8 @@ export type Fault = FaultMatch &
      * (a proxy or network dying while the client reads the answer).
      */
     | { kind: "cut-response"; afterBytes: number }
+    /** Answer `status` with the caller's Authorization header quoted in the JSON message (a server or proxy that leaks it). */
+    | { kind: "echo-token"; status: 400 | 403 | 422 | 500 }
   );
 
 export interface AssetView {
@@ -143,7 +147,7 @@ export interface RequestRecord {
 export interface ForgejoServer {
   url: string;
   apiUrl: string;
-  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup">> & {
+  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup" | "onRequest">> & {
     dataDir: string;
     draftTagLookup: "all" | "writers" | "none";
   };
@@ -1286,6 +1290,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       const done = (res: Response) => {
         rec.status = res.status;
         rec.bytesIn = b.bytesIn;
+        opts.onRequest?.(rec);
         return res;
       };
       try {
@@ -1319,6 +1324,11 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
             case "cut-response":
               cut = f;
               break;
+            case "echo-token": {
+              for await (const _ of bodyChunks(b));
+              const leaked = req.headers.get("authorization") ?? "";
+              return done(json(f.status, { message: `refused credentials "${leaked}"`, url: swaggerUrl() }));
+            }
             case "reset": {
               const hasBody = req.body !== null && (req.headers.has("transfer-encoding") || Number(req.headers.get("content-length") ?? 0) > 0);
               if (!hasBody) return killResponse(); // nothing to read: drop the connection before any work
