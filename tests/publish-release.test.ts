@@ -537,21 +537,25 @@ describe("the server going away", () => {
 });
 
 describe("Ctrl-C", () => {
+  /** Publishes boot-v1.0.0 and sends Ctrl-C once the server has seen a request matching `when`. */
+  async function interrupt(s: ForgejoServer, distDir: string, when: (q: ForgejoServer["requests"][number]) => boolean): Promise<RunResult> {
+    return runScript("publish-release.ts", ["--dist", distDir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
+      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_STALL_TIMEOUT: "30", RUNNER_IMAGES_HTTP_TIMEOUT: "30" }),
+      started: async (child) => {
+        while (!s.requests.some(when)) await Bun.sleep(20);
+        child.kill("SIGINT");
+      },
+    });
+  }
+  const lastLine = (r: RunResult) => r.stderr.trimEnd().split("\n").at(-1);
+
   test("mid-upload: exit 130, and the last line says what is left and how to finish", async () => {
     const s = await server();
     const d = await dist();
     s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 64 * 1024, ms: 20_000 });
-    const run = runScript("publish-release.ts", ["--dist", d.dir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
-      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_STALL_TIMEOUT: "30" }),
-      started: async (child) => {
-        while (!s.requests.some((q) => q.method === "POST" && q.path.endsWith("/assets"))) await Bun.sleep(20);
-        child.kill("SIGINT");
-      },
-    });
-    const r = await run;
+    const r = await interrupt(s, d.dir, (q) => q.method === "POST" && q.path.endsWith("/assets"));
     expect(r.code).toBe(130);
-    const lines = r.stderr.trimEnd().split("\n");
-    expect(lines.at(-1)).toBe("interrupted: boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(lastLine(r)).toBe("interrupted: boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
     expect(s.state().releases.find((x) => x.tagName === "boot-v1.0.0")?.draft).toBe(true);
   }, 30_000);
 
@@ -559,15 +563,9 @@ describe("Ctrl-C", () => {
     const s = await server();
     const d = await dist();
     s.addFault({ kind: "stall", method: "GET", path: /\/git\/commits\//, ms: 20_000 });
-    const r = await runScript("publish-release.ts", ["--dist", d.dir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
-      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_HTTP_TIMEOUT: "30" }),
-      started: async (child) => {
-        while (!s.requests.some((q) => q.path.includes("/git/commits/"))) await Bun.sleep(20);
-        child.kill("SIGINT");
-      },
-    });
+    const r = await interrupt(s, d.dir, (q) => q.path.includes("/git/commits/"));
     expect(r.code).toBe(130);
-    expect(r.stderr.trimEnd().split("\n").at(-1)).toBe("interrupted: nothing was changed on the server");
+    expect(lastLine(r)).toBe("interrupted: nothing was changed on the server");
   }, 30_000);
 });
 
