@@ -325,8 +325,12 @@ await runMain(async () => {
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
   const commit = manifest.source.commit;
   const notesFile = flag(flags, "notes-file");
+  const title = flag(flags, "title") ?? `Runner images ${tag}`;
+  const titleBytes = Buffer.byteLength(title);
+  // Forgejo cuts a longer title to 252 bytes and "…" (SplitStringAtByteN; forgejo-release-api.md §15a).
+  if (titleBytes > 255) throw new UsageError(`--title is ${titleBytes} bytes; Forgejo keeps 255 (it cuts longer titles): shorten it`);
   const fields = {
-    title: flag(flags, "title") ?? `Runner images ${tag}`,
+    title,
     notes: notesFile
       ? await readFile(notesFile, "utf8").catch(() => {
           throw new UsageError(`--notes-file ${notesFile} cannot be read`);

@@ -134,7 +134,7 @@ export class ForgejoClient {
       } catch (error) {
         const timedOut = (error as Error)?.name === "TimeoutError";
         const reason = firstContact && timedOut ? new FirstContactTimeout(limit / 1000) : error;
-        const failure = explainNetworkError(reason, options.what, this.origin);
+        const failure = explainNetworkError(reason, options.what, this.origin, !firstContact);
         if (failure.transient && !firstContact && attempt < tuning.retries) {
           await this.pause(attempt + 1, failure.message);
           continue;
@@ -357,7 +357,7 @@ export class ForgejoClient {
         return received;
       } catch (error) {
         if (error instanceof Failure) throw error;
-        throw explainNetworkError(guard.signal.aborted ? guard.signal.reason : error, what, target.origin);
+        throw explainNetworkError(guard.signal.aborted ? guard.signal.reason : error, what, target.origin, this.answered && target.origin === this.origin);
       } finally {
         guard.stop();
       }

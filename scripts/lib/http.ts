@@ -85,9 +85,12 @@ const CUT_OFF = new Set(["ECONNRESET", "EPIPE", "ConnectionClosed", "ECONNABORTE
  * Turns what fetch (or reading its body) threw into a NetworkError whose message says what to
  * check. The runtime's own message never reaches the operator: only its code does.
  */
-export function explainNetworkError(error: unknown, what: string, origin: string): NetworkError {
+export function explainNetworkError(error: unknown, what: string, origin: string, answeredBefore = false): NetworkError {
   const e = error as { name?: string; code?: string | number; message?: string };
   const code = typeof e?.code === "string" ? e.code : e?.name ?? "unknown";
+  if (code === "ECONNREFUSED" && answeredBefore) {
+    return new NetworkError(`${what}: connection to ${origin} refused, though it answered earlier in this run: is Forgejo restarting or gone?`, code, true);
+  }
   if (error instanceof FirstContactTimeout) {
     return new NetworkError(
       `${what}: ${origin} accepted the connection but did not answer within ${error.seconds} s; is --server right and the server up? (RUNNER_IMAGES_CONNECT_TIMEOUT sets the wait)`,

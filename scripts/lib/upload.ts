@@ -59,7 +59,7 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   } catch (error) {
     client.stats.bytesUploaded += sent;
     const reason = guard.signal.aborted ? guard.signal.reason : error;
-    const failure = explainNetworkError(reason, `${what} (after ${formatBytes(sent)} of ${formatBytes(file.size)})`, client.origin);
+    const failure = explainNetworkError(reason, `${what} (after ${formatBytes(sent)} of ${formatBytes(file.size)})`, client.origin, client.answered);
     if (failure.code === "EPIPE" || failure.code === "ECONNRESET") {
       failure.message += "; a proxy body-size limit or a server restart can cause this";
     }
