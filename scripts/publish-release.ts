@@ -166,12 +166,13 @@ async function checkAccess(client: ForgejoClient): Promise<void> {
  * moved tag is never "fixed" here.
  */
 async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<void> {
-  if (!(await client.hasCommit(commit))) {
-    throw new Failure(`the dist was built from ${commit}, which ${client.repoName} on ${client.options.server} does not have: push it (git push origin ${commit}:refs/heads/<branch>), then re-run`);
-  }
   const existing = await client.tag(tag);
   if (existing && existing.commit.sha !== commit) {
     throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
+  }
+  // A tag at the commit proves the server has it; otherwise ask.
+  if (!existing && !(await client.hasCommit(commit))) {
+    throw new Failure(`the dist was built from ${commit}, which ${client.repoName} on ${client.options.server} does not have: push it (git push origin ${commit}:refs/heads/<branch>), then re-run`);
   }
 }
 
