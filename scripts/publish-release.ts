@@ -5,8 +5,11 @@
  *
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag and token; check the token can write the repository;
- *   3. check the dist's commit is on the server, and the git tag, if it exists, is at it;
+ *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; contact the
+ *      server (a dead or wrong one is named within seconds, never retried); check the token can
+ *      write the repository;
+ *   3. check the git tag, if it exists, is at the dist's commit, and otherwise that the server
+ *      has that commit (publishing creates the tag there);
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
@@ -342,10 +345,10 @@ await runMain(async () => {
   };
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
-  await client.probe();
+  await client.probe(); // first contact
   await checkAccess(client);
 
-  // 3. The commit is on the server; the tag, if it exists already, names it.
+  // 3. The tag, if it exists already, names the dist's commit; else the server has that commit.
   await checkTag(client, tag, commit);
 
   // 4. The release, if any: a published one must already be identical (then nothing is sent).
