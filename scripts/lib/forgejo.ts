@@ -111,7 +111,7 @@ export class ForgejoClient {
    * never on first contact: a server that has not answered once is down or wrong, and saying so
    * at once beats minutes of retries.
    */
-  async send(method: string, path: string, options: CallOptions): Promise<Answer> {
+  private async send(method: string, path: string, options: CallOptions): Promise<Answer> {
     const url = new URL(path.startsWith("/api/") ? `${this.options.server}${path}` : `${this.repoApi}${path}`);
     for (const [k, v] of Object.entries(options.query ?? {})) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: "application/json", ...this.authHeaders() };
