@@ -5,10 +5,12 @@
  *
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag and token; write the provenance statement for the tag
- *      into the dist and sign it (a boot-v release without a key is refused here, unless
- *      --unsigned); check the token can write the repository;
- *   3. check the git tag, if it exists, is at the dist's commit;
+ *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
+ *      provenance statement for the tag into the dist and sign it (a boot-v release without a
+ *      key is refused here, unless --unsigned); contact the server (a dead or wrong one is named
+ *      within seconds, never retried); check the token can write the repository;
+ *   3. check the git tag, if it exists, is at the dist's commit, and otherwise that the server
+ *      has that commit (publishing creates the tag there);
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
@@ -22,9 +24,9 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
+import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
 import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
@@ -32,14 +34,13 @@ import { hashBytes } from "./lib/hash.ts";
 import { tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
-import {
-  DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
-} from "./lib/publish-options.ts";
+import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
 import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/signing.ts";
+import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -47,11 +48,12 @@ const COMMAND: CommandSpec = {
   summary: "Publish a dist directory as a Forgejo release: draft, sync assets, verify, publish",
   flags: [
     { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
-    ...SERVER_FLAGS,
-    { name: "tag", value: "tag", description: "boot-vX.Y.Z[-suffix] or boot-dev-<label> (default in CI: the pushed boot-v* tag, or boot-dev-<run>-<sha> on a dispatch; required by hand)" },
+    // Publishing by hand needs the server named; CI supplies it.
+    ...SERVER_FLAGS.map((f) => (f.name === "server" ? { ...f, requiredByHand: true } : f)),
+    { name: "tag", value: "tag", requiredByHand: true, description: "boot-v<version> or boot-dev-<label>, as far as git accepts the name (scripts/lib/tags.ts); with a - after the version, a prerelease (default in CI: the pushed tag, or boot-dev-<run>-<sha> on a dispatch)" },
     { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
     { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
-    { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-vX.Y.Z-<suffix>)" },
+    { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-v<version>-<suffix>)" },
     { name: "keep-dev", value: "n", description: "After publishing, keep only the newest n boot-dev- releases and their tags (default: 3)" },
     { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
     { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
@@ -70,8 +72,9 @@ const COMMAND: CommandSpec = {
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
         `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
+        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
         "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
+        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 published (or already published and identical), 1 the work failed, 2 bad flags or input" },
@@ -174,12 +177,19 @@ async function rehashDist(dist: string): Promise<void> {
   });
 }
 
-/** A dist that does not match its own manifest is bad input (exit 2), not a failed publish. */
+/**
+ * A dist that is missing or does not match its own manifest is bad input (exit 2), not a failed
+ * publish; what helps is a new build, not the help text.
+ */
 async function checkDistAsInput(dist: string, options: Parameters<typeof checkDist>[1]): Promise<Manifest> {
+  const rebuild = "rebuild it with build-images.ts: nix develop -c bun scripts/build-images.ts (see docs/RUNNER_IMAGES.md)";
+  if (!(await stat(dist).catch(() => null))?.isDirectory()) {
+    throw new UsageError(`--dist ${dist}: no such directory`, "build one with build-images.ts: nix develop -c bun scripts/build-images.ts (it writes dist/)");
+  }
   try {
     return await checkDist(dist, options);
   } catch (error) {
-    if (error instanceof ManifestError) throw new UsageError(error.message);
+    if (error instanceof ManifestError) throw new UsageError(error.message, rebuild);
     throw error;
   }
 }
@@ -192,11 +202,19 @@ async function checkAccess(client: ForgejoClient): Promise<void> {
   }
 }
 
-/** Step 3: an existing tag must name the dist's commit; a moved tag is never "fixed" here. */
+/**
+ * Step 3: the dist's commit is on the server (publishing creates the tag there; an unpushed
+ * commit would only fail at the very end, after every upload), and an existing tag names it: a
+ * moved tag is never "fixed" here.
+ */
 async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<void> {
   const existing = await client.tag(tag);
   if (existing && existing.commit.sha !== commit) {
     throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
+  }
+  // A tag at the commit proves the server has it; otherwise ask.
+  if (!existing && !(await client.hasCommit(commit))) {
+    throw new Failure(`the dist was built from ${commit}, which ${client.repoName} on ${client.options.server} does not have: push it (git push origin ${commit}:refs/heads/<branch>), then re-run`);
   }
 }
 
@@ -242,14 +260,22 @@ async function syncAndVerify(client: ForgejoClient, release: Release, files: Loc
   }
 }
 
-/** Step 7: publish, then confirm the tag exists at the dist's commit. */
+/**
+ * Step 7: publish, then confirm the tag exists at the dist's commit. Publishing is when Forgejo
+ * creates the tag, and every way that can fail is a bare 500 (forgejo-release-api.md §5, §15a).
+ */
 async function publish(client: ForgejoClient, release: Release, tag: string, commit: string, fields: { title: string; notes: string; prerelease: boolean }): Promise<Release> {
   let published: Release;
   try {
     published = await client.editRelease(release.id, { draft: false, name: fields.title, body: fields.notes, prerelease: fields.prerelease }, `publishing ${tag}`);
   } catch (error) {
     if (error instanceof HttpError && error.status === 500) {
-      throw new Failure(`${error.message}; if ${tag} is a protected tag, this token may not create it (the Actions token never can): push the tag first (git push origin ${tag}) or publish with a personal token. The release stays a draft; re-run after fixing`);
+      const creator = release.author?.login ?? "its creator";
+      throw new Failure(
+        `publishing ${tag}: 500: Forgejo could not create the tag ${tag} at ${commit.slice(0, 12)}. The causes it hides behind a 500: ` +
+          `a protected-tag rule that the draft's creator (${creator}, not necessarily this token) may not pass; the Actions token never can: push the tag first (git push origin ${commit}:refs/tags/${tag}) or publish with a personal token; ` +
+          `the commit gone from the server since this run checked it; another release already holding the tag; or a fault on the server (its log says which)`,
+      );
     }
     throw error;
   }
@@ -303,9 +329,12 @@ function defaultNotes(manifest: Manifest, tag: string, server: string, repo: str
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
 
+/** What is left when a run stops after creating the draft. */
+const drafted = (tag: string) => `${tag} is left as a draft, not visible to downloaders; run the same command again to finish it`;
+
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number`);
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
   return Number(raw);
 }
 
@@ -320,6 +349,9 @@ await runMain(async () => {
   if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
   const keepDev = parseKeepDev(flag(flags, "keep-dev"));
   const plan: Plan = { dryRun, line: (text) => say(dryRun ? `plan: ${text}` : text) };
+  // What a Ctrl-C (or, from step 5, a failure) leaves behind, said as the last line.
+  const left = { now: "nothing was changed on the server" };
+  onInterrupt(() => say(`interrupted: ${left.now}`));
 
   // The token first: from here on, no output can show it.
   const token = await readToken(flag(flags, "token-file"), { required: true });
@@ -340,8 +372,12 @@ await runMain(async () => {
   files.push(...(await provenanceFiles(dist, manifest, tag, key, flags.unsigned === true, plan)));
   const commit = manifest.source.commit;
   const notesFile = flag(flags, "notes-file");
+  const title = flag(flags, "title") ?? `Runner images ${tag}`;
+  const titleBytes = Buffer.byteLength(title);
+  // Forgejo cuts a longer title to 252 bytes and "…" (SplitStringAtByteN; forgejo-release-api.md §15a).
+  if (titleBytes > 255) throw new UsageError(`--title is ${titleBytes} bytes; Forgejo keeps 255 (it cuts longer titles): shorten it`);
   const fields = {
-    title: flag(flags, "title") ?? `Runner images ${tag}`,
+    title,
     notes: notesFile
       ? await readFile(notesFile, "utf8").catch(() => {
           throw new UsageError(`--notes-file ${notesFile} cannot be read`);
@@ -352,9 +388,10 @@ await runMain(async () => {
   };
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
+  await client.probe(); // first contact
   await checkAccess(client);
 
-  // 3. The tag, if it exists already, names the dist's commit.
+  // 3. The tag, if it exists already, names the dist's commit; else the server has that commit.
   await checkTag(client, tag, commit);
 
   // 4. The release, if any: a published one must already be identical (then nothing is sent).
@@ -378,17 +415,33 @@ await runMain(async () => {
 
   let url = release?.html_url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
   if (state !== "already-published") {
-    // 5. Every byte checked before the first write; then the draft to fill.
-    await rehashDist(dist);
-    if (!release) release = await createDraft(client, tag, fields, plan);
-    else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+    if (release?.draft) left.now = drafted(tag);
+    const maybe = `${tag} may or may not be published; run the same command again: it finishes or confirms it`;
+    try {
+      // 5. Every byte checked before the first write; then the draft to fill.
+      await rehashDist(dist);
+      if (!dryRun && release && !release.draft) left.now = `${tag} may have been turned back into a draft; run the same command again to finish it`;
+      if (!release) release = await createDraft(client, tag, fields, plan);
+      else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+      if (release) left.now = drafted(tag);
 
-    // 6, 7. Sync and verify, then publish.
-    if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
-    else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
-    plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
-    if (release && !dryRun) url = (await publish(client, release, tag, commit, fields)).html_url;
+      // 6, 7. Sync and verify, then publish.
+      if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
+      else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
+      plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
+      if (release && !dryRun) {
+        left.now = maybe;
+        url = (await publish(client, release, tag, commit, fields)).html_url;
+      }
+    } catch (error) {
+      // An answer from the server (an HttpError) means the draft stayed a draft; a lost
+      // connection while publishing leaves it open whether the tag was made.
+      if (left.now === maybe && (error instanceof HttpError || error instanceof ReleaseDrift)) left.now = drafted(tag);
+      if (error instanceof Failure && !dryRun) error.message += `; ${left.now}`;
+      throw error;
+    }
   }
+  left.now = `${tag} is published; pruning old dev releases was cut short, the next run finishes it`;
 
   // 8. Old dev releases.
   const pruned = state === "already-published" ? [] : await pruneDevReleases(client, tag, keepDev, plan);
