@@ -43,7 +43,7 @@ const ROOT = join(import.meta.dir, "..");
 const COMMAND: CommandSpec = {
   name: "verify-release.ts",
   summary: "Check a published release (or a local dist) against its signed provenance statement, byte for byte",
-  passThrough: "(--tag <tag|latest> --server <url> --repo <owner/name> | --dist <dir>) [-- <nix arguments for --rebuild>]",
+  passThrough: "[-- <nix arguments for --rebuild>]",
   flags: [
     { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults)" },
     { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or downloaded files) instead" },
@@ -67,8 +67,9 @@ const COMMAND: CommandSpec = {
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   a read token, for a private repository only; never a flag value",
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY   defaults for --server and --repo (set in Forgejo Actions)",
+        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
         "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
+        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 every check passed, 1 a check failed (each problem is on a FAIL line), 2 bad flags or input (also: no trust anchor)" },

@@ -548,7 +548,7 @@ describe("the server going away", () => {
 describe("Ctrl-C", () => {
   /** Publishes boot-v1.0.0 and sends Ctrl-C once the server has seen a request matching `when`. */
   async function interrupt(s: ForgejoServer, distDir: string, when: (q: ForgejoServer["requests"][number]) => boolean): Promise<RunResult> {
-    return runScript("publish-release.ts", ["--dist", distDir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], {
+    return runScript("publish-release.ts", ["--dist", distDir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0", "--unsigned"], {
       env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_STALL_TIMEOUT: "30", RUNNER_IMAGES_HTTP_TIMEOUT: "30" }),
       started: async (child) => {
         while (!s.requests.some(when)) await Bun.sleep(20);
@@ -846,15 +846,15 @@ describe("--dry-run", () => {
     expect(missing.stderr).toContain("does not exist");
     const encrypted = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
     expect(encrypted.code).toBe(1);
-    expect(encrypted.stderr).toContain("signing SHA256SUMS failed");
+    expect(encrypted.stderr).toContain("signing provenance.intoto.json failed");
     const real = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
     expect(real.code).toBe(1);
-    expect(real.stderr).toContain("signing SHA256SUMS failed");
+    expect(real.stderr).toContain("signing provenance.intoto.json failed");
     await $`chmod 644 ${key}`;
     const readable = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
     expect(readable.code).toBe(2);
     expect(readable.stderr).toContain("is readable by others: chmod 600 it");
-    expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json.sig")).exists()).toBe(false);
     expect(s.state().releases).toHaveLength(0);
   });
 
@@ -910,7 +910,7 @@ describe("the command line", () => {
     expect(r.code).toBe(0);
     const FLAGS = [
       "--dist", "--server", "--repo", "--insecure-http", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
-      "--verify", "--token-file", "--signing-key", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
+      "--verify", "--token-file", "--signing-key", "--unsigned", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
     ];
     const options = r.stdout.slice(r.stdout.indexOf("Options:"), r.stdout.indexOf("\n\n", r.stdout.indexOf("Options:")));
     const listed = [...options.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);

@@ -238,7 +238,8 @@ describe("a local dist", () => {
   test("--help: a usage line with the flags, the required ones marked, an Environment section, no trailing spaces", async () => {
     const r = await runScript("verify-release.ts", ["--help"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/Usage:\s+\$ verify-release\.ts \[flags\] \(--tag <tag\|latest> --server <url> --repo <owner\/name> \| --dist <dir>\)/);
+    expect(r.stdout).toMatch(/Usage:\s+\$ verify-release\.ts \[--tag <tag\|latest>\] \[--dist <dir>\] \[--server <url>\] \[--repo <owner\/name>\]/);
+    expect(r.stdout).toContain("[-- <nix arguments for --rebuild>]");
     expect(r.stdout).toMatch(/--tag <tag\|latest>\s+Required, or --dist/);
     expect(r.stdout).toMatch(/--dist <dir>\s+Required, or --tag/);
     expect(r.stdout).toContain("Environment");
