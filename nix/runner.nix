@@ -348,9 +348,15 @@ in
     # configuration URL off /proc/cmdline. switch_root deletes the initramfs, so the scripted
     # stage 1 moves the file into /run first: nixos/modules/system/boot/stage-1-init.sh (nixpkgs
     # master 014260a9) mounts /run as tmpfs before postDeviceCommands and moves /run into the
-    # new root. An image switched to systemd stage 1 (boot.initrd.systemd.enable) fails to
-    # evaluate here, loudly: nixos/modules/system/boot/systemd/initrd.nix asserts that
-    # postDeviceCommands is empty; port this to a boot.initrd.systemd service then.
+    # new root.
+    # The scripted stage 1 must be asked for: nixos-26.05 runs systemd in stage 1 by default
+    # (NixOS/nixpkgs#435781; "NixOS 26.05 makes systemd stage 1 / initrd the default",
+    # NixOS/nixpkgs#526285), and nixos/modules/system/boot/systemd/initrd.nix (read at 00e6b22b)
+    # then asserts that postDeviceCommands is empty, so no machine would evaluate. The scripted
+    # stage 1 is to be removed in 26.11 (NixOS/nixpkgs#545932): port this hook to a
+    # boot.initrd.systemd service before moving the pin past 26.05. (initrd.nix at 26.05 and
+    # the PR itself were not readable here; the default's change rests on those threads.)
+    boot.initrd.systemd.enable = false;
     boot.initrd.postDeviceCommands = ''
       if [ -f /runner.env ]; then
         mkdir -m 0700 -p ${initrdEnvDir}

@@ -48,6 +48,7 @@ interface MachineFacts {
   imageBaseName: string | null;
   isoFileName: string | null;
   hostPlatform: string;
+  stage1: { systemd: boolean; scriptedHooks: string[] };
   nixosModules: string[];
   runnerImage: Record<string, unknown>;
 }
@@ -142,6 +143,16 @@ describe.skipIf(!HAVE_LIB)(
       }
       // the published images carry no test backdoor
       expect(modules).not.toContain("testing/test-instrumentation.nix");
+    });
+
+    // nixos-26.05 makes systemd stage 1 the default (NixOS/nixpkgs#435781), and its initrd.nix
+    // asserts that no scripted stage-1 hook is set: a machine with one that leaves the default
+    // on does not evaluate, so `nix flake check` fails before anything is built.
+    test.each(TARGETS.map((t) => t.attr))("%s: a scripted stage-1 hook comes with the scripted stage 1 it needs", (attr) => {
+      const { stage1 } = machines()[attr]!;
+      // the runner.env hand-over from the initrd (nix/runner.nix) is such a hook
+      expect(stage1.scriptedHooks).toContain("postDeviceCommands");
+      expect(stage1.systemd).toBe(false);
     });
 
     test("the ISO is written under the name targets.json publishes", async () => {

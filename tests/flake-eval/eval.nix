@@ -56,6 +56,23 @@ let
       imageBaseName = config.image.baseName or null;
       isoFileName = if build ? isoImage then build.isoImage.isoName else null;
       hostPlatform = config.nixpkgs.hostPlatform;
+      # Stage 1. nixos-26.05 runs systemd in stage 1 unless told otherwise (NixOS/nixpkgs#435781),
+      # and nixos/modules/system/boot/systemd/initrd.nix then asserts that every scripted
+      # stage-1 hook below is empty (read at 00e6b22b; the list is the same at 0c3e6c49).
+      stage1 = {
+        systemd = config.boot.initrd.systemd.enable or true;
+        scriptedHooks = builtins.filter (hook: (config.boot.initrd.${hook} or "") != "") [
+          "preFailCommands"
+          "preDeviceCommands"
+          "preLVMCommands"
+          "postDeviceCommands"
+          "postResumeCommands"
+          "postMountCommands"
+          "extraUdevRulesCommands"
+          "extraUtilsCommands"
+          "extraUtilsCommandsTest"
+        ];
+      };
       nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
