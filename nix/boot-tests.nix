@@ -323,7 +323,10 @@ let
 
       "security-${target.attr}-host-mode" = mkTest "security-${target.attr}-host-mode" ''
         machine = create_machine("${boot "host"}")
-        machine.start()
+        # The machine reboots below. Without allow_reboot the driver starts QEMU with -no-reboot
+        # and the reboot ends it ("Shell disconnected"): nixpkgs nixos/lib/test-driver/src/
+        # test_driver/machine/__init__.py @ 019697db, QemuStartCommand.cmd and connect().
+        machine.start(allow_reboot=True)
         assert_runner_configured(machine, "host")
         # a host job cannot reach the container runtime: not in its group, socket not writable
         machine.succeed("test -S /run/docker.sock")

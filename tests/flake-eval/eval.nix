@@ -7,7 +7,7 @@
 #   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
 #   check               checks.<system>.image-composition's expected and actual facts, and
 #                       checks.<system>.initrd-size-<target>'s build environment and script;
-#   bootTests           checks.<system>.boot-*: the test scripts (nix/boot-tests.nix), with
+#   bootTests           checks.<system>.{boot,security}-*: the test scripts (nix/boot-tests.nix), with
 #                       nixos/lib/qemu-common.nix stood in by its 25.11+ signature.
 #
 #   nix-instantiate --eval --strict --json tests/flake-eval/eval.nix \
@@ -97,11 +97,11 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
-  # checks.<system>.boot-*: each QEMU boot test's script, start commands included
+  # checks.<system>.{boot,security}-*: each QEMU test's script, start commands included
   bootTests = lib.mapAttrs (
     _: checks:
     lib.mapAttrs (_: check: check.test.testScript) (
-      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name) checks
+      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name || lib.hasPrefix "security-" name) checks
     )
   ) self.checks;
 }
