@@ -400,5 +400,28 @@ func main() {
   });
 });
 
+// nix/runner.nix wraps the script with pkgs.writeShellApplication, which writes a shebang, the
+// `set -o` lines and an `export PATH=` in front of it; the build checks that file with
+// stdenv.shellDryRun (bash -n), and its passthru.tests.shellcheck runs shellcheck on it with no
+// extra flags (pkgs/build-support/trivial-builders/default.nix, nixpkgs 00ee9b64).
+describe("runner-secret.sh as writeShellApplication writes it", () => {
+  const wrapped = async () =>
+    "#!/nix/store/00000000000000000000000000000000-bash/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n\n" +
+    'export PATH="/nix/store/00000000000000000000000000000000-coreutils/bin:$PATH"\n\n' +
+    (await readFile(SCRIPT, "utf8"));
+
+  test("passes the build's syntax check (bash -n)", async () => {
+    const check = Bun.spawnSync(["bash", "-n"], { stdin: new Blob([await wrapped()]), stderr: "pipe" });
+    expect(check.stderr.toString()).toBe("");
+    expect(check.exitCode).toBe(0);
+  });
+
+  test.skipIf(!Bun.which("shellcheck"))("passes shellcheck with writeShellApplication's settings", async () => {
+    const check = Bun.spawnSync(["shellcheck", "--format=gcc", "-"], { stdin: new Blob([await wrapped()]), stdout: "pipe" });
+    expect(check.stdout.toString()).toBe("");
+    expect(check.exitCode).toBe(0);
+  });
+});
+
 // Not a test: a skipped describe says nothing about why, so say it once.
 if (!isRoot) console.warn("runner-secret.sh tests skipped: they need root (they chown the credential, as the unit does)");
