@@ -338,6 +338,12 @@ in
     networking.firewall.interfaces = lib.genAttrs containerBridges (_: {
       allowedTCPPorts = [ cacheProxyPort ];
     });
+    # Those names are iptables wildcards: the nftables backend writes them unquoted after
+    # `iifname` (nixos/modules/services/networking/firewall-nftables.nix), where `br-+` is a
+    # syntax error that takes the whole firewall down. So the iptables backend, stated rather
+    # than assumed: making nftables the default is proposed for NixOS (NixOS/nixpkgs#477049,
+    # open in 2026-01; whether nixos-26.05 took it could not be read here).
+    networking.nftables.enable = false;
 
     # A host job must not attach to its parent, the one-job runner, to fake its exit status
     # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).

@@ -49,6 +49,7 @@ interface MachineFacts {
   isoFileName: string | null;
   hostPlatform: string;
   stage1: { systemd: boolean; scriptedHooks: string[] };
+  firewall: { interfaces: string[]; nftables: boolean | null };
   nixosModules: string[];
   runnerImage: Record<string, unknown>;
 }
@@ -153,6 +154,15 @@ describe.skipIf(!HAVE_LIB)(
       // the runner.env hand-over from the initrd (nix/runner.nix) is such a hook
       expect(stage1.scriptedHooks).toContain("postDeviceCommands");
       expect(stage1.systemd).toBe(false);
+    });
+
+    // "br-+" is iptables' wildcard; the nftables backend writes the name unquoted after
+    // `iifname`, a syntax error there (firewall-nftables.nix). A machine that opens ports per
+    // wildcard name states the iptables backend instead of trusting a default that may change.
+    test.each(TARGETS.map((t) => t.attr))("%s: ports opened on iptables wildcard interfaces come with the iptables backend", (attr) => {
+      const { firewall } = machines()[attr]!;
+      expect(firewall.interfaces.some((name) => name.endsWith("+"))).toBe(true);
+      expect(firewall.nftables).toBe(false);
     });
 
     test("the ISO is written under the name targets.json publishes", async () => {

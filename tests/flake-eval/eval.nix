@@ -59,6 +59,11 @@ let
       # Stage 1. nixos-26.05 runs systemd in stage 1 unless told otherwise (NixOS/nixpkgs#435781),
       # and nixos/modules/system/boot/systemd/initrd.nix then asserts that every scripted
       # stage-1 hook below is empty (read at 00e6b22b; the list is the same at 0c3e6c49).
+      # The firewall: interfaces opened per name, and whether nftables renders them.
+      firewall = {
+        interfaces = builtins.attrNames (config.networking.firewall.interfaces or { });
+        nftables = config.networking.nftables.enable or null;
+      };
       stage1 = {
         systemd = config.boot.initrd.systemd.enable or true;
         scriptedHooks = builtins.filter (hook: (config.boot.initrd.${hook} or "") != "") [
