@@ -189,7 +189,7 @@
           packages = with pkgsFor system; [
             bun
             git
-            openssh # ssh-keygen (release signatures)
+            openssh # ssh-keygen, ssh-agent (signing and verifying the provenance statement)
             curl # also a reference tool for bench/
             openssl # reference tool for bench/
             coreutils

@@ -8,7 +8,10 @@
  *   3. collecting: collectTarget (build-images' copy-and-hash out of the store) vs cp -L;
  *   4. no-op re-publish: publish-release.ts --json a second time against the test server
  *      (tests/support/forgejo-server.ts), for a small dist and for one with the big file as ISO;
- *   5. startup: --help of every scripts/*.ts.
+ *   5. startup: --help of every scripts/*.ts;
+ *   6. deadserver: publish-release.ts with the default network tuning against a refused port, a
+ *      host that accepts but never answers, and a server that answered once and then went away:
+ *      how long until the operator reads the error (the durations the tests must not time).
  *
  * Every client runs as its own process; each measurement is one untimed warm-up round, then
  * --runs rounds (the methods interleaved), and the median is reported. The page cache is warm
@@ -17,7 +20,7 @@
  * deleted at the end, also on failure or Ctrl-C. Results: a table on stdout and
  * bench/results/latest.json. Targets are checked and printed, never asserted as tests.
  *
- *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup]
+ *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver]
  *                 [--out bench/results/latest.json]
  */
 import { createCipheriv, randomBytes } from "node:crypto";
@@ -34,7 +37,7 @@ import { MiB, fmtMBs, fmtMiB, fmtS, gnuTime, measure, median, sync, type RunSpec
 import { startSink, type Sink } from "./sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const SECTIONS = ["upload", "hash", "collect", "noop", "startup"] as const;
+const SECTIONS = ["upload", "hash", "collect", "noop", "startup", "deadserver"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: opts } = parseArgs({
@@ -292,7 +295,7 @@ async function benchNoop(big: string, sha256: string): Promise<void> {
 
   const env = cleanEnv({ FORGEJO_TOKEN: "write-token" });
   const publish = (dir: string, tag: string): RunSpec => ({
-    cmd: [process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dir, "--server", server.url, "--repo", "ops/runner-images", "--tag", tag, "--json"],
+    cmd: [process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dir, "--server", server.url, "--repo", "ops/runner-images", "--tag", tag, "--unsigned", "--json"],
     cwd: ROOT,
     env,
   });
@@ -366,6 +369,61 @@ async function benchStartup(): Promise<void> {
   }
 }
 
+// --- 6. a dead server ---------------------------------------------------------------------------
+
+async function benchDeadServer(): Promise<void> {
+  const dist = await makeDist({ commit: MAIN_SHA });
+  cleanups.push(() => rm(dist.dir, { recursive: true, force: true }));
+  // Accepts connections and never answers: a hung proxy or a stopped VM behind a live port.
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  cleanups.push(() => silent.stop(true));
+  // Answers the first contact, then is gone: every later call is refused.
+  let answered = 0;
+  const flaky = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req, srv) {
+      if (answered++ > 0) {
+        srv.stop(true);
+        return new Response(null, { status: 503 });
+      }
+      return Response.json({ version: "14.0.0" });
+    },
+  });
+  cleanups.push(() => flaky.stop(true));
+  /** Wall time to the error line, with the scripts' default tuning (no RUNNER_IMAGES_* set). */
+  const timeToError = async (server: string): Promise<{ seconds: number; last: string }> => {
+    const started = performance.now();
+    const child = Bun.spawn([process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dist.dir, "--server", server, "--repo", "ops/runner-images", "--tag", "boot-v0.0.1"], {
+      cwd: ROOT,
+      env: cleanEnv({ FORGEJO_TOKEN: "write-token" }),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const stderr = await new Response(child.stderr).text();
+    if ((await child.exited) !== 1) throw new Error(`publish against ${server} did not fail: ${stderr}`);
+    return { seconds: (performance.now() - started) / 1000, last: stderr.trim().split("\n").at(-1)! };
+  };
+  const cases = [
+    // `before`: what issue 13 measured before first contact stopped being retried.
+    { name: "connection refused on first contact", server: "http://127.0.0.1:1", before: "before: 29-43 s", target: "< 2 s", limit: 2, runs: RUNS },
+    { name: "host accepts, never answers (first contact)", server: `http://127.0.0.1:${silent.port}`, before: "before: about 6.5 min", target: "≤ 12 s (connect timeout 10 s)", limit: 12, runs: RUNS },
+    { name: "answered once, then gone (5 retries, backoff from 1 s)", server: `http://127.0.0.1:${flaky.port}`, before: "", target: "(info)", limit: null, runs: 1 },
+  ];
+  for (const c of cases) {
+    say(`dead server: ${c.name}, ${c.runs} run(s)`);
+    const runs: { seconds: number; last: string }[] = [];
+    for (let i = 0; i < c.runs; i++) {
+      answered = 0;
+      runs.push(await timeToError(c.server));
+    }
+    const seconds = median(runs.map((r) => r.seconds));
+    raw[`deadserver: ${c.name}`] = runs;
+    rows.push({ section: "deadserver", name: `time to error: ${c.name}`, value: fmtS(seconds), reference: c.before, target: c.target, pass: c.limit === null ? null : seconds < c.limit, data: { seconds } });
+  }
+}
+
 // --- main ---------------------------------------------------------------------------------------
 
 function machine() {
@@ -418,6 +476,7 @@ try {
   if (only.has("collect")) await benchCollect(big);
   if (only.has("noop")) await benchNoop(big, sha256);
   if (only.has("startup")) await benchStartup();
+  if (only.has("deadserver")) await benchDeadServer();
 } catch (error) {
   failed = true;
   console.error(`bench: failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -6,7 +6,8 @@
  *      real images' file names and shapes; its netboot target is a real Debian kernel and a
  *      busybox initrd when QEMU can boot it);
  *   2. start the Forgejo-compatible test server on 127.0.0.1 with a throwaway token;
- *   3. publish the dist with publish-release.ts, SHA256SUMS signed with a throwaway SSH key;
+ *   3. publish the dist with publish-release.ts, its provenance statement signed with a
+ *      throwaway SSH key that only the demo's own allowed_signers trusts;
  *   4. verify the release with verify-release.ts, as anyone would;
  *   5. when QEMU is installed: boot the netboot chain from the release URL in a VM that reaches
  *      only the two loopback servers, and show the lines that prove it;
@@ -19,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
 import { addSecret, say } from "../scripts/lib/log.ts";
-import { SIGNING_NAMESPACE } from "../scripts/lib/signing.ts";
+import { NAMESPACE } from "../scripts/lib/signing.ts";
 import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
 import {
@@ -84,12 +85,12 @@ async function signingKey(dir: string): Promise<{ key: string; allowedSigners: s
   await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C demo-signer -f ${key}`;
   const publicKey = (await Bun.file(`${key}.pub`).text()).trim().split(" ").slice(0, 2).join(" ");
   const allowedSigners = join(dir, "allowed_signers");
-  await writeFile(allowedSigners, `demo@runner-images namespaces="${SIGNING_NAMESPACE}" ${publicKey}\n`);
+  await writeFile(allowedSigners, `demo@runner-images namespaces="${NAMESPACE.publisher}" ${publicKey}\n`);
   return { key, allowedSigners };
 }
 
 /** verify-release.ts's flags for a release signed by the demo key: the one place that knows them. */
-const verifySignatureFlags = (allowedSigners: string) => ["--allowed-signers", allowedSigners, "--require-signature"];
+const verifySignatureFlags = (allowedSigners: string) => ["--allowed-signers", allowedSigners];
 
 async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipBoot: boolean): Promise<void> {
   say(`runner-images demo: build, publish, verify and boot a release on this machine`);
@@ -113,8 +114,9 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   stops.push(() => forge.stop());
   say(`  ${forge.url}, repository ${REPO}, a throwaway write token for user ${OWNER}`);
 
-  step(3, `publish the dist as ${REPO} ${TAG}, SHA256SUMS signed with a throwaway SSH key`);
+  step(3, `publish the dist as ${REPO} ${TAG}, its provenance statement signed with a throwaway SSH key`);
   const signer = await signingKey(work);
+  say("  (publish-release warns that the repository's allowed_signers does not know this key: the demo's own allowed_signers does)");
   const server = ["--server", forge.url, "--repo", REPO];
   await run("publish-release.ts", ["--dist", dist, ...server, "--tag", TAG, "--signing-key", signer.key], { FORGEJO_TOKEN: token });
 

@@ -237,8 +237,11 @@ let
       "boot-${target.attr}-bios" = mkTest "boot-${target.attr}-bios" (netbootScript false);
 
       # OVMF with the iPXE EFI option ROM on the NIC (pkgs.ipxe's ipxe.efirom), as
-      # nixos/tests/boot.nix uefiNetboot: iPXE starts the kernel's EFI stub, which loads the
-      # ~1 GB initrd named by initrd=initrd itself (the limit checks.initrd-size-* guards).
+      # nixos/tests/boot.nix uefiNetboot: iPXE starts the kernel's EFI stub, which allocates the
+      # ~1 GB initrd itself (the limit checks.initrd-size-* guards). iPXE >= v2.0.0 hands it
+      # every loaded file, runner.env included, as one initrd through LoadFile2 (ipxe
+      # src/interface/efi/efi_file.c @ 0ab2277c, efi_file_read_initrd; the stub then ignores
+      # initrd=initrd); an older iPXE leaves runner.env out and this test fails.
       "boot-${target.attr}-uefi" = mkTest "boot-${target.attr}-uefi" (netbootScript true);
     };
 
@@ -323,7 +326,10 @@ let
 
       "security-${target.attr}-host-mode" = mkTest "security-${target.attr}-host-mode" ''
         machine = create_machine("${boot "host"}")
-        machine.start()
+        # The machine reboots below. Without allow_reboot the driver starts QEMU with -no-reboot
+        # and the reboot ends it ("Shell disconnected"): nixpkgs nixos/lib/test-driver/src/
+        # test_driver/machine/__init__.py @ 019697db, QemuStartCommand.cmd and connect().
+        machine.start(allow_reboot=True)
         assert_runner_configured(machine, "host")
         # a host job cannot reach the container runtime: not in its group, socket not writable
         machine.succeed("test -S /run/docker.sock")

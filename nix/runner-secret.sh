@@ -244,7 +244,9 @@ printf '{\n  "WARNING": "%s",\n  "id": 0,\n  "uuid": "%s",\n  "name": "%s",\n  "
 # 0600 and owned by the runner's user: the runner rewrites the file after declaring its labels
 # (internal/app/cmd/daemon.go and job.go, config.SaveRegistration: os.Create on the file itself,
 # so the user needs write access to the file, not to the directory).
-if ! { chown "$owner:" "$tmp" && chmod 0600 "$tmp" && mv -f "$tmp" "$file"; }; then
+# chmod before chown: the unit keeps only CAP_CHOWN and CAP_SYS_ADMIN (CapabilityBoundingSet=),
+# and changing the mode of a file root no longer owns needs CAP_FOWNER (chmod(2), EPERM).
+if ! { chmod 0600 "$tmp" && chown "$owner:" "$tmp" && mv -f "$tmp" "$file"; }; then
   rm -f "$tmp"
   fail "cannot hand the credential to $owner"
 fi

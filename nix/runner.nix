@@ -338,6 +338,12 @@ in
     networking.firewall.interfaces = lib.genAttrs containerBridges (_: {
       allowedTCPPorts = [ cacheProxyPort ];
     });
+    # Those names are iptables wildcards: the nftables backend writes them unquoted after
+    # `iifname` (nixos/modules/services/networking/firewall-nftables.nix), where `br-+` is a
+    # syntax error that takes the whole firewall down. So the iptables backend, stated rather
+    # than assumed: making nftables the default is proposed for NixOS (NixOS/nixpkgs#477049,
+    # open in 2026-01; whether nixos-26.05 took it could not be read here).
+    networking.nftables.enable = false;
 
     # A host job must not attach to its parent, the one-job runner, to fake its exit status
     # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).
@@ -348,9 +354,15 @@ in
     # configuration URL off /proc/cmdline. switch_root deletes the initramfs, so the scripted
     # stage 1 moves the file into /run first: nixos/modules/system/boot/stage-1-init.sh (nixpkgs
     # master 014260a9) mounts /run as tmpfs before postDeviceCommands and moves /run into the
-    # new root. An image switched to systemd stage 1 (boot.initrd.systemd.enable) fails to
-    # evaluate here, loudly: nixos/modules/system/boot/systemd/initrd.nix asserts that
-    # postDeviceCommands is empty; port this to a boot.initrd.systemd service then.
+    # new root.
+    # The scripted stage 1 must be asked for: nixos-26.05 runs systemd in stage 1 by default
+    # (NixOS/nixpkgs#435781; "NixOS 26.05 makes systemd stage 1 / initrd the default",
+    # NixOS/nixpkgs#526285), and nixos/modules/system/boot/systemd/initrd.nix (read at 00e6b22b)
+    # then asserts that postDeviceCommands is empty, so no machine would evaluate. The scripted
+    # stage 1 is to be removed in 26.11 (NixOS/nixpkgs#545932): port this hook to a
+    # boot.initrd.systemd service before moving the pin past 26.05. (initrd.nix at 26.05 and
+    # the PR itself were not readable here; the default's change rests on those threads.)
+    boot.initrd.systemd.enable = false;
     boot.initrd.postDeviceCommands = ''
       if [ -f /runner.env ]; then
         mkdir -m 0700 -p ${initrdEnvDir}

@@ -5,8 +5,12 @@
  *
  * The steps, in order:
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag and token; check the token can write the repository;
- *   3. check the git tag, if it exists, is at the dist's commit;
+ *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
+ *      provenance statement for the tag into the dist and sign it (a boot-v release without a
+ *      key is refused here, unless --unsigned); contact the server (a dead or wrong one is named
+ *      within seconds, never retried); check the token can write the repository;
+ *   3. check the git tag, if it exists, is at the dist's commit, and otherwise that the server
+ *      has that commit (publishing creates the tag there);
  *   4. look up the release: a published release is immutable (identical = done, nothing is
  *      even re-hashed; different = refused);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
@@ -20,9 +24,9 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
+import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
 import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
@@ -30,11 +34,13 @@ import { hashBytes } from "./lib/hash.ts";
 import { tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
-import {
-  DEV_TAG_PREFIX, SERVER_FLAGS, checkDirty, isDevTag, isPrereleaseTag, readToken, resolveRepo, resolveServer, resolveTag,
-} from "./lib/publish-options.ts";
+import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { SIGNATURE_FILE, SIGNING_KEY_ENV, hasSigningKey, signSums } from "./lib/signing.ts";
+import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
+import {
+  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
+} from "./lib/signing.ts";
+import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -42,15 +48,17 @@ const COMMAND: CommandSpec = {
   summary: "Publish a dist directory as a Forgejo release: draft, sync assets, verify, publish",
   flags: [
     { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
-    ...SERVER_FLAGS,
-    { name: "tag", value: "tag", description: "boot-vX.Y.Z[-suffix] or boot-dev-<label> (default in CI: the pushed boot-v* tag, or boot-dev-<run>-<sha> on a dispatch; required by hand)" },
+    // Publishing by hand needs the server named; CI supplies it.
+    ...SERVER_FLAGS.map((f) => (f.name === "server" ? { ...f, requiredByHand: true } : f)),
+    { name: "tag", value: "tag", requiredByHand: true, description: "boot-v<version> or boot-dev-<label>, as far as git accepts the name (scripts/lib/tags.ts); with a - after the version, a prerelease (default in CI: the pushed tag, or boot-dev-<run>-<sha> on a dispatch)" },
     { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
     { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
-    { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-vX.Y.Z-<suffix>)" },
+    { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-v<version>-<suffix>)" },
     { name: "keep-dev", value: "n", description: "After publishing, keep only the newest n boot-dev- releases and their tags (default: 3)" },
     { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
     { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
-    { name: "signing-key", value: "file", description: `Sign SHA256SUMS with this SSH private key into ${SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
+    { name: "signing-key", value: "file", description: `Sign the provenance statement with this SSH private key into ${STATEMENT_SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
+    { name: "unsigned", description: "Publish a boot-v release without a signature (refused otherwise: verify-release rejects unsigned releases)" },
     { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
     { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
     { name: "dry-run", description: "Print the plan (calls and bytes) and change nothing" },
@@ -62,10 +70,11 @@ const COMMAND: CommandSpec = {
       title: "Environment",
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
-        `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign ${SUMS_FILE} with; never a flag value`,
+        `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
+        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
         "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning",
+        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 published (or already published and identical), 1 the work failed, 2 bad flags or input" },
@@ -91,22 +100,66 @@ interface Plan {
 
 /**
  * Step 1: the dist is complete and consistent: manifest, SHA256SUMS and every file's size (the
- * bytes are re-hashed in rehashDist, before anything is uploaded). SHA256SUMS is signed when a
- * key is given. Returns the files to publish, the manifest files last.
+ * bytes are re-hashed in rehashDist, before anything is uploaded). Returns the artifacts to
+ * publish; the small files follow once the tag is known (provenanceFiles).
  */
-async function checkTheDist(dist: string, signingKey: string | undefined, plan: Plan): Promise<{ manifest: Manifest; files: LocalFile[] }> {
+async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: LocalFile[] }> {
   const manifest = await checkDistAsInput(dist, { rehash: false });
   const files: LocalFile[] = manifest.artifacts.map((a) => ({ name: a.name, path: join(dist, a.name), size: a.size, sha256: a.sha256 }));
-  // A dry run changes nothing, not even the dist.
-  if (plan.dryRun && hasSigningKey(signingKey)) plan.line(`would sign ${SUMS_FILE} into ${SIGNATURE_FILE}`);
-  else if (await signSums(dist, signingKey)) say(`signed ${SUMS_FILE} into ${SIGNATURE_FILE}`);
-  // SHA256SUMS (and its signature) and manifest.json go last: a release that has them is complete.
-  const signed = await Bun.file(join(dist, SIGNATURE_FILE)).exists();
-  for (const name of [SUMS_FILE, ...(signed ? [SIGNATURE_FILE] : []), MANIFEST_FILE]) {
-    const bytes = await readFile(join(dist, name));
-    files.push({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
-  }
   return { manifest, files };
+}
+
+/**
+ * The signature as verify-release will see it by default: a key missing from the repository's
+ * allowed_signers is worth a warning now, not a surprise for every downloader later. (Not an
+ * error: auditors may pin the key instead.)
+ */
+async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Array): Promise<void> {
+  const names = { data: STATEMENT_FILE, signature: STATEMENT_SIGNATURE_FILE };
+  const check = await verifySignature(statement, signature, names, NAMESPACE.publisher, { allowedSigners: REPOSITORY_ALLOWED_SIGNERS });
+  if (check.ok) say(`signed by ${check.signer} (key ${check.fingerprint})`);
+  else say(`warning: ${check.problem}: verify-release rejects this release unless that key is added there (docs/RUNNER_IMAGES.md, "Signing releases") or pinned with --signer-fingerprint`);
+}
+
+/**
+ * Step 2b: the provenance statement for this tag (provenance.ts), signed with the key if there
+ * is one, written into the dist; returns the small files to publish after the artifacts, in
+ * order, manifest.json last: a release that has it is complete. A boot-v release without a key
+ * is refused before any upload: verify-release rejects unsigned releases by default, so it could
+ * not be verified, and nothing would bind its files to the tag. A dry run signs in memory (so a
+ * key that cannot sign fails now, not in the real run) and writes nothing.
+ */
+async function provenanceFiles(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, plan: Plan): Promise<LocalFile[]> {
+  if (!key && kindOfTag(tag) === "release" && !unsigned) {
+    throw new UsageError(
+      `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
+        `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
+    );
+  }
+  if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
+  const read = (name: string) => readFile(join(dist, name));
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, await read(MANIFEST_FILE), await read(SUMS_FILE), tag)));
+  const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
+  if (signature) await checkAgainstRepository(statement, signature);
+  const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
+  if (plan.dryRun) {
+    plan.line(`would write ${what}`);
+  } else {
+    await writeFile(join(dist, STATEMENT_FILE), statement);
+    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature);
+    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true });
+    say(`wrote ${what}`);
+  }
+  const small = async (name: string, bytes?: Uint8Array): Promise<LocalFile> => {
+    const data = bytes ?? (await read(name));
+    return { name, path: join(dist, name), size: data.byteLength, sha256: hashBytes(data) };
+  };
+  return [
+    await small(SUMS_FILE),
+    await small(STATEMENT_FILE, statement),
+    ...(signature ? [await small(STATEMENT_SIGNATURE_FILE, signature)] : []),
+    await small(MANIFEST_FILE),
+  ];
 }
 
 /**
@@ -124,12 +177,19 @@ async function rehashDist(dist: string): Promise<void> {
   });
 }
 
-/** A dist that does not match its own manifest is bad input (exit 2), not a failed publish. */
+/**
+ * A dist that is missing or does not match its own manifest is bad input (exit 2), not a failed
+ * publish; what helps is a new build, not the help text.
+ */
 async function checkDistAsInput(dist: string, options: Parameters<typeof checkDist>[1]): Promise<Manifest> {
+  const rebuild = "rebuild it with build-images.ts: nix develop -c bun scripts/build-images.ts (see docs/RUNNER_IMAGES.md)";
+  if (!(await stat(dist).catch(() => null))?.isDirectory()) {
+    throw new UsageError(`--dist ${dist}: no such directory`, "build one with build-images.ts: nix develop -c bun scripts/build-images.ts (it writes dist/)");
+  }
   try {
     return await checkDist(dist, options);
   } catch (error) {
-    if (error instanceof ManifestError) throw new UsageError(error.message);
+    if (error instanceof ManifestError) throw new UsageError(error.message, rebuild);
     throw error;
   }
 }
@@ -142,11 +202,19 @@ async function checkAccess(client: ForgejoClient): Promise<void> {
   }
 }
 
-/** Step 3: an existing tag must name the dist's commit; a moved tag is never "fixed" here. */
+/**
+ * Step 3: the dist's commit is on the server (publishing creates the tag there; an unpushed
+ * commit would only fail at the very end, after every upload), and an existing tag names it: a
+ * moved tag is never "fixed" here.
+ */
 async function checkTag(client: ForgejoClient, tag: string, commit: string): Promise<void> {
   const existing = await client.tag(tag);
   if (existing && existing.commit.sha !== commit) {
     throw new Failure(`tag ${tag} already exists at ${existing.commit.sha}, but the dist was built from ${commit}: build that commit, or use another tag`);
+  }
+  // A tag at the commit proves the server has it; otherwise ask.
+  if (!existing && !(await client.hasCommit(commit))) {
+    throw new Failure(`the dist was built from ${commit}, which ${client.repoName} on ${client.options.server} does not have: push it (git push origin ${commit}:refs/heads/<branch>), then re-run`);
   }
 }
 
@@ -192,14 +260,22 @@ async function syncAndVerify(client: ForgejoClient, release: Release, files: Loc
   }
 }
 
-/** Step 7: publish, then confirm the tag exists at the dist's commit. */
+/**
+ * Step 7: publish, then confirm the tag exists at the dist's commit. Publishing is when Forgejo
+ * creates the tag, and every way that can fail is a bare 500 (forgejo-release-api.md §5, §15a).
+ */
 async function publish(client: ForgejoClient, release: Release, tag: string, commit: string, fields: { title: string; notes: string; prerelease: boolean }): Promise<Release> {
   let published: Release;
   try {
     published = await client.editRelease(release.id, { draft: false, name: fields.title, body: fields.notes, prerelease: fields.prerelease }, `publishing ${tag}`);
   } catch (error) {
     if (error instanceof HttpError && error.status === 500) {
-      throw new Failure(`${error.message}; if ${tag} is a protected tag, this token may not create it (the Actions token never can): push the tag first (git push origin ${tag}) or publish with a personal token. The release stays a draft; re-run after fixing`);
+      const creator = release.author?.login ?? "its creator";
+      throw new Failure(
+        `publishing ${tag}: 500: Forgejo could not create the tag ${tag} at ${commit.slice(0, 12)}. The causes it hides behind a 500: ` +
+          `a protected-tag rule that the draft's creator (${creator}, not necessarily this token) may not pass; the Actions token never can: push the tag first (git push origin ${commit}:refs/tags/${tag}) or publish with a personal token; ` +
+          `the commit gone from the server since this run checked it; another release already holding the tag; or a fault on the server (its log says which)`,
+      );
     }
     throw error;
   }
@@ -253,9 +329,12 @@ function defaultNotes(manifest: Manifest, tag: string, server: string, repo: str
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
 
+/** What is left when a run stops after creating the draft. */
+const drafted = (tag: string) => `${tag} is left as a draft, not visible to downloaders; run the same command again to finish it`;
+
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number`);
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
   return Number(raw);
 }
 
@@ -270,13 +349,19 @@ await runMain(async () => {
   if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
   const keepDev = parseKeepDev(flag(flags, "keep-dev"));
   const plan: Plan = { dryRun, line: (text) => say(dryRun ? `plan: ${text}` : text) };
+  // What a Ctrl-C (or, from step 5, a failure) leaves behind, said as the last line.
+  const left = { now: "nothing was changed on the server" };
+  onInterrupt(() => say(`interrupted: ${left.now}`));
 
   // The token first: from here on, no output can show it.
   const token = await readToken(flag(flags, "token-file"), { required: true });
 
+  // The signing key, checked now (a dry run too); from here on no child process sees it.
+  const key = await signingKey(flag(flags, "signing-key"));
+
   // 1. The dist.
   const dist = flag(flags, "dist") ?? "dist";
-  const { manifest, files } = await checkTheDist(dist, flag(flags, "signing-key"), plan);
+  const { manifest, files } = await checkTheDist(dist);
 
   // 2. Where to, as whom.
   const ci = ciEnv();
@@ -284,10 +369,15 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
+  files.push(...(await provenanceFiles(dist, manifest, tag, key, flags.unsigned === true, plan)));
   const commit = manifest.source.commit;
   const notesFile = flag(flags, "notes-file");
+  const title = flag(flags, "title") ?? `Runner images ${tag}`;
+  const titleBytes = Buffer.byteLength(title);
+  // Forgejo cuts a longer title to 252 bytes and "…" (SplitStringAtByteN; forgejo-release-api.md §15a).
+  if (titleBytes > 255) throw new UsageError(`--title is ${titleBytes} bytes; Forgejo keeps 255 (it cuts longer titles): shorten it`);
   const fields = {
-    title: flag(flags, "title") ?? `Runner images ${tag}`,
+    title,
     notes: notesFile
       ? await readFile(notesFile, "utf8").catch(() => {
           throw new UsageError(`--notes-file ${notesFile} cannot be read`);
@@ -298,9 +388,10 @@ await runMain(async () => {
   };
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
+  await client.probe(); // first contact
   await checkAccess(client);
 
-  // 3. The tag, if it exists already, names the dist's commit.
+  // 3. The tag, if it exists already, names the dist's commit; else the server has that commit.
   await checkTag(client, tag, commit);
 
   // 4. The release, if any: a published one must already be identical (then nothing is sent).
@@ -324,17 +415,33 @@ await runMain(async () => {
 
   let url = release?.html_url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
   if (state !== "already-published") {
-    // 5. Every byte checked before the first write; then the draft to fill.
-    await rehashDist(dist);
-    if (!release) release = await createDraft(client, tag, fields, plan);
-    else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+    if (release?.draft) left.now = drafted(tag);
+    const maybe = `${tag} may or may not be published; run the same command again: it finishes or confirms it`;
+    try {
+      // 5. Every byte checked before the first write; then the draft to fill.
+      await rehashDist(dist);
+      if (!dryRun && release && !release.draft) left.now = `${tag} may have been turned back into a draft; run the same command again to finish it`;
+      if (!release) release = await createDraft(client, tag, fields, plan);
+      else if (unpublish && !dryRun) release = await client.editRelease(release.id, { draft: true }, `unpublishing ${tag}`);
+      if (release) left.now = drafted(tag);
 
-    // 6, 7. Sync and verify, then publish.
-    if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
-    else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
-    plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
-    if (release && !dryRun) url = (await publish(client, release, tag, commit, fields)).html_url;
+      // 6, 7. Sync and verify, then publish.
+      if (release) report = await syncAndVerify(client, release, files, verify as "full" | "sizes", plan);
+      else for (const f of files) plan.line(`would upload ${f.name} (${formatBytes(f.size)})`);
+      plan.line(dryRun ? `would publish ${tag}, creating the tag at ${commit.slice(0, 12)}` : `publishing ${tag}`);
+      if (release && !dryRun) {
+        left.now = maybe;
+        url = (await publish(client, release, tag, commit, fields)).html_url;
+      }
+    } catch (error) {
+      // An answer from the server (an HttpError) means the draft stayed a draft; a lost
+      // connection while publishing leaves it open whether the tag was made.
+      if (left.now === maybe && (error instanceof HttpError || error instanceof ReleaseDrift)) left.now = drafted(tag);
+      if (error instanceof Failure && !dryRun) error.message += `; ${left.now}`;
+      throw error;
+    }
   }
+  left.now = `${tag} is published; pruning old dev releases was cut short, the next run finishes it`;
 
   // 8. Old dev releases.
   const pruned = state === "already-published" ? [] : await pruneDevReleases(client, tag, keepDev, plan);

@@ -213,6 +213,19 @@ describe("failures leave nothing in --out", () => {
     await expectNoDist(f.scratch);
   });
 
+  test("a failed rebuild keeps the previous good dist: it is replaced only by a complete one", async () => {
+    const good = await fixture();
+    const out = join(good.scratch, "dist");
+    expect((await build(["--flake", good.dir, "--out", out, ...OFFLINE])).code).toBe(0);
+    const before = await readManifest(out);
+    const failing = await fixture("build-fails");
+    const r = await build(["--flake", failing.dir, "--out", out, ...OFFLINE]);
+    expect(r.code).toBe(1);
+    expect(await readManifest(out)).toEqual(before);
+    expect((await $({ cwd: out, nothrow: true, quiet: true })`sha256sum -c --strict SHA256SUMS`).exitCode).toBe(0);
+    expect((await readdir(good.scratch)).filter((e) => e.includes("dist"))).toEqual(["dist"]);
+  });
+
   test("a store path without an expected file is named", async () => {
     const f = await fixture("no-ipxe");
     const r = await build(["--flake", f.dir, "--out", join(f.scratch, "dist"), ...OFFLINE]);
@@ -234,9 +247,8 @@ describe("failures leave nothing in --out", () => {
     const bin = await pathWithout(f, "nix");
     const r = await build(["--flake", f.dir, "--out", join(f.scratch, "dist")], { PATH: bin });
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe(
-      "error: nix is not on PATH: install Nix 2.4 or later (Debian: apt install nix-bin) or run inside `nix develop`",
-    );
+    // Not "run inside nix develop": that needs the very nix that is missing.
+    expect(r.stderr.trim()).toBe("error: nix is not on PATH: install Nix 2.4 or later (Debian: apt install nix-bin; elsewhere https://nixos.org/download)");
     await expectNoDist(f.scratch);
   });
 
@@ -337,6 +349,9 @@ describe("the command line", () => {
     for (const flag of ["--target", "--flake", "--out", "--json", "--debug"]) expect(r.stdout).toContain(flag);
     expect(r.stdout).toContain("Exit codes");
     expect(r.stdout).toContain("runner-x86_64.iso");
+    // The usage line shows the flags, and no line ends in spaces.
+    expect(r.stdout).toContain("$ build-images.ts [--target <name>...] [--flake <ref>] [--out <dir>] [--json] [--debug]");
+    expect(r.stdout).not.toMatch(/[ \t]$/m);
   });
 
   test("an unknown flag is a usage error, exit 2", async () => {

@@ -25,7 +25,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   for (const step of ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]) expect(stderr).toContain(step);
   expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
   expect(stderr).toContain("signature  good, by demo@runner-images");
-  expect(stderr).toContain("verified: 4 files match the manifest, and its checksums are signed");
+  expect(stderr).toContain("verified: 4 files match the statement, signed by demo@runner-images");
   if (qemuMissing() === null) {
     expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=http:\/\/10\.0\.2\.100:\d+\/runners\/52-54-00-12-34-56\.env/);
     expect(stderr).toContain("the release server saw downloads of: netboot-x86_64.ipxe, bzImage-x86_64, initrd-x86_64");

@@ -26,7 +26,7 @@ test("a fixture build published and downloaded again passes sha256sum -c; the iP
   const token = "fjt_e2e_0f1e2d3c4b5a69788796";
   const forge = await startForgejo({ commits: [f.commit], tokens: { [token]: { user: "ops", access: "write" } } });
   cleanups.push(() => forge.stop());
-  const published = await runScript("publish-release.ts", ["--dist", out, "--server", forge.url, "--repo", "ops/runner-images", "--tag", "boot-v0.1.0"], {
+  const published = await runScript("publish-release.ts", ["--dist", out, "--server", forge.url, "--repo", "ops/runner-images", "--tag", "boot-v0.1.0", "--unsigned"], {
     env: cleanEnv({ FORGEJO_TOKEN: token }),
   });
   expect(published.stderr).not.toContain("error:");

@@ -48,6 +48,8 @@ interface MachineFacts {
   imageBaseName: string | null;
   isoFileName: string | null;
   hostPlatform: string;
+  stage1: { systemd: boolean; scriptedHooks: string[] };
+  firewall: { interfaces: string[]; nftables: boolean | null };
   nixosModules: string[];
   runnerImage: Record<string, unknown>;
 }
@@ -144,6 +146,25 @@ describe.skipIf(!HAVE_LIB)(
       expect(modules).not.toContain("testing/test-instrumentation.nix");
     });
 
+    // nixos-26.05 makes systemd stage 1 the default (NixOS/nixpkgs#435781), and its initrd.nix
+    // asserts that no scripted stage-1 hook is set: a machine with one that leaves the default
+    // on does not evaluate, so `nix flake check` fails before anything is built.
+    test.each(TARGETS.map((t) => t.attr))("%s: a scripted stage-1 hook comes with the scripted stage 1 it needs", (attr) => {
+      const { stage1 } = machines()[attr]!;
+      // the runner.env hand-over from the initrd (nix/runner.nix) is such a hook
+      expect(stage1.scriptedHooks).toContain("postDeviceCommands");
+      expect(stage1.systemd).toBe(false);
+    });
+
+    // "br-+" is iptables' wildcard; the nftables backend writes the name unquoted after
+    // `iifname`, a syntax error there (firewall-nftables.nix). A machine that opens ports per
+    // wildcard name states the iptables backend instead of trusting a default that may change.
+    test.each(TARGETS.map((t) => t.attr))("%s: ports opened on iptables wildcard interfaces come with the iptables backend", (attr) => {
+      const { firewall } = machines()[attr]!;
+      expect(firewall.interfaces.some((name) => name.endsWith("+"))).toBe(true);
+      expect(firewall.nftables).toBe(false);
+    });
+
     test("the ISO is written under the name targets.json publishes", async () => {
       const packages = mustEval(flakeDir, "packages");
       const isos = TARGETS.filter((t) => t.image === "iso");
@@ -237,10 +258,12 @@ describe.skipIf(!HAVE_LIB)(
       });
     });
 
-    describe("checks.x86_64-linux.boot-* (evaluated here, booted on the Nix runner)", () => {
+    describe("checks.x86_64-linux.{boot,security}-* (evaluated here, booted on the Nix runner)", () => {
       // evaluated in the first test, so that an evaluation error fails a named test
       let evaluated: Record<string, string> | undefined;
-      const scripts = (): Record<string, string> => (evaluated ??= mustEval(flakeDir, "bootTests")["x86_64-linux"] ?? {});
+      const allScripts = (): Record<string, string> => (evaluated ??= mustEval(flakeDir, "bootTests")["x86_64-linux"] ?? {});
+      const only = (prefix: string) => Object.fromEntries(Object.entries(allScripts()).filter(([name]) => name.startsWith(prefix)));
+      const scripts = () => only("boot-");
       /** The QEMU command lines a test script boots, in order. */
       const startCommands = (script: string) => [...script.matchAll(/create_machine\("([^"]*)"\)/g)].map((m) => m[1]!);
 
@@ -251,6 +274,28 @@ describe.skipIf(!HAVE_LIB)(
             : [`boot-${t.attr}-bios-cdrom`, `boot-${t.attr}-uefi-usb`],
         );
         expect(Object.keys(scripts()).sort()).toEqual(expected.sort());
+        const security = TARGETS.filter((t) => t.system === "x86_64-linux" && t.image === "iso").flatMap((t) => [
+          `security-${t.attr}-container-mode`,
+          `security-${t.attr}-host-mode`,
+        ]);
+        expect(Object.keys(only("security-")).sort()).toEqual(security.sort());
+      });
+
+      // The test driver starts QEMU with -no-reboot unless start(allow_reboot=True) (nixpkgs
+      // nixos/lib/test-driver/src/test_driver/machine/__init__.py @ 019697db, QemuStartCommand.cmd):
+      // a guest that reboots ends QEMU, and the next command fails with "Shell disconnected".
+      test("a machine that is expected to reboot is started with allow_reboot=True", () => {
+        let rebooting = 0;
+        for (const [name, script] of Object.entries(allScripts())) {
+          // one segment per machine: from its create_machine to the next
+          for (const machine of script.split(/(?=machine = create_machine\()/).slice(1)) {
+            if (!/reboot: Restarting system|\.reboot\(\)/.test(machine)) continue;
+            rebooting++;
+            expect(machine, name).toContain("machine.start(allow_reboot=True)");
+            expect(machine, name).not.toMatch(/machine\.start\(\)/);
+          }
+        }
+        expect(rebooting).toBeGreaterThan(0);
       });
 
       test("a BIOS machine with a CD boots the CD first, not the config disk", () => {

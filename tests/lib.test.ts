@@ -8,12 +8,16 @@ import { UsageError, parseCommandLine, type CommandSpec } from "../scripts/lib/c
 import { ciEnv } from "../scripts/lib/ci.ts";
 import { copyAndHash, hashFile } from "../scripts/lib/hash.ts";
 import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/ipxe.ts";
-import { addSecret, redact } from "../scripts/lib/log.ts";
+import { ForgejoClient } from "../scripts/lib/forgejo.ts";
+import { tuningFromEnv } from "../scripts/lib/http.ts";
+import { addSecret, progress, redact, say } from "../scripts/lib/log.ts";
 import {
   ManifestError, checkDist, formatSums, parseSums, validateManifest, writeManifest, type Manifest,
 } from "../scripts/lib/manifest.ts";
 import { DEFAULT_TARGETS, TARGETS, releaseNames, selectTargets } from "../scripts/lib/targets.ts";
 import { versionLabel } from "../scripts/lib/source.ts";
+import { gitRefusal, isPrereleaseTag, tagProblem } from "../scripts/lib/tags.ts";
+import { ROOT } from "./support/run.ts";
 
 const scratch = await mkdtemp(join(tmpdir(), "runner-images-lib-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
@@ -59,10 +63,16 @@ describe("hashing", () => {
   });
 
   test("copyAndHash never overwrites an existing file", async () => {
+    // Its own source, which exists: the refusal must come from the target, not a missing source.
+    const source = join(scratch, "source.bin");
+    await writeFile(source, "new bytes");
     const target = join(scratch, "exists.bin");
     await writeFile(target, "keep me");
-    await expect(copyAndHash(join(scratch, "big.bin"), target)).rejects.toThrow();
+    await expect(copyAndHash(source, target)).rejects.toThrow();
     expect(await Bun.file(target).text()).toBe("keep me");
+    // The same call with a free target does copy: the refusal above is about the existing file.
+    await copyAndHash(source, join(scratch, "free.bin"));
+    expect(await Bun.file(join(scratch, "free.bin")).text()).toBe("new bytes");
   });
 });
 
@@ -179,5 +189,120 @@ describe("CI environment", () => {
     expect(versionLabel(commit, false, [], ci)).toBe("boot-v3.0.0");
     expect(versionLabel("d".repeat(40), false, [], ci)).toBe("dev-dddddddddddd");
     expect(versionLabel(commit, true, [], ci)).toBe("dev-cccccccccccc-dirty");
+  });
+});
+
+describe("downloads", () => {
+  test("follow redirects only to https, plain http on loopback or the server itself: never file:, data: or http elsewhere", async () => {
+    const where: Record<string, string> = {
+      "/to-file": "file:///etc/hostname",
+      "/to-data": "data:text/plain,forged",
+      "/to-ftp": "ftp://127.0.0.1/x",
+      "/to-http-elsewhere": "http://downloads.example/x",
+      "/to-loopback": "/final",
+    };
+    const srv = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === "/final") return new Response("the bytes");
+        return new Response(null, { status: 302, headers: { location: where[path]! } });
+      },
+    });
+    try {
+      const base = `http://127.0.0.1:${srv.port}`;
+      const client = new ForgejoClient({ server: base, owner: "o", repo: "r", token: "", tuning: tuningFromEnv({}) });
+      const text = async (url: string) => new TextDecoder().decode(await client.downloadSmall(url, "downloading x"));
+      expect(await text(`${base}/to-loopback`)).toBe("the bytes");
+      for (const path of ["/to-file", "/to-data", "/to-ftp", "/to-http-elsewhere"]) {
+        await expect(text(`${base}${path}`)).rejects.toThrow("downloading x: refusing to fetch");
+      }
+      // A download URL the server handed out is held to the same rule.
+      await expect(text("file:///etc/hostname")).rejects.toThrow("refusing to fetch file:");
+    } finally {
+      srv.stop(true);
+    }
+  });
+});
+
+describe("release tags: one rule for the workflow and the publisher", () => {
+  const NAMES = [
+    "boot-v1.2.0", "boot-v1.10", "boot-v2026.11.30", "boot-v1.0.0-rc1", "boot-v1", "boot-dev-42-abc1234", "boot-dev-feature_x",
+    "boot-v1.0.0-rc.", "boot-v1.0.0-x.lock", "boot-dev-a..b", "boot-v1 2", "boot-v1~1", "boot-v1^", "boot-v1:2", "boot-v1?",
+    "boot-v1*", "boot-v1[2", "boot-v1\\2", "boot-v1@{2", "boot-v1/.x", "boot-v1//x", "boot-v1/", "boot-v1\t", "boot-v1\x7f",
+    "boot-v1/x", "boot-v.x", "boot-vé", "@", "boot-v@",
+  ];
+
+  test("git's own verdict: gitRefusal agrees with `git check-ref-format refs/tags/<name>` on every name", () => {
+    for (const name of NAMES) {
+      const git = Bun.spawnSync(["git", "check-ref-format", `refs/tags/${name}`]).exitCode === 0;
+      expect({ name, accepted: gitRefusal(name) === null }).toEqual({ name, accepted: git });
+    }
+  });
+
+  test("every boot-v* and boot-dev- name git accepts is publishable (no \"/\"); others are refused, naming the rule", () => {
+    for (const ok of ["boot-v1.2.0", "boot-v1.10", "boot-v2026.11.30", "boot-v1.0.0-rc1", "boot-dev-42-abc1234", "boot-vé"]) expect({ ok, problem: tagProblem(ok) }).toEqual({ ok, problem: null });
+    expect(tagProblem("v1.0")).toContain("boot-v<version>");
+    expect(tagProblem("boot-v")).toContain("boot-v<version>");
+    expect(tagProblem("boot-v1.0.0-x.lock")).toContain('ends with ".lock"');
+    expect(tagProblem("boot-dev-a..b")).toContain('contains ".."');
+    expect(tagProblem("boot-v1.0.0-rc.")).toContain("ends with a dot");
+    expect(tagProblem("boot-v1/x")).toContain("contains /");
+  });
+
+  test("prereleases: dev tags and boot-v tags with a suffix", () => {
+    expect([isPrereleaseTag("boot-dev-1"), isPrereleaseTag("boot-v1.0.0-rc1"), isPrereleaseTag("boot-v1.10"), isPrereleaseTag("boot-v2026.11.30")]).toEqual([true, true, false, false]);
+  });
+
+  test("run as the workflow's first step, it refuses the pushed tag in seconds, exit 2, and lets a good one through", () => {
+    const run = (ref: string) =>
+      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
+        env: { PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag" },
+        stderr: "pipe",
+      });
+    const bad = run("boot-v1.0.0-x.lock");
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toContain('error: tag boot-v1.0.0-x.lock cannot be published: git refuses it as a tag name: a part of it ends with ".lock"');
+    expect(run("boot-v1.10").exitCode).toBe(0);
+  });
+});
+
+describe("terminal output", () => {
+  /** What the functions write to a terminal's stderr. */
+  function onTerminal(run: () => void): string {
+    const stderr = process.stderr as unknown as { isTTY: boolean; write: (chunk: string) => boolean };
+    const [tty, write] = [stderr.isTTY, stderr.write];
+    let out = "";
+    stderr.isTTY = true;
+    stderr.write = (chunk: string) => ((out += chunk), true);
+    try {
+      run();
+    } finally {
+      stderr.isTTY = tty;
+      stderr.write = write;
+    }
+    return out;
+  }
+  /** The lines as a terminal shows them: each \r redraws its line. */
+  const shown = (out: string) => out.split("\n").map((l) => l.split("\r").at(-1)!.replace(/\x1b\[2K/g, ""));
+
+  test("a message after a progress line starts on a line of its own, also when the bar was never finished", () => {
+    const out = onTerminal(() => {
+      const bar = progress("hashing runner-x86_64.iso", 300 * 1024 * 1024);
+      bar.update(100 * 1024 * 1024);
+      say("error: interrupted");
+    });
+    expect(shown(out)).toContain("error: interrupted");
+    expect(shown(out).find((l) => l.startsWith("hashing"))).toMatch(/^hashing runner-x86_64\.iso: 33% of 300\.0 MiB/);
+  });
+
+  test("the last byte ends the line: the next message is never glued to 100%", () => {
+    const out = onTerminal(() => {
+      const bar = progress("hashing runner-x86_64.iso", 300 * 1024 * 1024);
+      bar.update(300 * 1024 * 1024);
+      say("creating draft release boot-v1.2.0");
+    });
+    expect(shown(out)).toContain("creating draft release boot-v1.2.0");
   });
 });

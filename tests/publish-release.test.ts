@@ -13,7 +13,7 @@ import { makeDist } from "./support/dist.ts";
 import {
   MAIN_SHA, startCaptureServer, startForgejo, type ForgejoOptions, type ForgejoServer, type ReleaseView,
 } from "./support/forgejo-server.ts";
-import { cleanEnv, runScript, type RunResult } from "./support/run.ts";
+import { ROOT, cleanEnv, runScript, type RunResult } from "./support/run.ts";
 
 const WRITE = "fjt_write_5e1f0a9b7c3d2e4f6a8b";
 const READ = "fjt_read_77aa01bc23de45f6";
@@ -26,7 +26,7 @@ const TOKENS: ForgejoOptions["tokens"] = {
   [ACTIONS]: { user: "forgejo-actions", access: "write", actions: true },
 };
 const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
-const ALL_FILES = [...releaseNames(), "SHA256SUMS", "manifest.json"];
+const ALL_FILES = [...releaseNames(), "SHA256SUMS", "provenance.intoto.json", "manifest.json"];
 
 const servers: ForgejoServer[] = [];
 const dirs: string[] = [];
@@ -56,7 +56,8 @@ async function publish(s: ForgejoServer | string, distDir: string, args: string[
   const url = typeof s === "string" ? s : s.url;
   const r = await runScript(
     "publish-release.ts",
-    ["--dist", distDir, "--server", url, "--repo", "ops/runner-images", ...args],
+    // Unsigned: signing has its own tests (tests/signing.test.ts, tests/verify-release.test.ts).
+    ["--dist", distDir, "--server", url, "--repo", "ops/runner-images", "--unsigned", ...args],
     { env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, ...env }) },
   );
   for (const token of [WRITE, READ, NONE, ACTIONS]) {
@@ -117,9 +118,9 @@ describe("the happy path", () => {
     expect(result).toMatchObject({ state: "published", tag: "boot-v1.0.0", uploaded: ALL_FILES });
     expect(result.url).toBe(`${s.url}/ops/runner-images/releases/tag/boot-v1.0.0`);
     expect(r.stderr).toContain(`published: ${result.url}`);
-    // manifest.json and SHA256SUMS are uploaded after every image.
+    // SHA256SUMS, the statement and manifest.json are uploaded after every image, manifest.json last.
     const uploads = s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).map((q) => decodeURIComponent(q.query).replace(/^\?name=|\.partial-.*$/g, ""));
-    expect(uploads.slice(-2)).toEqual(["SHA256SUMS", "manifest.json"]);
+    expect(uploads.slice(-3)).toEqual(["SHA256SUMS", "provenance.intoto.json", "manifest.json"]);
     // --verify full (the default) downloaded every asset back before publishing.
     expect(s.requests.filter((q) => q.method === "GET" && q.path.startsWith("/attachments/")).length).toBeGreaterThanOrEqual(ALL_FILES.length);
   });
@@ -162,6 +163,17 @@ describe("the happy path", () => {
   });
 });
 
+describe("progress", () => {
+  test("--verify full shows the progress of every large download back", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 40 * 1024 * 1024 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--verify", "full"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/downloading runner-x86_64\.iso back to verify it: 100% of 40\.0 MiB/);
+    expect(r.stderr).toMatch(/uploading runner-x86_64\.iso: 100% of 40\.0 MiB/);
+  }, 30_000);
+});
+
 describe("title, notes and --debug", () => {
   test("the title and notes file reach the release; --debug logs calls but never the token", async () => {
     const s = await server();
@@ -175,6 +187,13 @@ describe("title, notes and --debug", () => {
     expect(release.title).toBe("1.10"); // as typed: no number coercion
     expect(release.note).toBe("Fixes the docker label.\n");
     expect(r.stderr).toMatch(/debug: GET \/api\/v1\/repos\/ops\/runner-images -> 200/);
+  });
+
+  test("a --title over 255 bytes is refused before anything is sent: Forgejo would cut it", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--title", "é".repeat(128)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--title is 256 bytes; Forgejo keeps 255 (it cuts longer titles): shorten it");
   });
 
   test("generated notes name the commit, nixpkgs and every file's SHA-256", async () => {
@@ -203,7 +222,7 @@ describe("re-running after a crash ends complete and clean", () => {
     s.addFault({ kind: "reset", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, times: 4 });
     const failed = await publish(s, d.dir, ["--tag", "boot-v1.2.0"]);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/error: uploading \S+ \(after \d+ of \d+ bytes\)/);
+    expect(failed.stderr).toMatch(/error: uploading \S+ \(after [\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB)\)/);
     // Nothing half-published: still a draft, and no final name holds wrong bytes.
     const draft = s.state().releases.find((r) => r.tagName === "boot-v1.2.0")!;
     expect(draft.draft).toBe(true);
@@ -256,13 +275,51 @@ describe("re-running after a crash ends complete and clean", () => {
   });
 });
 
+describe("what others can see meanwhile", () => {
+  test("a changed file is replaced through a temporary name: at no moment does a release hold one final name twice", async () => {
+    // With two assets of one name, Forgejo serves an arbitrary one at its download URL (§9).
+    const twice: string[] = [];
+    const s: ForgejoServer = await server({
+      onRequest: () => {
+        for (const r of s.state().releases) {
+          const names = r.assets.map((a) => a.name).filter((n) => !n.includes(".partial-"));
+          for (const n of names) if (names.indexOf(n) !== names.lastIndexOf(n)) twice.push(`${n} after request ${s.requests.length}`);
+        }
+      },
+    });
+    const d = await dist();
+    const id = await createDraft(s, "boot-v1.0.0");
+    await uploadRaw(s, id, "bzImage-x86_64", new Uint8Array(200_000).fill(1)); // same size, other bytes
+    await uploadRaw(s, id, "runner-x86_64.iso", new Uint8Array(10)); // other size
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("replacing bzImage-x86_64");
+    expect([...new Set(twice)]).toEqual([]);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+
+  test("a server that echoes the token into an error body: the token never reaches the output", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "echo-token", status: 403, method: "GET", path: /\/repos\/ops\/runner-images$/ });
+    // publish() fails the test if the token appears anywhere in stdout or stderr.
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--debug"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('refused credentials "token [redacted]"');
+  });
+});
+
 describe("concurrency", () => {
   test("two runs for one tag at once end with one complete release", async () => {
     const s = await server();
     const d = await dist({ isoBytes: 8 * 1024 * 1024 });
+    // Each create is held before the server reads it, so both runs have looked and found no
+    // release before either is created: one of them gets the 409.
+    s.addFault({ kind: "stall", method: "POST", path: /\/releases$/, ms: 1500, times: 2 });
     const [a, b] = await Promise.all([publish(s, d.dir, ["--tag", "boot-v3.0.0"]), publish(s, d.dir, ["--tag", "boot-v3.0.0"])]);
-    expect([a.code, b.code]).toContain(0);
-    for (const r of [a, b]) expect([0, 1]).toContain(r.code);
+    expect(a.stderr + b.stderr).toContain("release boot-v3.0.0 was created concurrently; continuing with it");
+    // Both succeed: the one that lost the race to create the draft (409) continues with the other's.
+    expect({ a: a.code, b: b.code, stderr: a.code || b.code ? a.stderr + b.stderr : "" }).toEqual({ a: 0, b: 0, stderr: "" });
     // Whatever the interleaving, a re-run confirms one complete, published release.
     const confirm = await publish(s, d.dir, ["--tag", "boot-v3.0.0"]);
     expect(confirm.code).toBe(0);
@@ -376,6 +433,151 @@ describe("faults are retried where a retry can help", () => {
   });
 });
 
+describe("a dead, wrong or flaky server", () => {
+  test("connection refused on first contact fails at once: no retries, one line", async () => {
+    const d = await dist();
+    // Default retries: first contact is never retried, whatever RUNNER_IMAGES_RETRIES says.
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "5" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("connection to http://127.0.0.1:1 refused; is --server right and the server up?");
+    expect(r.stderr).not.toContain("retrying");
+  });
+
+  test("a host that accepts connections but never answers: one attempt, named as such", async () => {
+    let connections = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void connections++, data() {} } });
+    try {
+      const d = await dist();
+      const r = await publish(`http://127.0.0.1:${silent.port}`, d.dir, ["--tag", "boot-v1.0.0"], {
+        RUNNER_IMAGES_CONNECT_TIMEOUT: "1", RUNNER_IMAGES_HTTP_TIMEOUT: "2", RUNNER_IMAGES_RETRIES: "2",
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`http://127.0.0.1:${silent.port} accepted the connection but did not answer within 1 s`);
+      expect(r.stderr).not.toContain("retrying");
+      expect(connections).toBe(1);
+    } finally {
+      silent.stop(true);
+    }
+  });
+
+  test("a --server with a path (the repository's page, or the API's) is named as the problem, exit 2", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const wrong of [`${s.url}/ops/runner-images`, `${s.url}/api/v1`]) {
+      const r = await publish(wrong, d.dir, ["--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--server ${wrong}: no Forgejo API at ${wrong}/api/v1 (404)`);
+      expect(r.stderr).toContain(`did you mean --server ${s.url}?`);
+      expect(r.stderr).not.toContain("--repo");
+    }
+    expect(s.state().releases).toHaveLength(0);
+  });
+
+  test("a body cut off while it is read is retried with the call; the runtime's text never shows", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "cut-response", afterBytes: 10, method: "GET", path: /\/releases\/\d+\/assets$/, times: 1 });
+    const once = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(once.code).toBe(0);
+    expect(once.stderr).toContain("retrying in");
+    const t = await server();
+    t.addFault({ kind: "cut-response", afterBytes: 10, method: "GET", path: /\/releases\/\d+\/assets$/, times: Infinity });
+    const always = await publish(t, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(always.code).toBe(1);
+    expect(always.stderr).toContain("listing the release's assets: the connection to");
+    expect(always.stderr).toContain("was cut off");
+    expect(always.stderr).not.toMatch(/verbose|socket connection was closed/);
+  });
+
+  test("retry lines say what was being done", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 503, method: "GET", path: /\/tags\//, times: 1 });
+    s.addFault({ kind: "close", method: "GET", path: /\/releases\/tags\//, times: 2 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(looking up tag boot-v1\.0\.0: 503/);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(looking up release boot-v1\.0\.0: /);
+    expect(r.stderr).not.toMatch(/\((GET|POST|PATCH|DELETE) /);
+  });
+
+  test("an upload answered 503 with Retry-After waits as told", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "status", status: 503, retryAfter: 1, method: "POST", path: /\/assets$/, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/retrying in 1\.0 s \(uploading /);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
+});
+
+describe("before the first write", () => {
+  test("a commit that is not on the server: push it, then re-run; nothing is uploaded", async () => {
+    const s = await server();
+    const unpushed = "abcdef0123456789abcdef0123456789abcdef01";
+    const d = await dist({ commit: unpushed });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`the dist was built from ${unpushed}, which ops/runner-images on ${s.url} does not have: push it (git push origin ${unpushed}:refs/heads/<branch>), then re-run`);
+    expect(uploadedBytes(s)).toBe(0);
+    expect(s.state().releases).toHaveLength(0);
+  });
+});
+
+describe("the server going away", () => {
+  test("mid-upload: the upload's failure is the error, the failed clean-up only a note, and the draft is named", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 6 * 1024 * 1024 });
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 20_000, times: Infinity });
+    const running = publish(s, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_STALL_TIMEOUT: "30" });
+    while (!s.requests.some((q) => q.method === "POST" && q.path.endsWith("/assets"))) await Bun.sleep(20);
+    await Bun.sleep(200);
+    await s.stop();
+    servers.splice(servers.indexOf(s), 1);
+    const r = await running;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: uploading bzImage-x86_64 \(after [\d.]+ K?i?B of 195\.3 KiB\): (the )?connection to http:\/\/127\.0\.0\.1:\d+ (was cut off|refused, though it answered earlier in this run: is Forgejo restarting or gone\?)/);
+    expect(r.stderr).not.toContain("is --server right");
+    expect(r.stderr).toContain("boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(r.stderr).toMatch(/note: could not remove .* \(listing the release's assets: connection to .* refused/);
+    expect(r.stderr).not.toMatch(/error: listing/);
+  }, 30_000);
+});
+
+describe("Ctrl-C", () => {
+  /** Publishes boot-v1.0.0 and sends Ctrl-C once the server has seen a request matching `when`. */
+  async function interrupt(s: ForgejoServer, distDir: string, when: (q: ForgejoServer["requests"][number]) => boolean): Promise<RunResult> {
+    return runScript("publish-release.ts", ["--dist", distDir, "--server", s.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0", "--unsigned"], {
+      env: cleanEnv({ FORGEJO_TOKEN: WRITE, ...FAST, RUNNER_IMAGES_STALL_TIMEOUT: "30", RUNNER_IMAGES_HTTP_TIMEOUT: "30" }),
+      started: async (child) => {
+        while (!s.requests.some(when)) await Bun.sleep(20);
+        child.kill("SIGINT");
+      },
+    });
+  }
+  const lastLine = (r: RunResult) => r.stderr.trimEnd().split("\n").at(-1);
+
+  test("mid-upload: exit 130, and the last line says what is left and how to finish", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 64 * 1024, ms: 20_000 });
+    const r = await interrupt(s, d.dir, (q) => q.method === "POST" && q.path.endsWith("/assets"));
+    expect(r.code).toBe(130);
+    expect(lastLine(r)).toBe("interrupted: boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(s.state().releases.find((x) => x.tagName === "boot-v1.0.0")?.draft).toBe(true);
+  }, 30_000);
+
+  test("before anything was written: nothing changed on the server", async () => {
+    const s = await server();
+    const d = await dist();
+    s.addFault({ kind: "stall", method: "GET", path: /\/git\/commits\//, ms: 20_000 });
+    const r = await interrupt(s, d.dir, (q) => q.path.includes("/git/commits/"));
+    expect(r.code).toBe(130);
+    expect(lastLine(r)).toBe("interrupted: nothing was changed on the server");
+  }, 30_000);
+});
+
 describe("errors name the fix", () => {
   test("401: the token is missing, expired or revoked", async () => {
     const s = await server();
@@ -393,6 +595,19 @@ describe("errors name the fix", () => {
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: READ });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("the token can read ops/runner-images but not write it");
+  });
+
+  test("403 on creating the release: a write user's read-scoped token, named as a scope problem; nothing is uploaded", async () => {
+    const SCOPED = "fjt_scoped_0a1b2c3d4e5f6a7b";
+    const s = await server({ tokens: { ...TOKENS, [SCOPED]: { user: "publisher", access: "write", scope: "read" } } });
+    const d = await dist();
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: SCOPED });
+    expect(r.stderr).not.toContain(SCOPED);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("creating release boot-v1.0.0: 403");
+    expect(r.stderr).toContain("the token lacks the write:repository scope");
+    expect(uploadedBytes(s)).toBe(0);
+    expect(s.state().releases).toHaveLength(0);
   });
 
   test("404: wrong repository, or one the token cannot see", async () => {
@@ -431,7 +646,7 @@ describe("errors name the fix", () => {
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: ACTIONS });
     // A draft creates no tag, so creating succeeds; publishing would create the protected tag.
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("push the tag first (git push origin boot-v1.0.0)");
+    expect(r.stderr).toContain(`push the tag first (git push origin ${MAIN_SHA}:refs/tags/boot-v1.0.0)`);
     expect(s.state().tags["boot-v1.0.0"]).toBeUndefined();
     // The maintainer pushes the tag; the same command now finishes the release.
     s.pushTag("boot-v1.0.0", MAIN_SHA);
@@ -449,13 +664,6 @@ describe("errors name the fix", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("redirected to");
     for (const seen of capture.seen) expect(seen.headers.authorization).toBeUndefined();
-  });
-
-  test("connection refused", async () => {
-    const d = await dist();
-    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_RETRIES: "0" });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("connection to http://127.0.0.1:1 refused; is --server right and the server up?");
   });
 
   test("a TLS failure says how to trust a private CA", async () => {
@@ -529,7 +737,24 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("netboot-x86_64.ipxe is");
+    expect(r.stderr).toContain("rebuild it with build-images.ts");
+    expect(r.stderr).not.toContain("--help");
     expect(s.requests).toHaveLength(0);
+  });
+
+  test("a --dist that does not exist is named as missing, not as a missing manifest", async () => {
+    const r = await publish("http://127.0.0.1:1", "/nonexistent/dist", ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("error: --dist /nonexistent/dist: no such directory");
+    expect(r.stderr).toContain("build-images.ts");
+    expect(r.stderr).not.toContain("manifest.json");
+  });
+
+  test("--keep-dev -1 is named as a bad number, not as an unknown option", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--keep-dev", "-1"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--keep-dev -1 is not a whole number of 0 or more");
   });
 
   test("a dist file with the right size but other bytes: refused before anything is written", async () => {
@@ -545,9 +770,31 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(s.requests.every((q) => q.method === "GET")).toBe(true);
   });
 
+  test("a tag git refuses is refused before any upload, naming the rule (Forgejo would 500 at publish)", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const [tag, rule] of [["boot-v1.0.0-rc.", "ends with a dot"], ["boot-v1.0.0-x.lock", 'ends with ".lock"'], ["boot-dev-a..b", 'contains ".."']]) {
+      const r = await publish(s, d.dir, ["--tag", tag!]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--tag ${tag}: git refuses it as a tag name: `);
+      expect(r.stderr).toContain(rule!);
+    }
+    expect(s.requests).toHaveLength(0);
+  });
+
+  test("every boot-v* tag the workflow fires on and git accepts is published: boot-v1.10, boot-v2026.11.30", async () => {
+    const s = await server();
+    const d = await dist();
+    for (const tag of ["boot-v1.10", "boot-v2026.11.30"]) {
+      const r = await publish(s, d.dir, ["--tag", tag]);
+      expect(r.code).toBe(0);
+      expect((await expectComplete(s, tag, d.dir)).prerelease).toBe(false);
+    }
+  });
+
   test("a tag of another shape, and a missing tag by hand", async () => {
     const d = await dist();
-    expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("neither boot-vX.Y.Z");
+    expect((await publish("http://127.0.0.1:1", d.dir, ["--tag", "v1.0"])).stderr).toContain("--tag v1.0: a release tag is boot-v<version> (e.g. boot-v1.2.0) or boot-dev-<label>");
     const r = await publish("http://127.0.0.1:1", d.dir, []);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("no tag");
@@ -583,8 +830,32 @@ describe("--dry-run", () => {
     dirs.push(key, `${key}.pub`);
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("plan: would sign SHA256SUMS into SHA256SUMS.sig");
-    expect(await Bun.file(join(d.dir, "SHA256SUMS.sig")).exists()).toBe(false);
+    expect(r.stderr).toContain("plan: would write provenance.intoto.json for boot-v1.0.0, signed into provenance.intoto.json.sig");
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json")).exists()).toBe(false);
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json.sig")).exists()).toBe(false);
+  });
+
+  test("with a real --signing-key file: the dry run refuses what the real run would (missing, readable by others, encrypted)", async () => {
+    const s = await server();
+    const d = await dist();
+    const key = join(d.dir, "..", `key-${Date.now()}-enc`);
+    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${"a passphrase"} -f ${key}`;
+    dirs.push(key, `${key}.pub`);
+    const missing = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", `${key}-nope`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("does not exist");
+    const encrypted = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
+    expect(encrypted.code).toBe(1);
+    expect(encrypted.stderr).toContain("signing provenance.intoto.json failed");
+    const real = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
+    expect(real.code).toBe(1);
+    expect(real.stderr).toContain("signing provenance.intoto.json failed");
+    await $`chmod 644 ${key}`;
+    const readable = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
+    expect(readable.code).toBe(2);
+    expect(readable.stderr).toContain("is readable by others: chmod 600 it");
+    expect(await Bun.file(join(d.dir, "provenance.intoto.json.sig")).exists()).toBe(false);
+    expect(s.state().releases).toHaveLength(0);
   });
 
   test("on a half-synced draft, plans exactly the remaining work", async () => {
@@ -634,13 +905,30 @@ describe("pruning dev releases", () => {
 });
 
 describe("the command line", () => {
-  test("--help names every flag, the environment and the exit codes", async () => {
+  test("--help names every flag, marks the ones required by hand, and shows them in the usage line", async () => {
     const r = await runScript("publish-release.ts", ["--help"]);
     expect(r.code).toBe(0);
-    for (const f of ["--dist", "--server", "--repo", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev", "--verify", "--dry-run", "--json", "--debug", "--token-file"]) {
-      expect(r.stdout).toContain(f);
-    }
+    const FLAGS = [
+      "--dist", "--server", "--repo", "--insecure-http", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
+      "--verify", "--token-file", "--signing-key", "--unsigned", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
+    ];
+    const options = r.stdout.slice(r.stdout.indexOf("Options:"), r.stdout.indexOf("\n\n", r.stdout.indexOf("Options:")));
+    const listed = [...options.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+    // Every flag listed, and no flag the test does not know: a new flag must join this list.
+    expect(listed.sort()).toEqual([...FLAGS].sort());
+    const usage = r.stdout.slice(r.stdout.indexOf("Usage:"), r.stdout.indexOf("Options:"));
+    for (const f of FLAGS) expect(usage).toContain(f);
+    expect(usage).toContain("$ publish-release.ts --server <url> --tag <tag> [--dist <dir>]");
+    expect(options).toMatch(/--tag <tag> +\[required by hand\]/);
+    expect(options).toMatch(/--server <url> +\[required by hand\]/);
     expect(r.stdout).toContain("FORGEJO_TOKEN");
+    expect(r.stdout).toContain("RUNNER_IMAGES_CONNECT_TIMEOUT");
     expect(r.stdout).toContain("Exit codes");
+    expect(r.stdout).not.toMatch(/[ \t]$/m);
+  });
+
+  test("the script is executable, as its shebang promises", async () => {
+    const mode = (await $({ quiet: true, cwd: ROOT })`git ls-files -s scripts/publish-release.ts`).stdout.split(" ")[0];
+    expect(mode).toBe("100755");
   });
 });

@@ -25,6 +25,14 @@ const HOST_USER = "daemon";
 const COMMANDS = ["curl", "mktemp", "rm", "mkdir", "stat", "chown", "chmod", "mv", "head", "sleep", "mount", "umount", "mountpoint", "udevadm"];
 
 const isRoot = process.getuid?.() === 0;
+// The unit runs the script as root with only the capabilities of its CapabilityBoundingSet=
+// (nix/runner.nix): no CAP_FOWNER, no CAP_DAC_OVERRIDE. setpriv gives the script exactly those,
+// read from runner.nix, so a step that needs another capability fails here as on the machine.
+const UNIT_CAPABILITIES = [
+  ...((await Bun.file(join(ROOT, "nix", "runner.nix")).text()).match(/CapabilityBoundingSet = \[([^\]]*)\]/)?.[1] ?? "").matchAll(/"CAP_([A-Z_]+)"/g),
+].map((m) => m[1].toLowerCase());
+// setpriv: util-linux, essential on Debian.
+const asTheUnit = [Bun.which("setpriv") ?? "/usr/bin/setpriv", "--bounding-set", ["-all", ...UNIT_CAPABILITIES.map((c) => `+${c}`)].join(","), "--"];
 // Containers often have no loop devices; the label source then runs only in the QEMU boot tests.
 const loopDevices = isRoot && !!Bun.which("mke2fs") && Bun.spawnSync(["losetup", "--find"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
 const uidOf = (user: string) => Number(Bun.spawnSync(["id", "-u", user]).stdout.toString().trim());
@@ -102,7 +110,7 @@ async function run(cmdline: string, extra: Record<string, string> = {}, during?:
   const argvLog = join(dir, "argv");
   await writeFile(argvLog, "");
   const runnerDir = join(dir, "run-forgejo-runner");
-  const child = Bun.spawn(["/bin/bash", SCRIPT], {
+  const child = Bun.spawn([...asTheUnit, "/bin/bash", SCRIPT], {
     env: {
       PATH: wrappers,
       ARGV_LOG: argvLog,
@@ -142,6 +150,10 @@ const credential = (o: Outcome, mode = "container") => join(o.runnerDir, `${mode
 const exists = (path: string) => Bun.file(path).exists();
 
 describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
+  test("runs with the unit's capability bounding set, read from nix/runner.nix", () => {
+    expect([...UNIT_CAPABILITIES].sort()).toEqual(["chown", "sys_admin"]);
+  });
+
   test("fetches runner.env over https and writes the runner's own .runner: exact bytes, uuid from the secret, 0600, the runner user's, in a root-owned 0755 directory", async () => {
     served = env(good);
     const o = await run(`quiet ${configUrl()} console=ttyS0`);
@@ -385,6 +397,29 @@ func main() {
     } finally {
       Bun.spawnSync(["losetup", "--detach", device]);
     }
+  });
+});
+
+// nix/runner.nix wraps the script with pkgs.writeShellApplication, which writes a shebang, the
+// `set -o` lines and an `export PATH=` in front of it; the build checks that file with
+// stdenv.shellDryRun (bash -n), and its passthru.tests.shellcheck runs shellcheck on it with no
+// extra flags (pkgs/build-support/trivial-builders/default.nix, nixpkgs 00ee9b64).
+describe("runner-secret.sh as writeShellApplication writes it", () => {
+  const wrapped = async () =>
+    "#!/nix/store/00000000000000000000000000000000-bash/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n\n" +
+    'export PATH="/nix/store/00000000000000000000000000000000-coreutils/bin:$PATH"\n\n' +
+    (await readFile(SCRIPT, "utf8"));
+
+  test("passes the build's syntax check (bash -n)", async () => {
+    const check = Bun.spawnSync(["bash", "-n"], { stdin: new Blob([await wrapped()]), stderr: "pipe" });
+    expect(check.stderr.toString()).toBe("");
+    expect(check.exitCode).toBe(0);
+  });
+
+  test.skipIf(!Bun.which("shellcheck"))("passes shellcheck with writeShellApplication's settings", async () => {
+    const check = Bun.spawnSync(["shellcheck", "--format=gcc", "-"], { stdin: new Blob([await wrapped()]), stdout: "pipe" });
+    expect(check.stdout.toString()).toBe("");
+    expect(check.exitCode).toBe(0);
   });
 });
 

@@ -1,67 +1,94 @@
 /**
- * verify-release.ts and signed checksums: a local dist and a release published to the test
- * server, each tampering caught and named, signatures checked against allowed_signers.
+ * verify-release.ts: a local dist and releases published to the test server, each forgery caught
+ * and named: manifest edits (signed or not), a missing signature, a dev prerelease or a release
+ * re-published under another tag, a moved git tag; the trust anchor (allowed_signers without a
+ * key, a pinned fingerprint), the maintainer countersignature, and --download.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatSums } from "../scripts/lib/manifest.ts";
+import { formatSums, type Manifest } from "../scripts/lib/manifest.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/provenance.ts";
+import { NAMESPACE, sign } from "../scripts/lib/signing.ts";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
 
 const TOKEN = "fjt_verify_a1b2c3d4e5f60718";
+const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
 let keys: string;
 let allowedSigners: string;
+const fingerprint: Record<string, string> = {};
 const dirs: string[] = [];
 
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), "runner-images-keys-"));
   dirs.push(keys);
-  for (const name of ["release", "intruder"]) {
+  for (const name of ["ci", "intruder", "maintainer"]) {
     await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C ${`${name}@runner-images`} -f ${join(keys, name)}`;
+    fingerprint[name] = (await $({ quiet: true })`ssh-keygen -lf ${join(keys, `${name}.pub`)}`).stdout.split(" ")[1]!;
   }
-  const pub = (await Bun.file(join(keys, "release.pub")).text()).trim().split(" ");
+  const pub = async (name: string) => (await Bun.file(join(keys, `${name}.pub`)).text()).trim().split(" ").slice(0, 2).join(" ");
   allowedSigners = join(keys, "allowed_signers");
-  await writeFile(allowedSigners, `release@runner-images namespaces="runner-images" ${pub[0]} ${pub[1]}\n`);
+  await writeFile(
+    allowedSigners,
+    [
+      `ci@runner-images namespaces="${NAMESPACE.publisher}" ${await pub("ci")}`,
+      `maintainer@runner-images namespaces="${NAMESPACE.countersignature}" ${await pub("maintainer")}`,
+      "",
+    ].join("\n"),
+  );
 });
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function dist() {
-  const d = await makeDist({ commit: MAIN_SHA });
+async function dist(commit = MAIN_SHA) {
+  const d = await makeDist({ commit });
   dirs.push(d.dir);
   return d;
 }
 
-/** Signs a dist the way publish-release does, through its --signing-key, without publishing. */
-async function sign(dir: string, key = "release") {
-  await $({ cwd: dir, quiet: true })`ssh-keygen -Y sign -q -f ${join(keys, key)} -n runner-images SHA256SUMS`;
+/** What publish-release writes into a dist for `tag`: the statement, signed with `key` (null: unsigned). */
+async function writeProvenance(dir: string, manifest: Manifest, tag: string, key: string | null = "ci") {
+  const read = (name: string) => Bun.file(join(dir, name)).bytes();
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, await read("manifest.json"), await read("SHA256SUMS"), tag)));
+  await writeFile(join(dir, STATEMENT_FILE), statement);
+  if (key) await writeFile(join(dir, `${STATEMENT_FILE}.sig`), await sign(statement, { file: join(keys, key) }, NAMESPACE.publisher));
+}
+
+async function rewriteManifest(dir: string, change: (m: Manifest) => void) {
+  const m = (await Bun.file(join(dir, "manifest.json")).json()) as Manifest;
+  change(m);
+  await writeFile(join(dir, "manifest.json"), `${JSON.stringify(m, null, 2)}\n`);
+  return m;
 }
 
 const verify = (args: string[], env: Record<string, string | undefined> = {}) =>
   runScript("verify-release.ts", ["--allowed-signers", allowedSigners, ...args], { env: cleanEnv(env) });
 
 describe("a local dist", () => {
-  test("an untouched build verifies, and its provenance is printed", async () => {
+  test("a signed build verifies, and its provenance is printed with the signer's key", async () => {
     const d = await dist();
-    await sign(d.dir);
-    const r = await verify(["--dist", d.dir, "--require-signature", "--json"]);
+    await writeProvenance(d.dir, d.manifest, "boot-dev-7-0123456789ab");
+    const r = await verify(["--dist", d.dir, "--json"]);
     expect(r.stderr).not.toContain("FAIL");
     expect(r.code).toBe(0);
+    expect(r.stderr).toContain("tag        boot-dev-7-0123456789ab (dev-prerelease, refs/tags/boot-dev-7-0123456789ab)");
     expect(r.stderr).toContain(`commit     ${MAIN_SHA}`);
     expect(r.stderr).toContain("nixpkgs    b18a4b905f8d028dc4476412e6d6891728695379 sha256-gwrPcFf/rDjHPaVflbDZ040ZDmBTRj/7+s8ZmE2SaIM=");
-    expect(r.stderr).toContain("signature  good, by release@runner-images");
+    expect(r.stderr).toContain(`signature  good, by ci@runner-images (key ${fingerprint.ci})`);
     const result = JSON.parse(r.stdout);
     expect(result.ok).toBe(true);
     expect(result.checked).toEqual(d.manifest.artifacts.map((a) => a.name));
+    expect(result.statement.subject).toEqual(d.manifest.artifacts.map((a) => ({ name: a.name, digest: { sha256: a.sha256 } })));
   });
 
   test("a tampered image is named with both hashes", async () => {
     const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     const iso = join(d.dir, "runner-x86_64.iso");
     const bytes = await Bun.file(iso).bytes();
     bytes[1000] = bytes[1000]! ^ 1;
@@ -73,47 +100,124 @@ describe("a local dist", () => {
     expect(r.stderr).toContain("error: 1 problem with dist");
   });
 
-  test("a tampered SHA256SUMS disagrees with the manifest, and breaks the signature", async () => {
+  test("a manifest edit under a good signature: the signed statement no longer matches it", async () => {
     const d = await dist();
-    await sign(d.dir);
+    await writeProvenance(d.dir, d.manifest, "boot-dev-1");
+    await rewriteManifest(d.dir, (m) => {
+      m.version = "boot-v9.9.9";
+      m.source.commit = OTHER_SHA;
+    });
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("signature  good");
+    expect(r.stderr).toMatch(/FAIL manifest\.json has SHA-256 [0-9a-f]{64}, the statement says [0-9a-f]{64}: it was changed after the statement was made/);
+    expect(r.stderr).toContain(`FAIL the statement names commit ${MAIN_SHA}, manifest.json ${OTHER_SHA}`);
+  });
+
+  test("a manifest edit with a statement rewritten to match: the signature no longer matches the statement", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-dev-1");
+    const edited = await rewriteManifest(d.dir, (m) => (m.source.commit = OTHER_SHA));
+    const signature = await Bun.file(join(d.dir, `${STATEMENT_FILE}.sig`)).bytes();
+    await writeProvenance(d.dir, edited, "boot-dev-1", null);
+    await writeFile(join(d.dir, `${STATEMENT_FILE}.sig`), signature);
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig does not match ${STATEMENT_FILE}: ${STATEMENT_FILE} was changed after signing`);
+  });
+
+  test("a manifest edit on an unsigned dist is still caught by the statement, with --allow-unsigned", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-dev-1", null);
+    await rewriteManifest(d.dir, (m) => (m.builtAt = "2020-01-01T00:00:00.000Z"));
+    const r = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("WARNING: --allow-unsigned");
+    expect(r.stderr).toContain("it was changed after the statement was made");
+  });
+
+  test("a tampered SHA256SUMS disagrees with the manifest and with the statement", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     const forged = d.manifest.artifacts.map((a) => (a.name === "initrd-x86_64" ? { ...a, sha256: "0".repeat(64) } : a));
     await writeFile(join(d.dir, "SHA256SUMS"), formatSums(forged));
     const r = await verify(["--dist", d.dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("FAIL SHA256SUMS and manifest.json disagree on the SHA-256 of initrd-x86_64");
-    expect(r.stderr).toContain("FAIL SHA256SUMS.sig does not match SHA256SUMS: the checksums were changed after signing");
+    expect(r.stderr).toMatch(/FAIL SHA256SUMS has SHA-256 [0-9a-f]{64}, the statement says [0-9a-f]{64}: it was changed after the statement was made/);
   });
 
-  test("manifest and SHA256SUMS listing different files", async () => {
+  test("a missing signature fails by default; --allow-unsigned passes and says what it skipped", async () => {
     const d = await dist();
-    const extra = [...d.manifest.artifacts, { name: "extra.img", sha256: "1".repeat(64) }];
-    await writeFile(join(d.dir, "SHA256SUMS"), formatSums(extra));
-    const r = await verify(["--dist", d.dir]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("FAIL SHA256SUMS lists extra.img, which manifest.json does not");
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", null);
+    const strict = await verify(["--dist", d.dir]);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}.sig: an unsigned release proves nothing about who built it (--allow-unsigned skips this check)`);
+    const lax = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    expect(lax.code).toBe(0);
+    expect(lax.stderr).toContain("WARNING: --allow-unsigned: provenance.intoto.json.sig is not checked, so nothing proves who made these files");
+    expect(lax.stderr).toContain("signature  NOT CHECKED (--allow-unsigned)");
+    expect(lax.stderr).toContain("UNSIGNED (--allow-unsigned)");
   });
 
-  test("a signature by a key that is not in allowed_signers", async () => {
+  test("a dist with no statement at all fails, even with --allow-unsigned", async () => {
     const d = await dist();
-    await sign(d.dir, "intruder");
+    const r = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}: nothing binds these files to a tag, a commit or a builder`);
+  });
+
+  test("a signature by a key that is not in allowed_signers names the key", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", "intruder");
     const r = await verify(["--dist", d.dir]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`FAIL SHA256SUMS.sig was not made by any key in ${allowedSigners}`);
+    expect(r.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig was made by key ${fingerprint.intruder}, which is not in ${allowedSigners}`);
     expect(r.stderr).toContain("signature  BAD");
   });
 
-  test("no signature: fine by default, fatal with --require-signature", async () => {
+  test("a maintainer's key, allowed only to countersign, cannot stand in for the publisher", async () => {
     const d = await dist();
-    const lax = await verify(["--dist", d.dir]);
-    expect(lax.code).toBe(0);
-    expect(lax.stderr).toContain("signature  none");
-    const strict = await verify(["--dist", d.dir, "--require-signature"]);
-    expect(strict.code).toBe(1);
-    expect(strict.stderr).toContain("FAIL there is no SHA256SUMS.sig and --require-signature was given");
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", "maintainer");
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`does not allow for namespace ${NAMESPACE.publisher}`);
+  });
+
+  test("an allowed_signers without a key is an error that says how to add one", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    const empty = join(keys, "empty_signers");
+    await writeFile(empty, "# no keys yet\n#   ci@runner-images namespaces=\"runner-images-provenance\" ssh-ed25519 AAAAC3Nza...\n");
+    const r = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir], { env: cleanEnv() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${empty} has no key for namespace ${NAMESPACE.publisher}, so no signature can be trusted: add the public key (echo`);
+    expect(r.stderr).toContain("--signer-fingerprint SHA256:");
+    // The repository's own allowed_signers has no key yet: the default refuses to pass too.
+    const repoDefault = await runScript("verify-release.ts", ["--dist", d.dir], { env: cleanEnv() });
+    expect(repoDefault.code).toBe(2);
+    expect(repoDefault.stderr).toContain("has no key for namespace");
+  });
+
+  test("a pinned fingerprint: trusts exactly that key, needs no allowed_signers, refuses any other", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    const empty = join(keys, "none");
+    await writeFile(empty, "");
+    const good = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir, "--signer-fingerprint", fingerprint.ci!], { env: cleanEnv() });
+    expect(good.stderr).not.toContain("FAIL");
+    expect(good.code).toBe(0);
+    expect(good.stderr).toContain(`signature  good, by pinned-key (key ${fingerprint.ci})`);
+    const other = await verify(["--dist", d.dir, "--signer-fingerprint", fingerprint.intruder!]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig was made by key ${fingerprint.ci}, not the pinned ${fingerprint.intruder}`);
+    const malformed = await verify(["--dist", d.dir, "--signer-fingerprint", "abc"]);
+    expect(malformed.code).toBe(2);
   });
 
   test("--only checks a subset; a name the manifest lacks is bad input", async () => {
     const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     await writeFile(join(d.dir, "runner-x86_64.iso"), "broken");
     const subset = await verify(["--dist", d.dir, "--only", "bzImage-x86_64", "--json"]);
     expect(subset.code).toBe(0);
@@ -123,45 +227,123 @@ describe("a local dist", () => {
     expect(unknown.stderr).toContain("--only vmlinuz: the manifest has no such file");
   });
 
-  test("--tag and --dist together, or neither, is a usage error", async () => {
+  test("bad input: --tag and --dist together or neither, a --dist that does not exist", async () => {
     expect((await verify([])).code).toBe(2);
     expect((await verify(["--dist", "x", "--tag", "latest"])).code).toBe(2);
+    const missing = await verify(["--dist", join(keys, "no-such-dir")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("does not exist");
+  });
+
+  test("--help: a usage line with the flags, the required ones marked, an Environment section, no trailing spaces", async () => {
+    const r = await runScript("verify-release.ts", ["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage:\s+\$ verify-release\.ts \[--tag <tag\|latest>\] \[--dist <dir>\] \[--server <url>\] \[--repo <owner\/name>\]/);
+    expect(r.stdout).toContain("[-- <nix arguments for --rebuild>]");
+    expect(r.stdout).toMatch(/--tag <tag\|latest>\s+Required, or --dist/);
+    expect(r.stdout).toMatch(/--dist <dir>\s+Required, or --tag/);
+    expect(r.stdout).toContain("Environment");
+    expect(r.stdout).toContain("FORGEJO_TOKEN");
+    for (const f of ["--signer-fingerprint", "--allow-unsigned", "--require-countersignature", "--rebuild", "--source", "--download"]) expect(r.stdout).toContain(f);
+    expect(r.stdout.split("\n").filter((line) => / $/.test(line))).toEqual([]);
   });
 });
 
-describe("a release published to the server", () => {
+describe("releases published to the server", () => {
   let forge: ForgejoServer;
-  let published: Awaited<ReturnType<typeof dist>>;
-  beforeAll(async () => {
-    forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } } });
-    published = await dist();
-    const r = await runScript(
-      "publish-release.ts",
-      ["--dist", published.dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"],
+  const ciKey = async () => Bun.file(join(keys, "ci")).text();
+  const publish = async (dir: string, tag: string) => {
+    const r = await runScript("publish-release.ts", ["--dist", dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, "--keep-dev", "10"], {
       // The key as a CI secret: its text in the environment, never on a command line.
-      { env: cleanEnv({ FORGEJO_TOKEN: TOKEN, RUNNER_IMAGES_SIGNING_KEY: await Bun.file(join(keys, "release")).text() }) },
-    );
-    expect(r.stderr).toContain("signed SHA256SUMS into SHA256SUMS.sig");
+      env: cleanEnv({ FORGEJO_TOKEN: TOKEN, RUNNER_IMAGES_SIGNING_KEY: await ciKey() }),
+    });
+    expect(r.stderr).toContain(`wrote ${STATEMENT_FILE} for ${tag}, signed into ${STATEMENT_FILE}.sig`);
     expect(r.code).toBe(0);
-  });
+  };
+  /** What someone with write access but without the key can do: a release of their own with copied files. */
+  const republish = async (fromDir: string, tag: string) => {
+    const api = (method: string, path: string, body?: string | Blob, type = "application/json") =>
+      fetch(`${forge.apiUrl}/repos/ops/runner-images${path}`, { method, body, headers: { authorization: `token ${TOKEN}`, "content-type": type } });
+    const created = await api("POST", "/releases", JSON.stringify({ tag_name: tag, target_commitish: MAIN_SHA, name: tag }));
+    expect(created.status).toBe(201);
+    const id = ((await created.json()) as { id: number }).id;
+    for (const name of await readdir(fromDir)) {
+      const up = await api("POST", `/releases/${id}/assets?name=${name}`, Bun.file(join(fromDir, name)), "application/octet-stream");
+      expect(up.status).toBe(201);
+    }
+  };
+  let release: Awaited<ReturnType<typeof dist>>;
+  let dev: Awaited<ReturnType<typeof dist>>;
+
+  beforeAll(async () => {
+    forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } }, commits: [OTHER_SHA] });
+    release = await dist();
+    await publish(release.dir, "boot-v1.0.0");
+    dev = await makeDist({ commit: MAIN_SHA, flavour: "dev" });
+    dirs.push(dev.dir);
+    await publish(dev.dir, "boot-dev-5-0123456789ab");
+  }, 60_000);
   afterAll(() => forge.stop());
 
-  const remote = (tag: string, more: string[] = []) => verify(["--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, ...more]);
+  const remote = (tag: string, more: string[] = [], env: Record<string, string | undefined> = {}) =>
+    verify(["--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, ...more], env);
 
-  test("verifies end to end, anonymously, with the signature; `latest` names the same release", async () => {
-    const assets = forge.state().releases[0]!.assets.map((a) => a.name);
-    expect(assets).toContain("SHA256SUMS.sig");
+  test("verifies end to end, anonymously; `latest` names the same release", async () => {
+    const assets = forge.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.assets.map((a) => a.name);
+    expect(assets).toContain(STATEMENT_FILE);
+    expect(assets).toContain(`${STATEMENT_FILE}.sig`);
+    const from = forge.requests.length;
     for (const tag of ["boot-v1.0.0", "latest"]) {
-      const r = await remote(tag, ["--require-signature"]);
+      const r = await remote(tag);
       expect(r.stderr).not.toContain("FAIL");
       expect(r.code).toBe(0);
-      expect(r.stderr).toContain("verified: 4 files match the manifest, and its checksums are signed");
+      expect(r.stderr).toContain("verified: 4 files match the statement, signed by ci@runner-images");
     }
-    expect(forge.requests.filter((q) => q.path.includes("/releases/download/")).every((q) => !q.auth)).toBe(true);
+    // Anonymously: verify made requests (the look-ups and every download), none with credentials.
+    const made = forge.requests.slice(from);
+    expect(made.length).toBeGreaterThanOrEqual(2 * assets.length);
+    expect(made.filter((q) => q.auth)).toEqual([]);
+  });
+
+  test("a signed dev prerelease re-published as a boot-v release is refused", async () => {
+    await republish(dev.dir, "boot-v2.0.0");
+    const r = await remote("boot-v2.0.0");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("signature  good");
+    expect(r.stderr).toContain("FAIL the signed statement is for boot-dev-5-0123456789ab, not boot-v2.0.0: these files were published under another tag");
+  });
+
+  test("a release re-tagged under another name is refused", async () => {
+    await republish(release.dir, "boot-v1.0.1");
+    const r = await remote("boot-v1.0.1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("FAIL the signed statement is for boot-v1.0.0, not boot-v1.0.1: these files were published under another tag");
+  });
+
+  test("a git tag moved to another commit is refused", async () => {
+    forge.pushTag("boot-v1.0.0", OTHER_SHA);
+    try {
+      const r = await remote("boot-v1.0.0");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`FAIL the git tag boot-v1.0.0 is at ${OTHER_SHA} on the server, the signed statement says ${MAIN_SHA}: the tag was moved`);
+    } finally {
+      forge.pushTag("boot-v1.0.0", MAIN_SHA);
+    }
+  });
+
+  test("a signature deleted from the release fails", async () => {
+    await republish(release.dir, "boot-v1.0.2");
+    const r0 = forge.state().releases.find((r) => r.tagName === "boot-v1.0.2")!;
+    const sig = r0.assets.find((a) => a.name === `${STATEMENT_FILE}.sig`)!;
+    const del = await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${r0.id}/assets/${sig.id}`, { method: "DELETE", headers: { authorization: `token ${TOKEN}` } });
+    expect(del.status).toBe(204);
+    const r = await remote("boot-v1.0.2");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}.sig`);
   });
 
   test("bytes swapped on the server behind its back are caught: the server is not trusted", async () => {
-    const asset = forge.state().releases[0]!.assets.find((a) => a.name === "bzImage-x86_64")!;
+    const asset = forge.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.assets.find((a) => a.name === "bzImage-x86_64")!;
     const original = await Bun.file(asset.path).bytes();
     const swapped = original.slice();
     swapped[0] = swapped[0]! ^ 0xff;
@@ -175,22 +357,82 @@ describe("a release published to the server", () => {
     }
   });
 
-  test("an extra asset on the release is named", async () => {
-    const id = forge.state().releases[0]!.id;
-    const up = await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${id}/assets?name=surprise.bin`, {
-      method: "POST",
-      headers: { authorization: `token ${TOKEN}`, "content-type": "application/octet-stream" },
-      body: "x",
-    });
-    expect(up.status).toBe(201);
-    const r = await remote("boot-v1.0.0");
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("FAIL surprise.bin is on the release but not in the manifest");
+  test("--download writes the verified files, and nothing when verification fails", async () => {
+    const out = join(keys, "mirror");
+    const r = await remote("boot-v1.0.0", ["--download", out]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`wrote the verified files to ${out}`);
+    const names = (await readdir(out)).sort();
+    expect(names).toEqual([...release.manifest.artifacts.map((a) => a.name), "SHA256SUMS", "manifest.json", STATEMENT_FILE, `${STATEMENT_FILE}.sig`].sort());
+    for (const name of names) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
+    // The same mirror directory, verified again offline as a dist.
+    expect((await verify(["--dist", out])).code).toBe(0);
+    // A countersignature a previous release left in the mirror does not survive the next download.
+    await writeFile(join(out, `${STATEMENT_FILE}.countersig`), "stale");
+    expect((await remote("boot-v1.0.0", ["--download", out])).code).toBe(0);
+    expect(await Bun.file(join(out, `${STATEMENT_FILE}.countersig`)).exists()).toBe(false);
+
+    const refused = join(keys, "refused-mirror");
+    await republish(release.dir, "boot-v1.0.3");
+    const bad = await remote("boot-v1.0.3", ["--download", refused]);
+    expect(bad.code).toBe(1);
+    expect(await readdir(refused)).toEqual([]);
   });
 
-  test("a release that does not exist", async () => {
-    const r = await remote("boot-v9.9.9");
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("has no release boot-v9.9.9");
+  test("the maintainer countersignature: required by a flag, made offline, uploaded, checked", async () => {
+    const required = await remote("boot-v1.0.0", ["--require-countersignature"]);
+    expect(required.code).toBe(1);
+    expect(required.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}.countersig (--require-countersignature)`);
+
+    // Download and verify, countersign offline, upload the extra signature (docs: "Signing releases").
+    const work = join(keys, "countersign");
+    expect((await remote("boot-v1.0.0", ["--download", work])).code).toBe(0);
+    const statement = join(work, STATEMENT_FILE);
+    const countersig = (await $({ quiet: true, input: await Bun.file(statement).text() })`ssh-keygen -Y sign -q -f ${join(keys, "maintainer")} -n ${NAMESPACE.countersignature}`).stdout;
+    const id = forge.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.id;
+    const upload = async (body: string) => {
+      const up = await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${id}/assets?name=${STATEMENT_FILE}.countersig`, {
+        method: "POST", body, headers: { authorization: `token ${TOKEN}`, "content-type": "application/octet-stream" },
+      });
+      expect(up.status).toBe(201);
+      return ((await up.json()) as { id: number }).id;
+    };
+    const good = await upload(countersig);
+    const r = await remote("boot-v1.0.0", ["--require-countersignature"]);
+    expect(r.stderr).not.toContain("FAIL");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`countersig good, by maintainer@runner-images (key ${fingerprint.maintainer})`);
+    const pinned = await remote("boot-v1.0.0", ["--require-countersignature", "--countersigner-fingerprint", fingerprint.ci!]);
+    expect(pinned.code).toBe(1);
+
+    // The CI key cannot make a countersignature: a CI signature is no maintainer's.
+    await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${id}/assets/${good}`, { method: "DELETE", headers: { authorization: `token ${TOKEN}` } });
+    const byCi = (await $({ quiet: true, input: await Bun.file(statement).text() })`ssh-keygen -Y sign -q -f ${join(keys, "ci")} -n ${NAMESPACE.countersignature}`).stdout;
+    await upload(byCi);
+    const forged = await remote("boot-v1.0.0", ["--require-countersignature"]);
+    expect(forged.code).toBe(1);
+    expect(forged.stderr).toContain(`whose key ${allowedSigners} does not allow for namespace ${NAMESPACE.countersignature} (--require-countersignature)`);
+  });
+
+  test("no such repository, a private repository without a token, and no such release are told apart", async () => {
+    const noRepo = await verify(["--server", forge.url, "--repo", "ops/nothing-here", "--tag", "boot-v1.0.0"]);
+    expect(noRepo.code).toBe(1);
+    expect(noRepo.stderr).toContain("has no public repository ops/nothing-here: check --repo; if it is private, give a read token");
+    const noRelease = await remote("boot-v9.9.9");
+    expect(noRelease.code).toBe(1);
+    expect(noRelease.stderr).toContain("ops/runner-images on");
+    expect(noRelease.stderr).toContain("has no release boot-v9.9.9");
+
+    const hidden = await startForgejo({ private: true, tokens: { [TOKEN]: { user: "ops", access: "read" } } });
+    try {
+      const anonymous = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"]);
+      expect(anonymous.code).toBe(1);
+      expect(anonymous.stderr).toContain("if it is private, give a read token (FORGEJO_TOKEN or --token-file)");
+      const withToken = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: TOKEN });
+      expect(withToken.code).toBe(1);
+      expect(withToken.stderr).toContain("has no release boot-v1.0.0");
+    } finally {
+      await hidden.stop();
+    }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * TypeScript shapes of the Forgejo API objects the publisher uses, mirroring the swagger
- * definitions in ../shared/reference/forgejo-openapi-extract.json (Forgejo 505ab87, v14 dev).
+ * definitions in tests/fixtures/forgejo-openapi-extract.json (Forgejo 505ab87, v14 dev).
  *
  * Only fields the swagger declares, plus `User.username`, which Forgejo writes although the
  * swagger omits it (modules/structs/user.go MarshalJSON). Timestamps (`format: date-time`) are

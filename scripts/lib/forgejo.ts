@@ -5,9 +5,9 @@
  * The token is sent only to the configured origin and never across a redirect: API calls refuse
  * redirects outright, downloads follow them by hand and drop the token when the origin changes.
  */
-import { Failure } from "./cli.ts";
+import { Failure, UsageError } from "./cli.ts";
 import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./forgejo-types.ts";
-import { backoffMs, explainNetworkError, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
+import { FirstContactTimeout, backoffMs, explainNetworkError, isLoopback, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
 import type { FileDigest } from "./hash.ts";
 import { debug, say } from "./log.ts";
 import { SMALL_FILE_LIMIT } from "./manifest.ts";
@@ -26,9 +26,19 @@ export class HttpError extends Failure {
     /** "json" when Forgejo itself answered; "html" usually means a reverse proxy did. */
     readonly bodyKind: "json" | "html" | "other",
     readonly serverMessage: string,
+    /** The Retry-After header, for a caller that retries (uploads). */
+    readonly retryAfter: string | null = null,
   ) {
     super(message);
   }
+}
+
+/** A whole API answer: status, headers and the body text, read inside the retried attempt. */
+export interface Answer {
+  status: number;
+  ok: boolean;
+  headers: Headers;
+  text: string;
 }
 
 export interface ClientOptions {
@@ -54,6 +64,8 @@ export class ForgejoClient {
   readonly repoApi: string;
   /** Counters for the summary and for --json: API calls made, bytes sent and received. */
   readonly stats = { calls: 0, bytesUploaded: 0, bytesDownloaded: 0 };
+  /** The server has answered at least once: from then on, network failures are retried. */
+  answered = false;
 
   constructor(readonly options: ClientOptions) {
     this.origin = new URL(options.server).origin;
@@ -75,30 +87,32 @@ export class ForgejoClient {
   async call<T>(method: string, path: string, options: CallOptions & { allow404: true }): Promise<T | null>;
   async call<T>(method: string, path: string, options: CallOptions & { allow404?: false }): Promise<T>;
   async call<T>(method: string, path: string, options: CallOptions & { allow404?: boolean }): Promise<T | null> {
-    const { response } = await this.send(method, path, options);
-    if (response.status === 404 && options.allow404) {
-      await response.body?.cancel();
-      return null;
-    }
-    if (!response.ok) throw await this.httpError(response, method, path, options.what);
-    const text = await response.text();
-    return (text ? JSON.parse(text) : null) as T;
+    const answer = await this.send(method, path, options);
+    if (answer.status === 404 && options.allow404) return null;
+    if (!answer.ok) throw this.httpError(answer, method, path, options.what);
+    return (answer.text ? JSON.parse(answer.text) : null) as T;
   }
 
   /** Pages through a list endpoint: 50 a page (Forgejo clamps larger limits), until no rel="next". */
   async *list<T>(path: string, query: Record<string, string | number | boolean>, what: string): AsyncGenerator<T> {
     for (let page = 1; ; page++) {
-      const { response } = await this.send("GET", path, { query: { ...query, page, limit: 50 }, idempotent: true, what });
-      if (!response.ok) throw await this.httpError(response, "GET", path, what);
-      const items = (await response.json()) as T[];
+      const answer = await this.send("GET", path, { query: { ...query, page, limit: 50 }, idempotent: true, what });
+      if (!answer.ok) throw this.httpError(answer, "GET", path, what);
+      const items = JSON.parse(answer.text) as T[];
       yield* items;
-      const link = response.headers.get("link") ?? "";
+      const link = answer.headers.get("link") ?? "";
       if (!/rel="next"/.test(link) || items.length === 0) return;
     }
   }
 
-  private async send(method: string, path: string, options: CallOptions): Promise<{ response: Response }> {
-    const url = new URL(`${this.repoApi}${path}`);
+  /**
+   * Sends one API request and reads its whole answer (API answers are small); a connection cut
+   * while the body is read is a failed attempt like any other. Retries what a retry can fix, but
+   * never on first contact: a server that has not answered once is down or wrong, and saying so
+   * at once beats minutes of retries.
+   */
+  private async send(method: string, path: string, options: CallOptions): Promise<Answer> {
+    const url = new URL(path.startsWith("/api/") ? `${this.options.server}${path}` : `${this.repoApi}${path}`);
     for (const [k, v] of Object.entries(options.query ?? {})) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: "application/json", ...this.authHeaders() };
     let body: string | undefined;
@@ -109,20 +123,27 @@ export class ForgejoClient {
     const { tuning } = this.options;
     for (let attempt = 0; ; attempt++) {
       this.stats.calls++;
+      const firstContact = !this.answered;
+      const limit = firstContact ? tuning.connectMs : tuning.timeoutMs;
       let response: Response;
+      let text: string;
       try {
-        response = await fetch(url, { method, headers, body, redirect: "manual", signal: AbortSignal.timeout(tuning.timeoutMs) });
+        response = await fetch(url, { method, headers, body, redirect: "manual", signal: AbortSignal.timeout(limit) });
+        this.answered = true;
+        text = await response.text();
       } catch (error) {
-        const failure = explainNetworkError(error, options.what, this.origin);
-        if (failure.transient && attempt < tuning.retries) {
-          await this.pause(attempt + 1, `${method} ${path}: ${failure.code}`);
+        const timedOut = (error as Error)?.name === "TimeoutError";
+        const reason = firstContact && timedOut ? new FirstContactTimeout(limit / 1000) : error;
+        const failure = explainNetworkError(reason, options.what, this.origin, !firstContact);
+        if (failure.transient && !firstContact && attempt < tuning.retries) {
+          await this.pause(attempt + 1, failure.message);
           continue;
         }
         throw failure;
       }
       debug(`${method} ${url.pathname}${url.search} -> ${response.status}`);
+      const answer: Answer = { status: response.status, ok: response.ok, headers: response.headers, text };
       if (response.status >= 300 && response.status < 400) {
-        await response.body?.cancel();
         throw new HttpError(
           `${options.what}: ${this.origin} redirected to ${response.headers.get("location") ?? "elsewhere"} (${response.status}); give the final URL as --server (the token is never sent across a redirect)`,
           response.status,
@@ -131,25 +152,30 @@ export class ForgejoClient {
         );
       }
       if (retryableStatus(response.status, options.idempotent) && attempt < tuning.retries) {
-        const wait = response.headers.get("retry-after");
-        await response.body?.cancel();
-        await this.pause(attempt + 1, `${method} ${path}: ${response.status}`, wait);
+        await this.pause(attempt + 1, `${options.what}: ${response.status}`, response.headers.get("retry-after"));
         continue;
       }
-      return { response };
+      return answer;
     }
   }
 
+  /** Waits before another attempt; the line says what was being done and why it is repeated. */
   async pause(attempt: number, why: string, retryAfter?: string | null): Promise<void> {
     const wait = backoffMs(attempt, this.options.tuning.retryBaseMs, retryAfter);
     say(`retrying in ${(wait / 1000).toFixed(1)} s (${why}, attempt ${attempt} of ${this.options.tuning.retries})`);
     await Bun.sleep(wait);
   }
 
-  /** Reads the error body (JSON from Forgejo, HTML from a proxy) and says what to fix. */
-  async httpError(response: Response, method: string, path: string, what: string): Promise<HttpError> {
-    const type = response.headers.get("content-type") ?? "";
+  /** Reads a whole answer; a cut-off body gives what arrived (for error messages only). */
+  static async answerOf(response: Response): Promise<Answer> {
     const text = await response.text().catch(() => "");
+    return { status: response.status, ok: response.ok, headers: response.headers, text };
+  }
+
+  /** Reads the error body (JSON from Forgejo, HTML from a proxy) and says what to fix. */
+  httpError(answer: Answer, method: string, path: string, what: string): HttpError {
+    const type = answer.headers.get("content-type") ?? "";
+    const text = answer.text;
     const kind = type.includes("json") ? "json" : type.includes("html") ? "html" : "other";
     let serverMessage = "";
     if (kind === "json") {
@@ -160,10 +186,14 @@ export class ForgejoClient {
       }
     }
     const said = serverMessage ? ` ("${serverMessage}")` : "";
-    const status = response.status;
+    const status = answer.status;
     let hint: string;
     if (status === 401) {
       hint = "the token is missing, expired or revoked; set FORGEJO_TOKEN or --token-file to a token with the write:repository scope";
+    } else if (status === 403 && /scope/i.test(serverMessage)) {
+      // A token's scopes are checked per route, apart from the user's access: a read-scoped
+      // token of a write user reads `push: true` and is refused only here (§15a).
+      hint = "the token lacks the write:repository scope (its user may write, the token may not); create a token with write:repository";
     } else if (status === 403) {
       hint = `the token may not do this; it needs the write:repository scope and write access to ${this.repoName}'s releases`;
     } else if (status === 404) {
@@ -177,7 +207,29 @@ export class ForgejoClient {
     } else {
       hint = `the server answered ${method} ${path} with ${status}`;
     }
-    return new HttpError(`${what}: ${status}${said}: ${hint}`, status, kind, serverMessage);
+    return new HttpError(`${what}: ${status}${said}: ${hint}`, status, kind, serverMessage, answer.headers.get("retry-after"));
+  }
+
+  /**
+   * First contact: GET /api/v1/version. A --server that is not a Forgejo API root (the
+   * repository's web page, or the API URL itself) is named here, before --repo is blamed for a
+   * 404. Bad input (UsageError) when nothing there speaks the API.
+   */
+  async probe(): Promise<void> {
+    const answer = await this.send("GET", "/api/v1/version", { idempotent: true, what: `contacting ${this.options.server}` });
+    let version: unknown;
+    try {
+      version = (JSON.parse(answer.text) as { version?: unknown }).version;
+    } catch {
+      version = undefined;
+    }
+    if (answer.ok && typeof version === "string") return;
+    // Any other refusal came from the API itself (401: a bad token): it is there, and says why.
+    if (!answer.ok && answer.status !== 404) throw this.httpError(answer, "GET", "/api/v1/version", `contacting ${this.options.server}`);
+    const server = this.options.server;
+    const origin = new URL(server).origin;
+    const guess = server !== origin ? ` did you mean --server ${origin}? (give a sub-path only when Forgejo itself is served under one)` : "";
+    throw new UsageError(`--server ${server}: no Forgejo API at ${server}/api/v1 (${answer.status});${guess}`);
   }
 
   // --- the endpoints the publisher uses (forgejo-release-api.md §2) ---
@@ -211,22 +263,20 @@ export class ForgejoClient {
 
   /** Creates a release; null on 409 (one exists already, e.g. made by a concurrent run). */
   async createRelease(option: CreateReleaseOption): Promise<Release | null> {
-    const { response } = await this.send("POST", "/releases", { json: option, idempotent: false, what: `creating release ${option.tag_name}` });
-    if (response.status === 409) {
-      await response.body?.cancel();
-      return null;
-    }
-    if (response.status === 422) {
-      const error = await this.httpError(response, "POST", "/releases", `creating release ${option.tag_name}`);
+    const what = `creating release ${option.tag_name}`;
+    const answer = await this.send("POST", "/releases", { json: option, idempotent: false, what });
+    if (answer.status === 409) return null;
+    if (answer.status === 422) {
+      const error = this.httpError(answer, "POST", "/releases", what);
       throw new HttpError(
-        `creating release ${option.tag_name}: 422${error.serverMessage ? ` ("${error.serverMessage}")` : ""}: the tag is protected and this token may not create it (the Actions token never can); push the tag first (git push origin ${option.tag_name}) or publish with a personal token`,
+        `${what}: 422${error.serverMessage ? ` ("${error.serverMessage}")` : ""}: the tag is protected and this token may not create it (the Actions token never can); push the tag first (git push origin ${option.target_commitish ?? "<commit>"}:refs/tags/${option.tag_name}) or publish with a personal token`,
         422,
         error.bodyKind,
         error.serverMessage,
       );
     }
-    if (!response.ok) throw await this.httpError(response, "POST", "/releases", `creating release ${option.tag_name}`);
-    return (await response.json()) as Release;
+    if (!answer.ok) throw this.httpError(answer, "POST", "/releases", what);
+    return JSON.parse(answer.text) as Release;
   }
 
   editRelease(id: number, option: EditReleaseOption, what: string): Promise<Release> {
@@ -256,6 +306,17 @@ export class ForgejoClient {
     return this.call<Tag>("GET", `/tags/${encodeURIComponent(name)}`, { idempotent: true, allow404: true, what: `looking up tag ${name}` });
   }
 
+  /** Whether the server's repository has this commit (GET /git/commits/{sha}; 404 when git has no such object). */
+  async hasCommit(sha: string): Promise<boolean> {
+    const found = await this.call<{ sha: string }>("GET", `/git/commits/${sha}`, {
+      query: { stat: false, verification: false, files: false },
+      idempotent: true,
+      allow404: true,
+      what: `looking up commit ${sha.slice(0, 12)}`,
+    });
+    return found !== null;
+  }
+
   async deleteTag(name: string): Promise<void> {
     await this.call("DELETE", `/tags/${encodeURIComponent(name)}`, { idempotent: true, allow404: true, what: `deleting tag ${name}` });
   }
@@ -267,11 +328,13 @@ export class ForgejoClient {
 
   /**
    * Streams a download through `onChunk` without holding it in memory. Redirects (e.g. to object
-   * storage) are followed by hand; the token goes only to this server's origin. Fails on a stall,
+   * storage) are followed by hand, and only to https, to plain http on loopback, or back to this
+   * server: never to another scheme (a `file:` URL would read this machine's files) and never
+   * down to plain http elsewhere. The token goes only to this server's origin. Fails on a stall,
    * not on total time. Returns the number of bytes received.
    */
   async download(url: string, what: string, onChunk: (chunk: Uint8Array) => void): Promise<number> {
-    let target = new URL(url);
+    let target = this.followable(url, what);
     for (let hop = 0; hop < 5; hop++) {
       const guard = stallGuard(this.options.tuning.stallMs);
       const headers = target.origin === this.origin ? this.authHeaders() : {};
@@ -280,10 +343,10 @@ export class ForgejoClient {
         const response = await fetch(target, { headers, redirect: "manual", signal: guard.signal });
         if (response.status >= 300 && response.status < 400 && response.headers.get("location")) {
           await response.body?.cancel();
-          target = new URL(response.headers.get("location")!, target);
+          target = this.followable(new URL(response.headers.get("location")!, target).href, what);
           continue;
         }
-        if (!response.ok) throw await this.httpError(response, "GET", target.pathname, what);
+        if (!response.ok) throw this.httpError(await ForgejoClient.answerOf(response), "GET", target.pathname, what);
         let received = 0;
         for await (const chunk of response.body ?? []) {
           guard.touch();
@@ -294,12 +357,27 @@ export class ForgejoClient {
         return received;
       } catch (error) {
         if (error instanceof Failure) throw error;
-        throw explainNetworkError(guard.signal.aborted ? guard.signal.reason : error, what, target.origin);
+        throw explainNetworkError(guard.signal.aborted ? guard.signal.reason : error, what, target.origin, this.answered && target.origin === this.origin);
       } finally {
         guard.stop();
       }
     }
     throw new Failure(`${what}: more than 5 redirects`);
+  }
+
+  /** A URL a download may fetch (see download); a Failure naming it otherwise. */
+  private followable(raw: string, what: string): URL {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new Failure(`${what}: the server gave ${raw}, which is not a URL`);
+    }
+    const ok = url.protocol === "https:" || (url.protocol === "http:" && (isLoopback(url) || url.origin === this.origin));
+    if (!ok) {
+      throw new Failure(`${what}: refusing to fetch ${url.protocol}//${url.host}${url.pathname}: downloads go only to https:// (or plain http on loopback or to ${this.origin} itself)`);
+    }
+    return url;
   }
 
   /** Streams a download through SHA-256; nothing is kept. */

@@ -7,7 +7,12 @@ import { Failure } from "./cli.ts";
 
 /** Tuning, overridable from the environment (tests use short values). */
 export interface HttpTuning {
-  /** Limit for one ordinary API call, ms. */
+  /**
+   * First contact: how long a server may take to start answering before it counts as down, ms.
+   * Short, and never retried: a server that never answered is named at once, not after minutes.
+   */
+  connectMs: number;
+  /** Limit for one ordinary API call to a server that has answered before, ms. */
   timeoutMs: number;
   /** An upload or download fails when no byte moved for this long, ms. */
   stallMs: number;
@@ -26,6 +31,7 @@ export function tuningFromEnv(env: Record<string, string | undefined> = process.
     return value;
   };
   return {
+    connectMs: read("RUNNER_IMAGES_CONNECT_TIMEOUT", 10) * 1000,
     timeoutMs: read("RUNNER_IMAGES_HTTP_TIMEOUT", 60) * 1000,
     stallMs: read("RUNNER_IMAGES_STALL_TIMEOUT", 120) * 1000,
     retries: read("RUNNER_IMAGES_RETRIES", 5),
@@ -72,10 +78,26 @@ export class NetworkError extends Failure {
   }
 }
 
-/** Turns what fetch threw into a NetworkError whose message says what to check. */
-export function explainNetworkError(error: unknown, what: string, origin: string): NetworkError {
+/** Codes of a connection that broke after it was made: the runtime's own text says no more. */
+const CUT_OFF = new Set(["ECONNRESET", "EPIPE", "ConnectionClosed", "ECONNABORTED", "UND_ERR_SOCKET"]);
+
+/**
+ * Turns what fetch (or reading its body) threw into a NetworkError whose message says what to
+ * check. The runtime's own message never reaches the operator: only its code does.
+ */
+export function explainNetworkError(error: unknown, what: string, origin: string, answeredBefore = false): NetworkError {
   const e = error as { name?: string; code?: string | number; message?: string };
   const code = typeof e?.code === "string" ? e.code : e?.name ?? "unknown";
+  if (code === "ECONNREFUSED" && answeredBefore) {
+    return new NetworkError(`${what}: connection to ${origin} refused, though it answered earlier in this run: is Forgejo restarting or gone?`, code, true);
+  }
+  if (error instanceof FirstContactTimeout) {
+    return new NetworkError(
+      `${what}: ${origin} accepted the connection but did not answer within ${error.seconds} s; is --server right and the server up? (RUNNER_IMAGES_CONNECT_TIMEOUT sets the wait)`,
+      "ETIMEDOUT",
+      true,
+    );
+  }
   if (code === "ECONNREFUSED") {
     return new NetworkError(`${what}: connection to ${origin} refused; is --server right and the server up?`, code, true);
   }
@@ -95,10 +117,18 @@ export function explainNetworkError(error: unknown, what: string, origin: string
   if (e?.name === "TimeoutError" || e?.name === "AbortError" || e instanceof StallError) {
     return new NetworkError(`${what}: ${e instanceof StallError ? e.message : "timed out"} talking to ${origin}`, "ETIMEDOUT", true);
   }
-  return new NetworkError(`${what}: network error talking to ${origin} (${code}: ${e?.message ?? String(error)})`, code, true);
+  if (CUT_OFF.has(code)) return new NetworkError(`${what}: the connection to ${origin} was cut off (${code})`, code, true);
+  return new NetworkError(`${what}: network error talking to ${origin} (${code})`, code, true);
 }
 
 export class StallError extends Error {}
+
+/** The first request to a server got no answer within the connect timeout. */
+export class FirstContactTimeout extends Error {
+  constructor(readonly seconds: number) {
+    super(`no answer within ${seconds} s`);
+  }
+}
 
 /**
  * A watchdog for long transfers: `signal` aborts when `touch()` has not been called for `ms`.

@@ -27,9 +27,14 @@ export function isDebug(): boolean {
   return debugEnabled;
 }
 
-/** One line for the operator, on stderr. */
+/** A progress line drawn in place on the terminal and not yet ended with a newline. */
+let barOpen = false;
+
+/** One line for the operator, on stderr; an open progress line is ended first, never glued to. */
 export function say(line: string): void {
-  process.stderr.write(`${redact(line)}\n`);
+  const end = barOpen ? "\n" : "";
+  barOpen = false;
+  process.stderr.write(`${end}${redact(line)}\n`);
 }
 
 /** Detail only shown with --debug. */
@@ -68,20 +73,25 @@ export function progress(label: string, total: number): Progress {
   const tty = process.stderr.isTTY === true;
   const started = performance.now();
   let lastTenth = -1;
-  let lastDraw = 0;
+  let lastDraw = Number.NEGATIVE_INFINITY; // the first update draws at once
   const line = (done: number) => {
     const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
     const secs = (performance.now() - started) / 1000;
     const rate = secs > 0 ? `${formatBytes(done / secs)}/s` : "";
     return `${label}: ${pct}% of ${formatBytes(total)} ${rate}`.trimEnd();
   };
-  return {
+  let finished = false;
+  const bar: Progress = {
     update(done) {
+      if (finished) return;
+      // The last byte ends the line: callers need not remember finish().
+      if (done >= total) return bar.finish();
       if (tty) {
         const now = performance.now();
-        if (now - lastDraw < 100 && done < total) return;
+        if (now - lastDraw < 100) return;
         lastDraw = now;
         process.stderr.write(`\r\x1b[2K${redact(line(done))}`);
+        barOpen = true;
         return;
       }
       const tenth = total > 0 ? Math.floor((done / total) * 10) : 10;
@@ -91,8 +101,13 @@ export function progress(label: string, total: number): Progress {
       }
     },
     finish() {
-      if (tty) process.stderr.write(`\r\x1b[2K${redact(line(total))}\n`);
-      else if (lastTenth < 10) say(line(total));
+      if (finished) return;
+      finished = true;
+      if (tty) {
+        process.stderr.write(`\r\x1b[2K${redact(line(total))}\n`);
+        barOpen = false;
+      } else if (lastTenth < 10) say(line(total));
     },
   };
+  return bar;
 }

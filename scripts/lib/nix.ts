@@ -28,7 +28,7 @@ function firstError(stderr: string): string {
 /** Fails unless a nix that can evaluate and build flakes is on PATH. */
 export async function checkNix(): Promise<NixInfo> {
   if (!Bun.which("nix")) {
-    throw new Failure("nix is not on PATH: install Nix 2.4 or later (Debian: apt install nix-bin) or run inside `nix develop`");
+    throw new Failure("nix is not on PATH: install Nix 2.4 or later (Debian: apt install nix-bin; elsewhere https://nixos.org/download)");
   }
   const probe = await $({ quiet: true, nothrow: true })`nix eval ${FLAKES} --impure --json --expr ${
     "{ version = builtins.nixVersion; system = builtins.currentSystem; flakes = builtins ? getFlake; }"
@@ -150,7 +150,7 @@ export async function nixBuild(
 }
 
 /** One evaluation: each target's derivation path and "out" path, in the targets' order. */
-async function evalTargets(
+export async function evalTargets(
   flake: string,
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],

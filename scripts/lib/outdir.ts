@@ -1,21 +1,29 @@
 /**
  * The --out directory of a build. Files are collected in a hidden staging directory next to it
  * and renamed into place only when everything is written, so a failed or interrupted build never
- * leaves a directory that looks like a complete dist.
+ * leaves a directory that looks like a complete dist; a previous dist stays untouched until then,
+ * so a failed rebuild leaves the last good one.
  *
  * Replacing is only ever done to a previous dist (a directory holding nothing but what a
  * manifest lists): `--out .` or `--out ~` is refused rather than emptied.
  */
 import { rmSync } from "node:fs";
-import { chmod, mkdtemp, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { UsageError } from "./cli.ts";
 import { MANIFEST_FILE, SUMS_FILE, readManifest } from "./manifest.ts";
+import { STATEMENT_FILE } from "./provenance.ts";
+import { COUNTERSIGNATURE_FILE, STATEMENT_SIGNATURE_FILE } from "./signing.ts";
 
 const stagingPrefix = (out: string) => `.${basename(out)}.partial-`;
+/** Where commit() puts the previous dist for the moment between its two renames. */
+const previousPrefix = (out: string) => `.${basename(out)}.previous-`;
 
-/** Files a dist may hold besides its artifacts (a signature is added by signing). */
-const DIST_EXTRAS = [MANIFEST_FILE, SUMS_FILE, `${SUMS_FILE}.sig`];
+/**
+ * Files a dist may hold besides its artifacts: publishing adds the provenance statement and its
+ * signatures; SHA256SUMS.sig is what releases before the statement had.
+ */
+const DIST_EXTRAS = [MANIFEST_FILE, SUMS_FILE, `${SUMS_FILE}.sig`, STATEMENT_FILE, STATEMENT_SIGNATURE_FILE, COUNTERSIGNATURE_FILE];
 
 /** Validates --out before any work: absent, empty, or a previous dist. */
 export async function checkOutDir(out: string): Promise<string> {
@@ -47,18 +55,19 @@ export interface Staging {
 }
 
 /**
- * Clears a previous dist (so a failure leaves nothing that looks complete), removes staging
- * directories that killed runs left behind, and creates a fresh staging directory, removed again
- * unless it is committed.
+ * Removes staging directories that killed runs left behind and creates a fresh one, removed again
+ * unless it is committed. A previous dist is left alone until commit().
  */
 export async function startStaging(out: string): Promise<Staging> {
   const parent = dirname(out);
+  const outExists = Boolean(await stat(out).catch(() => null));
   for (const entry of await readdir(parent)) {
     if (entry.startsWith(stagingPrefix(out))) await rm(join(parent, entry), { recursive: true, force: true });
-  }
-  if (await stat(out).catch(() => null)) {
-    for (const entry of await readdir(out)) await rm(join(out, entry), { force: true });
-    await rmdir(out);
+    // A run killed between the two renames of commit(): the previous dist is put back.
+    else if (entry.startsWith(previousPrefix(out))) {
+      if (outExists) await rm(join(parent, entry), { recursive: true, force: true });
+      else await rename(join(parent, entry), out);
+    }
   }
   const dir = await mkdtemp(join(parent, stagingPrefix(out)));
   await chmod(dir, 0o755); // mkdtemp makes it private; a dist is meant to be read and served
@@ -71,8 +80,14 @@ export async function startStaging(out: string): Promise<Staging> {
   return {
     dir,
     async commit() {
+      // The previous dist (checkOutDir allowed only that) moves aside, the new one into place,
+      // then the old one goes: at every moment one complete dist exists.
+      const aside = `${join(parent, previousPrefix(out))}${basename(dir).slice(stagingPrefix(out).length)}`;
+      const replacing = Boolean(await stat(out).catch(() => null));
+      if (replacing) await rename(out, aside);
       await rename(dir, out);
       committed = true;
+      if (replacing) await rm(aside, { recursive: true, force: true });
     },
   };
 }

@@ -11,10 +11,11 @@ import { pushedReleaseTag, type CiEnv } from "./ci.ts";
 import { isLoopback } from "./http.ts";
 import { addSecret } from "./log.ts";
 import type { Manifest } from "./manifest.ts";
+import { DEV_TAG_PREFIX, isDevTag, tagProblem } from "./tags.ts";
 
 /** The flags that say which server and repository, shared by publish and verify. */
 export const SERVER_FLAGS: Flag[] = [
-  { name: "server", value: "url", description: "Forgejo server (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
+  { name: "server", value: "url", description: "Forgejo server, e.g. https://forge.example (default: FORGEJO_SERVER_URL, then GITHUB_SERVER_URL)" },
   { name: "repo", value: "owner/name", description: "Repository (default: FORGEJO_REPOSITORY/GITHUB_REPOSITORY, then the origin remote)" },
   { name: "insecure-http", description: "Allow a plain http:// server that is not on loopback" },
 ];
@@ -22,14 +23,6 @@ export const SERVER_FLAGS: Flag[] = [
 /** The mirror: it distributes the repository, never builds or publishes (docs/decisions/0001). */
 const MIRROR_HOST = "codeberg.org";
 
-/** boot-vX.Y.Z or boot-vX.Y.Z-<suffix> (a prerelease). */
-const RELEASE_TAG = /^boot-v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
-/** Builds of a dispatch or a branch; pruned by --keep-dev. */
-export const DEV_TAG_PREFIX = "boot-dev-";
-const DEV_TAG = /^boot-dev-[0-9A-Za-z.-]+$/;
-
-export const isDevTag = (tag: string) => DEV_TAG.test(tag);
-export const isPrereleaseTag = (tag: string) => isDevTag(tag) || /^boot-v\d+\.\d+\.\d+-/.test(tag);
 
 export function resolveServer(flag: string | undefined, ci: CiEnv, options: { insecureHttp: boolean; publishing: boolean }): string {
   const raw = flag ?? ci.serverUrl;
@@ -76,9 +69,8 @@ export function resolveTag(flag: string | undefined, ci: CiEnv, manifest: Manife
     tag = pushedReleaseTag(ci) || `${DEV_TAG_PREFIX}${ci.runNumber || ci.runId}-${manifest.source.commit.slice(0, 7)}`;
   }
   if (!tag) throw new UsageError("no tag: give --tag boot-vX.Y.Z (or boot-dev-<label> for a test build)");
-  if (!RELEASE_TAG.test(tag) && !DEV_TAG.test(tag)) {
-    throw new UsageError(`--tag ${tag} is neither boot-vX.Y.Z[-suffix] nor boot-dev-<label>`);
-  }
+  const problem = tagProblem(tag);
+  if (problem) throw new UsageError(`--tag ${tag}: ${problem}`);
   return tag;
 }
 

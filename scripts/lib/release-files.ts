@@ -5,12 +5,11 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure } from "./cli.ts";
+import { Failure, UsageError } from "./cli.ts";
 import type { ForgejoClient } from "./forgejo.ts";
 import type { Release } from "./forgejo-types.ts";
-import { hashFile, type FileDigest } from "./hash.ts";
+import { copyAndHash, hashFile, type FileDigest } from "./hash.ts";
 import { SMALL_FILE_LIMIT } from "./manifest.ts";
-
 
 export interface ReleaseFiles {
   /** For messages: "release boot-v1.2.0 of ops/runner-images" or "dist /srv/dist". */
@@ -22,11 +21,14 @@ export interface ReleaseFiles {
   readSmall(name: string): Promise<Uint8Array | null>;
   /** Streams a file through SHA-256. */
   digest(name: string, onProgress?: (done: number) => void): Promise<FileDigest>;
+  /** Writes a file to the new file `target` and hashes it, in one pass. */
+  save(name: string, target: string, onProgress?: (done: number) => void): Promise<FileDigest>;
 }
 
 export async function distFiles(dir: string): Promise<ReleaseFiles> {
-  const entries = await readdir(dir).catch(() => {
-    throw new Failure(`--dist ${dir} is not a readable directory`);
+  // A directory that is not there is bad input, not a failed check.
+  const entries = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new UsageError(`--dist ${dir} ${error.code === "ENOENT" ? "does not exist" : "is not a readable directory"}`);
   });
   const sizes = new Map<string, number>();
   for (const name of entries) {
@@ -44,6 +46,7 @@ export async function distFiles(dir: string): Promise<ReleaseFiles> {
       return Bun.file(join(dir, name)).bytes();
     },
     digest: (name, onProgress) => hashFile(join(dir, name), onProgress),
+    save: (name, target, onProgress) => copyAndHash(join(dir, name), target, onProgress),
   };
 }
 
@@ -63,5 +66,21 @@ export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFi
       return client.downloadSmall(urlOf(name), `downloading ${name}`);
     },
     digest: (name, onProgress) => client.downloadDigest(urlOf(name), `downloading ${name}`, onProgress),
+    async save(name, target, onProgress) {
+      // The same chunks go to the file and through the hash: what is kept is what was checked.
+      const sink = Bun.file(target).writer();
+      const hasher = new Bun.CryptoHasher("sha256");
+      let done = 0;
+      try {
+        const size = await client.download(urlOf(name), `downloading ${name}`, (chunk) => {
+          hasher.update(chunk);
+          sink.write(chunk);
+          onProgress?.((done += chunk.byteLength));
+        });
+        return { size, sha256: hasher.digest("hex") };
+      } finally {
+        await sink.end();
+      }
+    },
   };
 }

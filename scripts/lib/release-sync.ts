@@ -16,7 +16,7 @@ import { Failure } from "./cli.ts";
 import { HttpError, type ForgejoClient } from "./forgejo.ts";
 import type { Attachment, Release } from "./forgejo-types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
-import { formatBytes } from "./log.ts";
+import { formatBytes, progress, say } from "./log.ts";
 import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
@@ -33,10 +33,13 @@ export type PlanLine = (line: string) => void;
 
 const TEMPORARY = ".partial-";
 
-/** Downloads an asset and compares its SHA-256 with the local file's. */
-export async function sameContent(client: ForgejoClient, asset: Attachment, file: LocalFile): Promise<boolean> {
+/** Downloads an asset, with progress, and compares its SHA-256 with the local file's. */
+export async function sameContent(client: ForgejoClient, asset: Attachment, file: LocalFile, why: string): Promise<boolean> {
   if (asset.size !== file.size) return false;
-  const digest = await client.downloadDigest(client.assetUrl(asset), `downloading ${asset.name} to compare`);
+  const what = `downloading ${asset.name} ${why}`;
+  const bar = progress(what, asset.size);
+  const digest = await client.downloadDigest(client.assetUrl(asset), what, (done) => bar.update(done));
+  bar.finish();
   return digest.size === file.size && digest.sha256 === file.sha256;
 }
 
@@ -68,7 +71,7 @@ export async function syncAssets(
         keeper = candidate;
         break;
       }
-      if (await sameContent(client, candidate, file)) {
+      if (await sameContent(client, candidate, file, "to compare")) {
         keeper = candidate;
         report.verified.add(candidate.id);
         break;
@@ -108,12 +111,27 @@ async function uploadWithRetries(client: ForgejoClient, releaseId: number, file:
       const transient =
         (error instanceof NetworkError && error.transient) ||
         (error instanceof HttpError && retryableStatus(error.status, false));
-      for (const left of (await client.assets(releaseId)).filter((a) => a.name === temporary)) {
-        await client.deleteAsset(releaseId, left.id, left.name);
-      }
+      // A refused connection stored nothing; anything else may have stored the upload.
+      if (!(error instanceof NetworkError && error.code === "ECONNREFUSED")) await removeLeftovers(client, releaseId, temporary);
       if (!transient || attempt >= retries) throw error;
-      await client.pause(attempt + 1, (error as Error).message);
+      await client.pause(attempt + 1, (error as Error).message, error instanceof HttpError ? error.retryAfter : null);
     }
+  }
+}
+
+/**
+ * Removes what a failed upload may have stored under its temporary name. If that fails too (the
+ * server is gone), it is a note, never the error: the upload's failure is what the operator must
+ * see, and a re-run removes the leftover anyway.
+ */
+async function removeLeftovers(client: ForgejoClient, releaseId: number, temporary: string): Promise<void> {
+  try {
+    for (const left of (await client.assets(releaseId)).filter((a) => a.name === temporary)) {
+      await client.deleteAsset(releaseId, left.id, left.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Failure)) throw error;
+    say(`note: could not remove what the failed upload may have left as ${temporary} (${error.message}); a re-run removes it`);
   }
 }
 
@@ -146,7 +164,7 @@ export async function verifyAssets(
     if (asset.size !== file.size) {
       problems.push(`${file.name} is ${asset.size} bytes on the server, ${file.size} here`);
     } else if (mode === "full" && !verified.has(asset.id)) {
-      if (await sameContent(client, asset, file)) verified.add(asset.id);
+      if (await sameContent(client, asset, file, "back to verify it")) verified.add(asset.id);
       else problems.push(`${file.name} on the server does not hash to ${file.sha256}`);
     }
   }

@@ -10,10 +10,10 @@
  */
 import { stat } from "node:fs/promises";
 import { Failure } from "./cli.ts";
-import { HttpError, type ForgejoClient } from "./forgejo.ts";
+import { ForgejoClient, HttpError } from "./forgejo.ts";
 import type { Attachment } from "./forgejo-types.ts";
 import { explainNetworkError, stallGuard } from "./http.ts";
-import { progress } from "./log.ts";
+import { formatBytes, progress } from "./log.ts";
 
 export interface LocalFile {
   name: string;
@@ -59,7 +59,7 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   } catch (error) {
     client.stats.bytesUploaded += sent;
     const reason = guard.signal.aborted ? guard.signal.reason : error;
-    const failure = explainNetworkError(reason, `${what} (after ${sent} of ${file.size} bytes)`, client.origin);
+    const failure = explainNetworkError(reason, `${what} (after ${formatBytes(sent)} of ${formatBytes(file.size)})`, client.origin, client.answered);
     if (failure.code === "EPIPE" || failure.code === "ECONNRESET") {
       failure.message += "; a proxy body-size limit or a server restart can cause this";
     }
@@ -67,7 +67,7 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   } finally {
     guard.stop();
   }
-  if (response.status !== 201) throw await client.httpError(response, "POST", `/releases/${releaseId}/assets`, what);
+  if (response.status !== 201) throw client.httpError(await ForgejoClient.answerOf(response), "POST", `/releases/${releaseId}/assets`, what);
   bar.finish();
   const asset = (await response.json()) as Attachment;
   const after = await stat(file.path);

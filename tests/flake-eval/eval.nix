@@ -7,7 +7,7 @@
 #   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
 #   check               checks.<system>.image-composition's expected and actual facts, and
 #                       checks.<system>.initrd-size-<target>'s build environment and script;
-#   bootTests           checks.<system>.boot-*: the test scripts (nix/boot-tests.nix), with
+#   bootTests           checks.<system>.{boot,security}-*: the test scripts (nix/boot-tests.nix), with
 #                       nixos/lib/qemu-common.nix stood in by its 25.11+ signature.
 #
 #   nix-instantiate --eval --strict --json tests/flake-eval/eval.nix \
@@ -56,6 +56,28 @@ let
       imageBaseName = config.image.baseName or null;
       isoFileName = if build ? isoImage then build.isoImage.isoName else null;
       hostPlatform = config.nixpkgs.hostPlatform;
+      # Stage 1. nixos-26.05 runs systemd in stage 1 unless told otherwise (NixOS/nixpkgs#435781),
+      # and nixos/modules/system/boot/systemd/initrd.nix then asserts that every scripted
+      # stage-1 hook below is empty (read at 00e6b22b; the list is the same at 0c3e6c49).
+      # The firewall: interfaces opened per name, and whether nftables renders them.
+      firewall = {
+        interfaces = builtins.attrNames (config.networking.firewall.interfaces or { });
+        nftables = config.networking.nftables.enable or null;
+      };
+      stage1 = {
+        systemd = config.boot.initrd.systemd.enable or true;
+        scriptedHooks = builtins.filter (hook: (config.boot.initrd.${hook} or "") != "") [
+          "preFailCommands"
+          "preDeviceCommands"
+          "preLVMCommands"
+          "postDeviceCommands"
+          "postResumeCommands"
+          "postMountCommands"
+          "extraUdevRulesCommands"
+          "extraUtilsCommands"
+          "extraUtilsCommandsTest"
+        ];
+      };
       nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
@@ -80,11 +102,11 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
-  # checks.<system>.boot-*: each QEMU boot test's script, start commands included
+  # checks.<system>.{boot,security}-*: each QEMU test's script, start commands included
   bootTests = lib.mapAttrs (
     _: checks:
     lib.mapAttrs (_: check: check.test.testScript) (
-      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name) checks
+      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name || lib.hasPrefix "security-" name) checks
     )
   ) self.checks;
 }

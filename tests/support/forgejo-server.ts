@@ -18,11 +18,25 @@ import { join } from "node:path";
 
 export type TokenAccess = "write" | "read" | "none";
 export interface TokenSpec {
+  /** The user the token belongs to: repository permissions come from the user (§15a). */
   user: string;
   access: TokenAccess;
-  /** The Actions automatic token: write on the repo, but cannot create protected tags (§15). */
+  /**
+   * The token's repository scope, checked per route apart from the user's permission (§15a,
+   * `tokenRequiresScopes`): a write collaborator's read:repository token sees `push: true` but
+   * gets 403 on every write. Default "write".
+   */
+  scope?: "read" | "write";
+  /** The Actions automatic token: write on the repo, but in no protected tag's allow-list (§15). */
   actions?: boolean;
 }
+
+/**
+ * A protected tag rule (models/git/protected_tag.go): a glob or `/regex/`, and the users allowed
+ * to create and delete matching tags. A bare pattern has an empty allow-list, which blocks
+ * everyone, the repository owner included (`IsUserAllowedToControlTag`).
+ */
+export type ProtectedTag = string | { pattern: string; allow: string[] };
 
 export interface ForgejoOptions {
   /** Reported by GET /api/v1/version; drives version-dependent behaviour. Default "14.0.0". */
@@ -37,14 +51,16 @@ export interface ForgejoOptions {
   commits?: string[];
   /** Default DEFAULT_TOKENS. */
   tokens?: Record<string, TokenSpec>;
-  /** Glob patterns (`*`, `?`) or `/regex/`, like Forgejo's protected tag rules. */
-  protectedTags?: string[];
+  /** Protected tag rules; see ProtectedTag. */
+  protectedTags?: ProtectedTag[];
   /** Who sees drafts via GET /releases/tags/{tag}; default derived from `version` (§6). */
   draftTagLookup?: "all" | "writers" | "none";
   maxResponseItems?: number;
   defaultPagingNum?: number;
   /** Where uploaded bodies are stored; default a fresh temp dir removed on stop(). */
   dataDir?: string;
+  /** Called after every answered request, e.g. to check an invariant of state() at every step. */
+  onRequest?: (request: RequestRecord) => void;
 }
 
 interface FaultMatch {
@@ -65,6 +81,7 @@ export type Fault = FaultMatch &
     | { kind: "status-after-work"; status: 502 | 504; html?: boolean }
     | { kind: "reset"; afterBytes: number }
     | { kind: "stall"; afterBytes?: number; ms: number }
+    /** A reverse proxy's body limit: 413 (HTML) for a declared or, once read, a chunked body above maxBody. */
     | { kind: "proxy413"; maxBody: number }
     | { kind: "quota" }
     | { kind: "redirect"; location: string; status?: 301 | 302 | 307 | 308 }
@@ -74,6 +91,13 @@ export type Fault = FaultMatch &
      * keep-alive connection dies before the response; use `times: 2` to make the client see it.
      */
     | { kind: "close" }
+    /**
+     * Do the work and answer, but cut the connection after `afterBytes` of the response body
+     * (a proxy or network dying while the client reads the answer).
+     */
+    | { kind: "cut-response"; afterBytes: number }
+    /** Answer `status` with the caller's Authorization header quoted in the JSON message (a server or proxy that leaks it). */
+    | { kind: "echo-token"; status: 400 | 403 | 422 | 500 }
   );
 
 export interface AssetView {
@@ -123,7 +147,7 @@ export interface RequestRecord {
 export interface ForgejoServer {
   url: string;
   apiUrl: string;
-  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup">> & {
+  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup" | "onRequest">> & {
     dataDir: string;
     draftTagLookup: "all" | "writers" | "none";
   };
@@ -199,6 +223,7 @@ class HttpError extends Error {
 }
 class ConnectionKill extends Error {}
 class BrokenBody extends Error {}
+class OverProxyLimit extends Error {}
 
 const now = () => Math.floor(Date.now() / 1000);
 const iso = (unix: number) => new Date(unix * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -255,6 +280,22 @@ function proxyHtml(status: number, headers: Record<string, string> = {}) {
     { status, headers: { "content-type": "text/html", ...headers } },
   );
 }
+/** The response's status and headers, then `afterBytes` of its body, then a dropped connection. */
+async function cutResponse(res: Response, afterBytes: number): Promise<Response> {
+  const body = new Uint8Array(await res.arrayBuffer());
+  const headers = new Headers(res.headers);
+  headers.delete("content-length");
+  return new Response(
+    new ReadableStream({
+      start(c) {
+        c.enqueue(body.subarray(0, Math.min(afterBytes, Math.max(0, body.byteLength - 1))));
+        // Later, so that the status line and the first bytes have left before the connection dies.
+        setTimeout(() => c.error(), 50);
+      },
+    }),
+    { status: res.status, headers },
+  );
+}
 /** A response whose body stream errors before any byte: Bun drops the connection without a status line. */
 function killResponse(): Response {
   return new Response(
@@ -278,7 +319,10 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
   const branches: Record<string, string> = { ...(opts.branches ?? { [defaultBranch]: MAIN_SHA }) };
   const commits = new Set<string>([...Object.values(branches), ...(opts.commits ?? [])].map((s) => s.toLowerCase()));
   const tokens = opts.tokens ?? DEFAULT_TOKENS;
-  const protectedRes = (opts.protectedTags ?? []).map(globToRegExp);
+  const protectedRules = (opts.protectedTags ?? []).map((rule) =>
+    typeof rule === "string" ? { re: globToRegExp(rule), allow: [] as string[] } : { re: globToRegExp(rule.pattern), allow: rule.allow },
+  );
+  const actionsUsers = new Set(Object.values(tokens).filter((t) => t.actions).map((t) => t.user));
   const draftTagLookup = opts.draftTagLookup ?? defaultDraftLookup(ver);
   const maxItems = opts.maxResponseItems ?? 50;
   const defaultPaging = opts.defaultPagingNum ?? 30;
@@ -321,7 +365,29 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     }
     return undefined;
   };
-  const isProtected = (tag: string) => protectedRes.some((re) => re.test(tag));
+  /**
+   * models/git/protected_tag.go IsUserAllowedToControlTag: no matching rule, or one whose
+   * allow-list holds the user. No exception for the owner or admins; the Actions user is in no
+   * allow-list.
+   */
+  const mayControlTag = (tag: string, login: string) => {
+    const matching = protectedRules.filter((rule) => rule.re.test(tag));
+    return matching.length === 0 || (!actionsUsers.has(login) && matching.some((rule) => rule.allow.includes(login)));
+  };
+  /** `git check-ref-format`, which `git tag` applies: Forgejo's createTag maps its refusal to ErrInvalidTagName. */
+  const gitAcceptsTag = (tag: string) => Bun.spawnSync(["git", "check-ref-format", `refs/tags/${tag}`]).exitCode === 0;
+  /** modules/util SplitStringAtByteN(title, 255): over 255 bytes, cut at a rune boundary to 252 bytes plus "…". */
+  const cutTitle = (title: string) => {
+    const bytes = new TextEncoder().encode(title);
+    if (bytes.byteLength <= 255) return title;
+    let end = 0;
+    for (const ch of title) {
+      const size = new TextEncoder().encode(ch).byteLength;
+      if (end + size > 252) break;
+      end += size;
+    }
+    return new TextDecoder().decode(bytes.subarray(0, end)) + "…";
+  };
 
   // ---- JSON conversions ----------------------------------------------------------------------
 
@@ -416,6 +482,19 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     tarball_url: `${repoHtml()}/archive/${t.name}.tar.gz`,
     archive_download_count: { zip: 0, tar_gz: 0 },
   });
+  const toCommit = (sha: string) => {
+    const who = { name: owner, email: `${owner}@noreply.localhost`, date: iso(startedUnix) };
+    return {
+      url: `${repoApi()}/git/commits/${sha}`,
+      sha,
+      created: iso(startedUnix),
+      html_url: `${repoHtml()}/commit/${sha}`,
+      commit: { url: `${repoApi()}/git/commits/${sha}`, author: who, committer: who, message: "commit\n", tree: { url: `${repoApi()}/git/trees/${sha}`, sha, created: iso(startedUnix) } },
+      author: toUser(owner),
+      committer: toUser(owner),
+      parents: [],
+    };
+  };
   const toRepo = (perm: Perm) => ({
     id: 1,
     owner: toUser(owner),
@@ -501,17 +580,23 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
 
   // ---- state changes shared by API and helpers ------------------------------------------------
 
-  /** services/release createTag(): only for non-drafts; returns whether it created the git tag. Throws HttpError. */
-  function ensureGitTag(r: Row, caller: Caller, onTargetMissing: () => never, onProtected: () => never): boolean {
+  /**
+   * services/release/release.go createTag(): only for non-drafts; returns whether it created the
+   * git tag. Throws HttpError. Protection is decided for the release's publisher (rel.PublisherID:
+   * the draft's creator, not the caller of a publishing PATCH); a name git refuses fails after
+   * that (ErrInvalidTagName, a 500 from the handlers) and creates nothing.
+   */
+  function ensureGitTag(r: Row, onTargetMissing: () => never, onProtected: () => never, onInvalidName: () => never): boolean {
     if (r.isDraft) return false;
     const existing = gitTags.get(r.tagName);
     if (existing) {
       r.sha1 = existing.sha;
       return false;
     }
-    if (caller.spec?.actions && isProtected(r.tagName)) onProtected();
+    if (!mayControlTag(r.tagName, r.publisher)) onProtected();
     const sha = resolveCommit(r.target);
     if (!sha) onTargetMissing();
+    if (!gitAcceptsTag(r.tagName)) onInvalidName();
     gitTags.set(r.tagName, { name: r.tagName, sha: sha!, objectId: sha!, message: `commit ${sha!.slice(0, 10)}\n`, createdUnix: now() });
     r.sha1 = sha!;
     r.createdUnix = now();
@@ -565,10 +650,11 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
           await Bun.sleep(f.ms);
         }
         b.bytesIn += c.byteLength;
+        if (f?.kind === "proxy413" && b.bytesIn > f.maxBody) throw new OverProxyLimit();
         if (c.byteLength) yield c;
       }
     } catch (e) {
-      if (e instanceof ConnectionKill) throw e;
+      if (e instanceof ConnectionKill || e instanceof OverProxyLimit) throw e;
       throw new BrokenBody(String(e));
     }
     if (f?.kind === "reset") throw new ConnectionKill();
@@ -592,6 +678,14 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
   }
   type FieldType = "string" | "boolean";
   async function readJson(b: BodyCtx, fields: Record<string, FieldType>, required: string[] = []) {
+    // go-chi binding Bind() picks the binder by Content-Type: none is 422 "Empty Content-Type",
+    // an unknown one 422 "Unsupported Content-Type" (§15a). Form bodies, which Forgejo binds by
+    // Go field names (ignoring `draft`), are not modelled: refused the same way.
+    const type = (b.req.headers.get("content-type") ?? "").toLowerCase();
+    if (!type.includes("application/json")) {
+      for await (const _ of bodyChunks(b));
+      return fail(json(422, [{ fieldNames: [], classification: "ContentTypeError", message: type ? "Unsupported Content-Type" : "Empty Content-Type" }]));
+    }
     const raw = new TextDecoder().decode(await readAll(b));
     let v: unknown;
     try {
@@ -688,7 +782,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       const external = atLeast(9) ? qExternal || String(fd.get("external_url") ?? "") : "";
       if (hasFile && external) return apiError(400, "'attachment' and 'external_url' are mutually exclusive");
       if (hasFile) {
-        const name = qName || (file as File).name || "";
+        // The form file's name is reduced to its base name (filepath.Base of the header's filename).
+        const name = qName || ((file as File).name ?? "").split(/[\\/]/).pop() || "";
         if (!name) return missingName();
         const stored = await storeStream((file as File).stream() as unknown as AsyncIterable<Uint8Array>, 0);
         const a = addAttachment(r, name, stored);
@@ -801,7 +896,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       }
       if ((f.kind === "quota") !== (stage === "quota")) continue;
       if (f.kind === "quota" && !(["POST", "PATCH"].includes(req.method) && QUOTA_ROUTE.test(apiPath))) continue;
-      if (f.kind === "proxy413" && !(Number(req.headers.get("content-length") ?? 0) > f.maxBody)) continue;
+      // A declared body is judged by its length; a chunked one as it is read (bodyChunks).
+      if (f.kind === "proxy413" && req.headers.has("content-length") && !(Number(req.headers.get("content-length")) > f.maxBody)) continue;
       f.left--;
       faults = faults.filter((x) => x.left > 0);
       return f;
@@ -827,7 +923,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         // all four groups of `dl` are mandatory in the regex
         const tag = decodeURIComponent(dl[3]!);
         const name = decodeURIComponent(dl[4]!);
-        const canWrite = perm === "write";
+        // The Actions token cannot see drafts through the web route (§15a).
+        const canWrite = perm === "write" && !caller.spec?.actions;
         const visible = rows.filter((r) => !r.isTag && r.tagName === tag && (canWrite || !r.isDraft));
         let r: Row | undefined;
         if (visible.length === 1) r = visible[0];
@@ -861,6 +958,10 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const isWrite = method !== "GET";
     const requireWriter = () => {
       if (!caller.spec) fail(apiError(401, "token is required"));
+      // tokenRequiresScopes runs per route, apart from the user's permission (§15a).
+      if ((caller.spec!.scope ?? "write") !== "write") {
+        fail(apiError(403, "token does not have at least one of required scope(s), required=[write:repository], token scope=read:repository"));
+      }
       if (perm !== "write") fail(apiError(403, "user should have a permission to write to a repo"));
     };
     if (isWrite && (sub.startsWith("/releases") || sub.startsWith("/tags"))) requireWriter();
@@ -950,6 +1051,14 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       return notFound();
     }
 
+    // --- commits: routers/api/v1/repo/commits.go GetSingleCommit (a sha or a ref; 404 through
+    // NotFoundOrServerError when git has no such object) ---
+    m = /^\/git\/commits\/([^/]+)$/.exec(sub);
+    if (m && method === "GET") {
+      const sha = resolveCommit(decodeURIComponent(m[1]!));
+      return sha ? json(200, toCommit(sha)) : notFound([`object does not exist [id: ${decodeURIComponent(m[1]!)}, rel_path: ]`]);
+    }
+
     // --- tags ---
     if (sub === "/tags") {
       if (method === "GET") return listTags(url);
@@ -967,7 +1076,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         const r = findRow(tag);
         if (!r) return notFound();
         if (!r.isTag) return apiError(409, "a tag attached to a release cannot be deleted directly");
-        if (caller.spec?.actions && isProtected(r.tagName)) return apiError(422, "user not allowed to delete protected tag");
+        if (!mayControlTag(r.tagName, caller.spec!.user)) return apiError(422, "user not allowed to delete protected tag");
         gitTags.delete(r.tagName); // a ghost row has no git tag: "not found" tolerated
         rows.splice(rows.indexOf(r), 1);
         return new Response(null, { status: 204 });
@@ -1061,7 +1170,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         id: 0,
         tagName,
         target: (form.target_commitish as string) || defaultBranch,
-        title: (form.name as string) ?? "",
+        title: cutTitle((form.name as string) ?? ""),
         note: (form.body as string) ?? "",
         isDraft: !!form.draft,
         isPrerelease: !!form.prerelease,
@@ -1074,9 +1183,9 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       };
       ensureGitTag(
         r,
-        caller,
         () => fail(atLeast(9) ? apiError(404, `target "${r.target}" not found: object does not exist`) : apiError(500, "CreateRelease")),
         () => fail(apiError(422, `release tag name is protected [tag_name: ${tagName}]`)),
+        () => fail(apiError(500, "CreateRelease")),
       );
       r.id = nextReleaseId++;
       rows.push(r);
@@ -1086,7 +1195,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     // Convert a bare-tag row (§4): Target = target_commitish as given (may be empty).
     const r: Row = {
       ...existing,
-      title: (form.name as string) ?? "",
+      title: cutTitle((form.name as string) ?? ""),
       note: (form.body as string) ?? "",
       isDraft: !!form.draft,
       isPrerelease: !!form.prerelease,
@@ -1096,7 +1205,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       target: (form.target_commitish as string) ?? "",
     };
     const updateFailed = () => fail(apiError(500, "UpdateRelease"));
-    ensureGitTag(r, caller, updateFailed, updateFailed);
+    ensureGitTag(r, updateFailed, updateFailed, updateFailed);
     Object.assign(existing, r);
     return json(201, toRelease(existing, req));
   }
@@ -1107,15 +1216,19 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const r: Row = { ...target };
     // String fields change only when non-empty (§5).
     if (form.tag_name) r.tagName = String(form.tag_name);
+    // Another row holding that tag: the unique index (repo_id, tag_name) fails the update, 500 (§15a).
+    if (rows.some((x) => x !== target && x.tagName === r.tagName)) return apiError(500, "UpdateRelease");
     if (form.target_commitish) r.target = String(form.target_commitish);
-    if (form.name) r.title = String(form.name);
+    if (form.name) r.title = cutTitle(String(form.name));
     if (form.body) r.note = String(form.body);
     if (typeof form.draft === "boolean") r.isDraft = form.draft;
     if (typeof form.prerelease === "boolean") r.isPrerelease = form.prerelease;
     if (typeof form.hide_archive_links === "boolean") r.hideArchiveLinks = form.hide_archive_links;
-    // Publishing creates the tag now from the stored target; a protected tag is a 500 here (§5).
+    // Publishing creates the tag now from the stored target, for the draft's creator (r.publisher,
+    // not `caller`); a protected tag or a name git refuses is a 500 here (§5, §15a).
+    void caller;
     const updateFailed = () => fail(apiError(500, "UpdateRelease"));
-    ensureGitTag(r, caller, updateFailed, updateFailed);
+    ensureGitTag(r, updateFailed, updateFailed, updateFailed);
     Object.assign(target, r);
     return json(200, toRelease(target, req));
   }
@@ -1127,7 +1240,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const sha = resolveCommit(target);
     if (!sha) return apiError(404, `target not found: object does not exist [id: ${target}, rel_path: ]`);
     if (findRow(tagName) || gitTags.has(tagName)) return apiError(409, `tag already exists [name: ${tagName}]`);
-    if (caller.spec?.actions && isProtected(tagName)) return apiError(422, "user not allowed to create protected tag");
+    if (!mayControlTag(tagName, caller.spec!.user)) return apiError(422, "user not allowed to create protected tag");
     const message = (form.message as string) ?? "";
     const t: GitTag = {
       name: tagName,
@@ -1177,17 +1290,21 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       const done = (res: Response) => {
         rec.status = res.status;
         rec.bytesIn = b.bytesIn;
+        opts.onRequest?.(rec);
         return res;
       };
       try {
         const f = takeFault(req, url.pathname, "front");
         let afterWork: Extract<Fault, { kind: "status-after-work" }> | undefined;
+        let cut: Extract<Fault, { kind: "cut-response" }> | undefined;
         if (f) {
           switch (f.kind) {
             case "close":
               return killResponse();
             case "proxy413":
-              return done(proxyHtml(413));
+              if (req.headers.has("content-length")) return done(proxyHtml(413));
+              b.fault = f; // chunked: 413 once more than maxBody bytes have come in
+              break;
             case "redirect": {
               // A bare origin means "the same path on another host"; a full URL is used as is.
               const loc = new URL(f.location);
@@ -1204,6 +1321,14 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
             case "status-after-work":
               afterWork = f;
               break;
+            case "cut-response":
+              cut = f;
+              break;
+            case "echo-token": {
+              for await (const _ of bodyChunks(b));
+              const leaked = req.headers.get("authorization") ?? "";
+              return done(json(f.status, { message: `refused credentials "${leaked}"`, url: swaggerUrl() }));
+            }
             case "reset": {
               const hasBody = req.body !== null && (req.headers.has("transfer-encoding") || Number(req.headers.get("content-length") ?? 0) > 0);
               if (!hasBody) return killResponse(); // nothing to read: drop the connection before any work
@@ -1224,9 +1349,15 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         }
         if (b.fault?.kind === "reset") throw new ConnectionKill(); // body left unread (early error): kill anyway
         if (afterWork) res = afterWork.html === false ? json(afterWork.status, { message: "", url: swaggerUrl() }) : proxyHtml(afterWork.status);
+        if (cut) {
+          done(res);
+          rec.status = 0;
+          return await cutResponse(res, cut.afterBytes);
+        }
         return done(res);
       } catch (e) {
         if (e instanceof HttpError) return done(e.response);
+        if (e instanceof OverProxyLimit) return done(proxyHtml(413));
         if (e instanceof ConnectionKill || e instanceof BrokenBody) {
           rec.bytesIn = b.bytesIn;
           rec.status = 0;

@@ -1,0 +1,144 @@
+/**
+ * Verification that trusts no signer: rebuild a release from the commit its statement names and
+ * compare. Two depths:
+ *   drv   evaluate every target of the commit and compare each derivation path with the
+ *         manifest's (seconds to minutes; proves the manifest describes what that commit
+ *         builds, with those flake.lock pins);
+ *   full  also build every target and compare every artifact's SHA-256 (hours for the real
+ *         images; proves the bytes are what that commit builds, as far as the build is
+ *         reproducible).
+ *
+ * The source is a fresh clone of the commit in a scratch directory, never the working tree:
+ * uncommitted changes, untracked files or another checked-out branch cannot leak in. Nix sees it
+ * as a git flake, as build-images did (self.rev and the source's store path are the same).
+ * Evaluation and build go through nix.ts, the same code build-images uses; the files come out
+ * of the store through collect.ts, the same code that made the release.
+ */
+import { $ } from "zx/core";
+import { mkdtemp, mkdir, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Failure, UsageError, onInterrupt } from "./cli.ts";
+import { collectTarget } from "./collect.ts";
+import { say } from "./log.ts";
+import type { Artifact, Manifest } from "./manifest.ts";
+import { checkNix, evalTargets, flakeMetadata, nixBuild } from "./nix.ts";
+import { TARGETS, type Target } from "./targets.ts";
+
+export type RebuildDepth = "drv" | "full";
+
+export interface RebuildOptions {
+  /** A git repository (directory or URL) that has the commit. */
+  source: string;
+  commit: string;
+  manifest: Manifest;
+  depth: RebuildDepth;
+  /** Passed to nix evaluate and build, e.g. --option substituters ''. */
+  nixArgs: string[];
+  /** Where the release's own copy of an artifact is on disk, if it is (for the first differing byte). */
+  localCopy: (name: string) => string | null;
+}
+
+/**
+ * The release's targets as the manifest records them: each target's files under the exact
+ * paths they had in its store path. The system comes from the target table, else the build's.
+ */
+function targetsOf(manifest: Manifest): Target[] {
+  const byAttr = new Map<string, Artifact[]>();
+  for (const a of manifest.artifacts) byAttr.set(a.target, [...(byAttr.get(a.target) ?? []), a]);
+  return [...byAttr].map(([attr, artifacts]) => {
+    const known = TARGETS.find((t) => t.attr === attr);
+    return {
+      attr,
+      system: known?.system ?? manifest.nix.system,
+      image: known?.image ?? "netboot",
+      files: artifacts.map((a) => ({ source: a.source, name: a.name })),
+    };
+  });
+}
+
+/** The first byte at which two files differ, or null when they are the same. */
+export async function firstDifference(a: string, b: string): Promise<number | null> {
+  const [fa, fb] = await Promise.all([open(a), open(b)]);
+  try {
+    const size = 1024 * 1024;
+    const ba = Buffer.alloc(size);
+    const bb = Buffer.alloc(size);
+    for (let offset = 0; ; offset += size) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, size, offset), fb.read(bb, 0, size, offset)]);
+      const n = Math.min(ra.bytesRead, rb.bytesRead);
+      for (let i = 0; i < n; i++) if (ba[i] !== bb[i]) return offset + i;
+      if (ra.bytesRead !== rb.bytesRead) return offset + n;
+      if (ra.bytesRead === 0) return null;
+    }
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+
+/** A clean checkout of `commit` from `source` in `dir`. */
+async function checkout(source: string, commit: string, dir: string): Promise<void> {
+  const cloned = await $({ quiet: true, nothrow: true })`git clone --quiet --no-checkout ${source} ${dir}`;
+  if (cloned.exitCode !== 0) throw new UsageError(`--source ${source}: git cannot clone it (${cloned.stderr.trim().split("\n").at(-1)})`);
+  const checked = await $({ cwd: dir, quiet: true, nothrow: true })`git -c advice.detachedHead=false checkout --quiet --detach ${commit}`;
+  if (checked.exitCode !== 0) {
+    throw new Failure(`commit ${commit} is not in ${source}: fetch it there (git fetch --tags origin), or give --source the repository's URL`);
+  }
+}
+
+/** Rebuilds and compares; returns every difference, the first one first. */
+export async function rebuild(options: RebuildOptions): Promise<string[]> {
+  const { manifest, commit } = options;
+  await checkNix();
+  const scratch = await mkdtemp(join(tmpdir(), "runner-images-rebuild-"));
+  const forget = onInterrupt(() => rm(scratch, { recursive: true, force: true }));
+  try {
+    const dir = join(scratch, "source");
+    say(`rebuild: checking out ${commit} from ${options.source} into a scratch directory`);
+    await checkout(options.source, commit, dir);
+    const meta = await flakeMetadata(dir);
+    if (meta.revision !== commit) throw new Failure(`rebuild: nix sees revision ${meta.revision ?? "(none: dirty)"} in the checkout, not ${commit}`);
+
+    const problems: string[] = [];
+    // The flake.lock pins the commit has must be the ones the manifest recorded.
+    for (const [name, pinned] of Object.entries(manifest.inputs)) {
+      const here = meta.inputs[name];
+      if (!here) problems.push(`rebuild: the commit's flake.lock has no input ${name}, the manifest pins ${pinned.rev ?? pinned.narHash}`);
+      else if (here.narHash !== pinned.narHash) problems.push(`rebuild: input ${name} is ${here.narHash} in the commit's flake.lock, ${pinned.narHash} in the manifest`);
+    }
+
+    const targets = targetsOf(manifest);
+    say(`rebuild: evaluating ${targets.map((t) => t.attr).join(", ")}`);
+    const evaluated = await evalTargets(dir, targets, options.nixArgs);
+    for (const [i, target] of targets.entries()) {
+      for (const a of manifest.artifacts.filter((x) => x.target === target.attr)) {
+        if (a.drvPath !== evaluated[i]!.drv) {
+          problems.push(`rebuild: ${a.name} (${target.attr}): the manifest says ${a.drvPath}, commit ${commit.slice(0, 12)} evaluates to ${evaluated[i]!.drv}`);
+        }
+      }
+    }
+    if (options.depth === "drv" || problems.length > 0) return problems;
+
+    say(`rebuild: building ${targets.map((t) => t.attr).join(", ")} (outputs already in the local store are reused)`);
+    const built = await nixBuild(dir, targets, options.nixArgs);
+    const out = join(scratch, "out");
+    await mkdir(out);
+    for (const [i, target] of targets.entries()) {
+      for (const rebuilt of await collectTarget(target, built[i]!, out)) {
+        const published = manifest.artifacts.find((a) => a.name === rebuilt.name)!;
+        if (rebuilt.sha256 === published.sha256) continue;
+        const named = options.localCopy(rebuilt.name);
+        const copy = named && (await Bun.file(named).exists()) ? named : null;
+        const at = copy ? await firstDifference(join(out, rebuilt.name), copy) : null;
+        problems.push(
+          `rebuild: ${rebuilt.name} rebuilt from ${commit.slice(0, 12)} has SHA-256 ${rebuilt.sha256} (${rebuilt.size} bytes), the release ${published.sha256} (${published.size} bytes)` +
+            (at !== null ? `; the first difference is at byte ${at}` : copy ? "" : "; keep the files with --download to see the first differing byte"),
+        );
+      }
+    }
+    return problems;
+  } finally {
+    forget();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
