@@ -30,7 +30,8 @@ const isRoot = process.getuid?.() === 0;
 // read from runner.nix, so a step that needs another capability fails here as on the machine.
 const UNIT_CAPABILITIES = [
   ...((await Bun.file(join(ROOT, "nix", "runner.nix")).text()).match(/CapabilityBoundingSet = \[([^\]]*)\]/)?.[1] ?? "").matchAll(/"CAP_([A-Z_]+)"/g),
-].map((m) => m[1].toLowerCase());
+].map((m) => m[1]!.toLowerCase());
+if (UNIT_CAPABILITIES.length === 0) throw new Error("nix/runner.nix has no CapabilityBoundingSet for the secret unit: the tests cannot run the script as the unit does");
 // setpriv: util-linux, essential on Debian.
 const asTheUnit = [Bun.which("setpriv") ?? "/usr/bin/setpriv", "--bounding-set", ["-all", ...UNIT_CAPABILITIES.map((c) => `+${c}`)].join(","), "--"];
 // Containers often have no loop devices; the label source then runs only in the QEMU boot tests.
