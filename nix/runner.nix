@@ -124,6 +124,8 @@ let
   # internal/app/run/runner.go; main.go turns SIGTERM/SIGINT into a cancelled context, so a
   # signalled task ends with 0 too). Anything else (0 after a task, a kill, a crash, variables
   # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
+  # One exception, a residual risk in docs/RUNNER_IMAGES.md "Threat model": a log.Fatal (exit 1)
+  # when a called reusable workflow's `on:` does not decode (act/model/workflow.go On).
   afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
     if [ "''${EXIT_CODE:-}" = exited ] && [ "''${EXIT_STATUS:-}" = 1 ]; then
       exit 0 # no job ran; Restart= asks for the next one
