@@ -117,11 +117,15 @@ let
 
   # ExecStopPost of the host runner, as root. systemd sets EXIT_CODE and EXIT_STATUS for
   # ExecStop/ExecStopPost (systemd.exec(5), "Environment Variables in Spawned Processes";
-  # systemd/systemd#3818). `one-job` exits with status 1 only before a job step runs: when no
-  # task was waiting, the instance was unreachable, or the workflow did not parse (runner v12
-  # internal/app/cmd/job.go runJob, internal/app/job/job.go Run; Runner.Run always returns nil,
-  # internal/app/run/runner.go). Anything else (0 after a task, a signal, a crash, variables
+  # systemd/systemd#3818). `one-job` exits with status 1 only before it takes a task: no task
+  # was waiting, the instance was unreachable, or the configuration or credential did not load
+  # (runner v12 internal/app/cmd/job.go runJob, internal/app/job/job.go Run; once a task is
+  # taken, Runner.Run returns nil whatever happens, a workflow that does not parse included,
+  # internal/app/run/runner.go; main.go turns SIGTERM/SIGINT into a cancelled context, so a
+  # signalled task ends with 0 too). Anything else (0 after a task, a kill, a crash, variables
   # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
+  # One exception, a residual risk in docs/RUNNER_IMAGES.md "Threat model": a log.Fatal (exit 1)
+  # when a called reusable workflow's `on:` does not decode (act/model/workflow.go On).
   afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
     if [ "''${EXIT_CODE:-}" = exited ] && [ "''${EXIT_STATUS:-}" = 1 ]; then
       exit 0 # no job ran; Restart= asks for the next one

@@ -51,6 +51,16 @@ interface MachineFacts {
   stage1: { systemd: boolean; scriptedHooks: string[] };
   firewall: { interfaces: string[]; nftables: boolean | null };
   nixosModules: string[];
+  jobAccess: {
+    hostUser: string;
+    hostUserGroups: string[];
+    hostCredential: string;
+    hostAfterJob: string;
+    containerUser: string;
+    containerUserGroups: string[];
+    trustedInterfaces: string[];
+    ptraceScope: number | null;
+  };
   runnerImage: Record<string, unknown>;
 }
 
@@ -163,6 +173,65 @@ describe.skipIf(!HAVE_LIB)(
       const { firewall } = machines()[attr]!;
       expect(firewall.interfaces.some((name) => name.endsWith("+"))).toBe(true);
       expect(firewall.nftables).toBe(false);
+    });
+
+    // docs/RUNNER_IMAGES.md, "Threat model". The security-* boot tests check the same on a booted
+    // machine (Nix runner only); these fail here as soon as the configuration says otherwise.
+    test.each(TARGETS.map((t) => t.attr))("%s: a host job's user is in no group; only the container daemon's user reaches the runtime; no interface is trusted", (attr) => {
+      const access = machines()[attr]!.jobAccess;
+      expect(access.hostUser).toBe("forgejo-runner-host");
+      expect(access.hostUserGroups).toEqual([]);
+      expect(access.containerUser).not.toBe(access.hostUser);
+      expect(access.containerUserGroups).toEqual(["docker"]);
+      expect(access.trustedInterfaces).toEqual([]);
+      // a host job cannot attach to its runner (an ancestor) to fake the exit status read below
+      expect(access.ptraceScope).toBe(1);
+    });
+
+    // systemd runs ExecStopPost with EXIT_CODE and EXIT_STATUS set (systemd.exec(5)); "+" runs it
+    // as root. Its commands (stub store paths here) are replaced by recorders.
+    describe("after the host runner ends (its ExecStopPost, run under bash)", () => {
+      async function afterJob(attr: string, env: Record<string, string>) {
+        const { hostAfterJob } = machines()[attr]!.jobAccess;
+        expect(hostAfterJob.startsWith("+")).toBe(true);
+        const dir = await mkdtemp(join(scratch, "after-job-"));
+        const recorded = join(dir, "commands");
+        await writeFile(recorded, "");
+        const commands = new Set<string>();
+        const script = hostAfterJob.slice(1).replace(/\/nix\/store\/[0-9a-z]{32}-[^/\s]+\/bin\/([\w-]+)/g, (_, command: string) => {
+          commands.add(command);
+          return join(dir, command);
+        });
+        for (const command of commands) {
+          await writeFile(join(dir, command), `#!/bin/bash\nprintf '%s\\n' "${command} $*" >>${recorded}\n`, { mode: 0o755 });
+        }
+        const result = spawnSync("bash", ["-euo", "pipefail", "-c", script], { encoding: "utf8", env: { PATH: process.env.PATH, ...env } });
+        return { ...result, commands: (await readFile(recorded, "utf8")).split("\n").filter(Boolean) };
+      }
+      const attrs = TARGETS.map((t) => t.attr);
+
+      test.each(attrs)("%s: exit status 1 (one-job took no task): no reboot, the credential stays", async (attr) => {
+        const result = await afterJob(attr, { EXIT_CODE: "exited", EXIT_STATUS: "1" });
+        expect(result.status).toBe(0);
+        expect(result.commands).toEqual([]);
+      });
+
+      const afterATask: [string, Record<string, string>][] = [
+        ["exit 0 after a task", { EXIT_CODE: "exited", EXIT_STATUS: "0" }],
+        ["exit 2 (a Go panic)", { EXIT_CODE: "exited", EXIT_STATUS: "2" }],
+        ["killed by a signal", { EXIT_CODE: "killed", EXIT_STATUS: "KILL" }],
+        ["a core dump", { EXIT_CODE: "dumped", EXIT_STATUS: "ABRT" }],
+        ["no exit information", {}],
+      ];
+      test.each(attrs.flatMap((attr) => afterATask.map(([what, env]) => [attr, what, env] as const)))(
+        "%s: %s: the credential goes, then the machine reboots",
+        async (attr, _what, env) => {
+          const result = await afterJob(attr, env);
+          expect(result.status).toBe(0);
+          expect(result.stdout).toContain("rebooting for a clean machine");
+          expect(result.commands).toEqual([`rm -f ${machines()[attr]!.jobAccess.hostCredential}`, "systemctl --no-block reboot"]);
+        },
+      );
     });
 
     test("the ISO is written under the name targets.json publishes", async () => {

@@ -2,8 +2,10 @@
 # (./fake-nixpkgs.nix: real nixpkgs lib, stand-ins for NixOS and packages) and a fake `self`,
 # and prints what tests/flake-eval.test.ts asserts on:
 #   machines.<target>   per nixosConfigurations.<target>: what the machine carries (release,
-#                       operator keys, ISO names), the nixpkgs NixOS modules it imported, and
-#                       every runnerImage.* option value (type-checked) that is not a package;
+#                       operator keys, ISO names), the nixpkgs NixOS modules it imported, what a
+#                       job can reach (users' groups, trusted interfaces, the host runner's
+#                       after-job script), and every runnerImage.* option value (type-checked)
+#                       that is not a package;
 #   packages.<system>   what each flake package was cut from (linkFarm entries, ISO file name);
 #   check               checks.<system>.image-composition's expected and actual facts, and
 #                       checks.<system>.initrd-size-<target>'s build environment and script;
@@ -79,6 +81,37 @@ let
         ];
       };
       nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
+      # What a job can reach (docs/RUNNER_IMAGES.md, "Threat model"); the security-* boot tests
+      # check the same on a booted machine.
+      jobAccess =
+        let
+          inherit (config.systemd) services;
+          host = services.forgejo-runner-host;
+          container = services.forgejo-runner;
+          groupsOf = user: config.users.users.${user}.extraGroups or [ ];
+        in
+        {
+          hostUser = host.serviceConfig.User;
+          hostUserGroups = groupsOf host.serviceConfig.User;
+          hostCredential = host.unitConfig.ConditionPathExists;
+          # The host runner's ExecStopPost as a script's text: nix/runner.nix evaluated once more
+          # against this machine's config, with a writeShellScript that returns its text.
+          hostAfterJob =
+            let
+              module = import "${flakeDir}/nix/runner.nix" {
+                inherit config lib;
+                utils = throw "eval.nix: the after-job script needs no utils";
+                pkgs = nixpkgs.legacyPackages.${config.nixpkgs.hostPlatform} // {
+                  writeShellScript = _: text: text;
+                };
+              };
+            in
+            module.config.systemd.services.forgejo-runner-host.serviceConfig.ExecStopPost;
+          containerUser = container.serviceConfig.User;
+          containerUserGroups = groupsOf container.serviceConfig.User;
+          trustedInterfaces = config.networking.firewall.trustedInterfaces or [ ];
+          ptraceScope = config.boot.kernel.sysctl."kernel.yama.ptrace_scope" or null;
+        };
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
       );

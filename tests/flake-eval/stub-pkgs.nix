@@ -35,6 +35,9 @@ let
     symlinkJoin = args: drv args.name { inherit (args) paths; };
     runCommand = name: env: script: drv name { inherit env script; };
     jq = drv "jq" { };
+    coreutils = drv "coreutils" { };
+    systemd = drv "systemd" { };
+    writeShellScript = name: text: drv name { inherit text; };
 
     # callPackage as in nixpkgs: the function gets only the arguments it declares, from pkgs.
     callPackage =

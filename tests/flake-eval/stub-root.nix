@@ -65,5 +65,7 @@ in
     # (system.boot.loader.kernelFile, nixos/modules/system/activation/top-level.nix).
     system.build.kernel = pkgs.linux;
     system.boot.loader.kernelFile = pkgs.stdenv.hostPlatform.linux-kernel.target;
+    # nixos/modules/system/boot/systemd.nix: systemd.package defaults to pkgs.systemd.
+    systemd.package = lib.mkDefault pkgs.systemd;
   };
 }
