@@ -543,6 +543,24 @@ describe("the server going away", () => {
     expect(r.stderr).toMatch(/note: could not remove .* \(listing the release's assets: connection to .* refused/);
     expect(r.stderr).not.toMatch(/error: listing/);
   }, 30_000);
+
+  test("a dist file deleted while it is uploaded: named, the draft left, no runtime text", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 4 * 1024 * 1024 });
+    const iso = join(d.dir, "runner-x86_64.iso");
+    // The ISO's upload pauses after 1 MiB; meanwhile the file goes (a rebuild, a clean-up).
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 1500 });
+    const running = publish(s, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_STALL_TIMEOUT: "30" });
+    // The fourth upload is the ISO's (the small files go first).
+    while (s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).length < 4) await Bun.sleep(20);
+    await rm(iso);
+    const r = await running;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("runner-x86_64.iso");
+    expect(r.stderr).toMatch(/error: uploading runner-x86_64\.iso.*is gone from the dist/);
+    expect(r.stderr).toContain("boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(r.stderr).not.toMatch(/ENOENT|no such file or directory/);
+  }, 30_000);
 });
 
 describe("Ctrl-C", () => {
