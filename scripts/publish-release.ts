@@ -145,9 +145,13 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
   if (plan.dryRun) {
     plan.line(`would write ${what}`);
   } else {
-    await writeFile(join(dist, STATEMENT_FILE), statement);
-    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature);
-    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true });
+    // A dist on a read-only mount (or otherwise unwritable) is bad input: said before any upload.
+    const writing = (name: string) => (error: NodeJS.ErrnoException) => {
+      throw new UsageError(`--dist ${dist}: cannot write ${name} into it (${error.code ?? "unknown error"})`, "publish a writable copy of the dist (cp -r)");
+    };
+    await writeFile(join(dist, STATEMENT_FILE), statement).catch(writing(STATEMENT_FILE));
+    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature).catch(writing(STATEMENT_SIGNATURE_FILE));
+    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true }).catch(writing(STATEMENT_SIGNATURE_FILE));
     say(`wrote ${what}`);
   }
   const small = async (name: string, bytes?: Uint8Array): Promise<LocalFile> => {

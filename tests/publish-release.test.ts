@@ -788,6 +788,18 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(s.requests.every((q) => q.method === "GET")).toBe(true);
   });
 
+  test("a dist the statement cannot be written into: named as such, exit 2, nothing sent, no runtime text", async () => {
+    const s = await server();
+    const d = await dist();
+    // Root writes anywhere it may; a directory where the statement goes fails for everyone (as a read-only mount would).
+    await $`mkdir ${join(d.dir, "provenance.intoto.json")}`;
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: --dist ${d.dir}: cannot write provenance.intoto.json into it (EISDIR)`);
+    expect(r.stderr).not.toMatch(/illegal operation|EISDIR:/);
+    expect(s.requests).toHaveLength(0);
+  });
+
   test("a tag git refuses is refused before any upload, naming the rule (Forgejo would 500 at publish)", async () => {
     const s = await server();
     const d = await dist();
