@@ -6,7 +6,8 @@
  * says about the files is trusted: every byte is downloaded and hashed.
  *
  * The steps, in order:
- *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint);
+ *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint), and that
+ *      --download DIR can be written;
  *   2. find the files: look up the repository, then the release (or read the dist);
  *   3. fetch SHA256SUMS, manifest.json, the statement and its signatures;
  *   4. check the publisher's signature over the statement (and, if required, a maintainer's
@@ -226,13 +227,19 @@ await runMain(async () => {
   const publisherTrust = pinned("signer-fingerprint");
   const countersignerTrust = pinned("countersigner-fingerprint");
 
-  // 1. A trust anchor that trusts somebody, before anything is downloaded.
+  // 1. A trust anchor that trusts somebody, and a --download DIR to write to, before anything is downloaded.
   if (!allowUnsigned) await checkTrust(publisherTrust, NAMESPACE.publisher, "--signer-fingerprint");
   if (requireCountersignature) await checkTrust(countersignerTrust, NAMESPACE.countersignature, "--countersigner-fingerprint");
   const downloadDir = flags.download as string | undefined;
   if (downloadDir) {
     const info = await stat(downloadDir).catch(() => null);
     if (info && !info.isDirectory()) throw new UsageError(`--download ${downloadDir} exists and is not a directory`);
+    // Writable now, not after every byte was downloaded (a read-only mount, a path under a file).
+    const cannot = (error: NodeJS.ErrnoException) => {
+      throw new UsageError(`--download ${downloadDir} cannot be written (${error.code ?? "unknown error"})`, "give a directory this user can write");
+    };
+    await mkdir(downloadDir, { recursive: true }).catch(cannot);
+    await rm(await mkdtemp(join(downloadDir, ".verifying-")).catch(cannot), { recursive: true });
   }
 
   // 2. Where the files are.

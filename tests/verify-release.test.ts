@@ -379,6 +379,17 @@ describe("releases published to the server", () => {
     expect(await readdir(refused)).toEqual([]);
   });
 
+  test("--download into a place that cannot be written: bad input, said before any download, no runtime text", async () => {
+    const blocker = join(keys, "a-file");
+    await writeFile(blocker, "not a directory");
+    const from = forge.requests.length;
+    const r = await remote("boot-v1.0.0", ["--download", join(blocker, "mirror")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: --download ${join(blocker, "mirror")} cannot be written (ENOTDIR)`);
+    expect(r.stderr).not.toMatch(/ENOTDIR:|not a directory, mkdir/);
+    expect(forge.requests.length).toBe(from);
+  });
+
   test("the maintainer countersignature: required by a flag, made offline, uploaded, checked", async () => {
     const required = await remote("boot-v1.0.0", ["--require-countersignature"]);
     expect(required.code).toBe(1);
