@@ -8,7 +8,8 @@
  * The steps, in order:
  *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint), and that
  *      --download DIR can be written;
- *   2. find the files: look up the repository, then the release (or read the dist);
+ *   2. find the files: contact the server (a dead or wrong --server is named within seconds), look
+ *      up the repository, then the release (or read the dist);
  *   3. fetch SHA256SUMS, manifest.json, the statement and its signatures;
  *   4. check the publisher's signature over the statement (and, if required, a maintainer's
  *      countersignature);
@@ -95,6 +96,8 @@ async function findRelease(flags: Record<string, unknown>, tag: string): Promise
   const server = resolveServer(flags.server as string | undefined, ci, { insecureHttp: flags["insecure-http"] === true, publishing: false });
   const { owner, repo } = await resolveRepo(flags.repo as string | undefined, ci);
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
+  // First contact: a dead server is named in seconds, a --server with a path as such (not as --repo's 404).
+  await client.probe();
   // Forgejo answers 404 both for a repository that does not exist and for a private one the
   // caller may not see: only the token (or its absence) tells which to suggest.
   const repository = await client.call<RepositoryAccess>("GET", "", { idempotent: true, allow404: true, what: `looking up ${owner}/${repo}` });

@@ -425,6 +425,15 @@ describe("releases published to the server", () => {
     expect(forged.stderr).toContain(`whose key ${allowedSigners} does not allow for namespace ${NAMESPACE.countersignature} (--require-countersignature)`);
   });
 
+  test("a --server with a path is named as the problem (exit 2), not blamed on --repo", async () => {
+    for (const path of ["/ops/runner-images", "/api/v1"]) {
+      const r = await verify(["--server", `${forge.url}${path}`, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`did you mean --server ${forge.url}?`);
+      expect(r.stderr).not.toContain("check --repo");
+    }
+  });
+
   test("no such repository, a private repository without a token, and no such release are told apart", async () => {
     const noRepo = await verify(["--server", forge.url, "--repo", "ops/nothing-here", "--tag", "boot-v1.0.0"]);
     expect(noRepo.code).toBe(1);
