@@ -158,6 +158,13 @@ describe("the happy path", () => {
     expect(r.code).toBe(0);
     const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
     expect((await expectComplete(s, tag, d.dir)).prerelease).toBe(true);
+    // Dispatched on a boot-v tag (Forgejo's dispatch takes a tag as its ref): still a dev prerelease.
+    const onTag = await runScript("publish-release.ts", ["--dist", d.dir], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_RUN_NUMBER: "13", FORGEJO_REF_TYPE: "tag", FORGEJO_REF_NAME: "boot-v3.0.0", FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    expect(onTag.code).toBe(0);
+    expect(s.state().releases.map((x) => x.tagName)).toContain(`boot-dev-13-${MAIN_SHA.slice(0, 7)}`);
+    expect(s.state().releases.map((x) => x.tagName)).not.toContain("boot-v3.0.0");
     expect((await publish(s, d.dir, ["--tag", "boot-v2.0.0-rc.1"])).code).toBe(0);
     expect(s.state().releases.find((x) => x.tagName === "boot-v2.0.0-rc.1")!.prerelease).toBe(true);
   });
