@@ -82,8 +82,10 @@ const COMMAND: CommandSpec = {
       title: "Examples",
       body: [
         "  FORGEJO_TOKEN=$(cat ~/.config/forgejo-token) bun --smol scripts/publish-release.ts \\",
-        "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0",
-        "  bun --smol scripts/publish-release.ts --tag boot-v1.2.0 --token-file ~/.config/forgejo-token --dry-run",
+        "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 --signing-key ~/.config/runner-images-ci",
+        "  bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
+        "      --token-file ~/.config/forgejo-token --signing-key ~/.config/runner-images-ci --dry-run",
+        "  bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-dev-try1   # unsigned, with a warning",
       ].join("\n"),
     },
   ],
