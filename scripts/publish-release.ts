@@ -38,7 +38,7 @@ import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolv
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
 import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
 import {
-  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
+  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/signing.ts";
 import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
@@ -136,6 +136,7 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
         `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
+      SIGNING_HINT,
     );
   }
   if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);

@@ -54,6 +54,9 @@ describe("who may publish unsigned", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("error: refusing to publish boot-v1.0.0 unsigned: verify-release rejects a release without a signature");
     expect(r.stderr).toContain("--unsigned");
+    // The next line says where keys are set up; the help text cannot.
+    expect(r.stderr).toContain('docs/RUNNER_IMAGES.md, "Signing releases"');
+    expect(r.stderr).not.toContain("run with --help");
     expect(forge.state().releases).toHaveLength(0);
     expect(forge.requests.every((q) => q.method === "GET")).toBe(true);
   });

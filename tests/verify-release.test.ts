@@ -193,6 +193,7 @@ describe("a local dist", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${empty} has no key for namespace ${NAMESPACE.publisher}, so no signature can be trusted: add the public key (echo`);
     expect(r.stderr).toContain("--signer-fingerprint SHA256:");
+    expect(r.stderr).not.toContain("run with --help");
     // The repository's own allowed_signers has no key yet: the default refuses to pass too.
     const repoDefault = await runScript("verify-release.ts", ["--dist", d.dir], { env: cleanEnv() });
     expect(repoDefault.code).toBe(2);
