@@ -3,7 +3,8 @@
  * publish-release: publishes a dist/ (from build-images.ts) as a Forgejo release, safely
  * re-runnable after any failure.
  *
- * The steps, in order:
+ * The steps, in order (before them, the token and the signing key are read, so that no output
+ * can show them; a key that cannot be used is refused at once, in a dry run too):
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
  *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
  *      provenance statement for the tag into the dist and sign it (a boot-v release without a
@@ -16,7 +17,8 @@
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
  *      (nothing is visible to downloaders yet);
  *   6. sync the draft's assets with the dist (identical ones skipped, others replaced through a
- *      temporary name, strays deleted; manifest.json and SHA256SUMS last), then verify it holds
+ *      temporary name, strays deleted; then SHA256SUMS, the statement, its signature, and
+ *      manifest.json last: a release that has it is complete), then verify it holds
  *      exactly the dist (sizes; with --verify full, every hash);
  *   7. publish it (the tag is created now, at the dist's commit) and confirm the tag;
  *   8. delete all but the newest --keep-dev dev releases.
