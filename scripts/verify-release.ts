@@ -47,8 +47,8 @@ const COMMAND: CommandSpec = {
   summary: "Check a published release (or a local dist) against its signed provenance statement, byte for byte",
   passThrough: "[-- <nix arguments for --rebuild>]",
   flags: [
-    { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults)" },
-    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or downloaded files) instead" },
+    { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults); with --dist, the tag its files must be for" },
+    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or a --download mirror) instead; add --tag to require the statement's tag" },
     ...SERVER_FLAGS,
     { name: "only", value: "name", repeatable: true, description: "Check only this file's bytes (repeatable); the statement, signature, manifest and SHA256SUMS are always checked" },
     { name: "allowed-signers", value: "file", description: "Whose signatures count (default: allowed_signers in this checkout, which anyone who can push may change)" },
@@ -81,6 +81,7 @@ const COMMAND: CommandSpec = {
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag latest",
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
         "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot/boot-v1.2.0",
+        "  bun scripts/verify-release.ts --dist /srv/netboot/boot-v1.2.0 --tag boot-v1.2.0",
         "  bun scripts/verify-release.ts --dist dist --rebuild=full",
       ].join("\n"),
     },
@@ -215,7 +216,8 @@ await runMain(async () => {
   const flags = args.flags;
   const tag = flags.tag as string | undefined;
   const dist = flags.dist as string | undefined;
-  if (!tag === !dist) throw new UsageError("give either --tag <tag|latest> (a published release, with --server and --repo) or --dist <dir> (a local directory)");
+  if (!tag && !dist) throw new UsageError("give either --tag <tag|latest> (a published release, with --server and --repo) or --dist <dir> (a local directory)");
+  if (dist && tag === "latest") throw new UsageError("--dist with --tag latest: name the tag the directory's files must be for");
   const only = flags.only ? new Set(flags.only as string[]) : null;
   const depth = flags.rebuild as RebuildDepth | undefined;
   if (depth !== undefined && depth !== "drv" && depth !== "full") throw new UsageError(`--rebuild=${depth}: choose drv or full`);
@@ -251,6 +253,9 @@ await runMain(async () => {
   let expectedTag: string | null = null;
   if (dist) {
     files = await distFiles(dist);
+    // A mirror's files must be for the tag it is served as: a signed dev prerelease in
+    // /srv/netboot/boot-v1.2.0 passes every other check.
+    expectedTag = tag ?? null;
   } else {
     const found = await findRelease(flags, tag!);
     client = found.client;
@@ -316,6 +321,9 @@ await runMain(async () => {
 
   // 5. The statement against everything else: the tag asked for, the manifest, SHA256SUMS, the git tag.
   if (statement) {
+    if (expectedTag === null) {
+      say(`note: no --tag: the statement's tag ${statement.predicate.buildDefinition.externalParameters.release.tag} is not compared with the tag you expect (--dist ${dist} --tag <tag> does)`);
+    }
     problems.push(...compareStatement(statement, { manifest, manifestBytes, sums, expectedTag }));
     if (client) {
       const tagName = statement.predicate.buildDefinition.externalParameters.release.tag;

@@ -228,7 +228,20 @@ describe("a local dist", () => {
     expect(unknown.stderr).toContain("--only vmlinuz: the manifest has no such file");
   });
 
-  test("bad input: --tag and --dist together or neither, a --dist that does not exist", async () => {
+  test("a mirror re-checked with --dist --tag: files signed for another tag are refused", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-dev-5-0123456789ab");
+    const r = await verify(["--dist", d.dir, "--tag", "boot-v2.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("FAIL the signed statement is for boot-dev-5-0123456789ab, not boot-v2.0.0: these files were published under another tag");
+    expect((await verify(["--dist", d.dir, "--tag", "boot-dev-5-0123456789ab"])).code).toBe(0);
+    // Without --tag, nothing is compared with the statement's tag, and the output says so.
+    const untagged = await verify(["--dist", d.dir]);
+    expect(untagged.code).toBe(0);
+    expect(untagged.stderr).toContain("no --tag: the statement's tag boot-dev-5-0123456789ab is not compared with the tag you expect");
+  });
+
+  test("bad input: neither --tag nor --dist, --dist with --tag latest, a --dist that does not exist", async () => {
     expect((await verify([])).code).toBe(2);
     expect((await verify(["--dist", "x", "--tag", "latest"])).code).toBe(2);
     const missing = await verify(["--dist", join(keys, "no-such-dir")]);
