@@ -96,6 +96,9 @@ describe("the key file", () => {
     const missing = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", join(scratch, "nope")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("does not exist");
+    const directory = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", scratch]);
+    expect(directory.code).toBe(2);
+    expect(directory.stderr).toContain(`--signing-key ${scratch} is a directory, not a key file`);
 
     const open = join(scratch, "open");
     await writeFile(open, await readFile(key));

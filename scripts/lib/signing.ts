@@ -17,7 +17,7 @@
  * to leave behind, whatever ends the process.
  */
 import { $ } from "zx/core";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt } from "./cli.ts";
@@ -48,10 +48,11 @@ export async function signingKey(keyFile: string | undefined, env: Record<string
   const text = env[SIGNING_KEY_ENV]?.trim();
   delete env[SIGNING_KEY_ENV];
   if (keyFile) {
-    const file = Bun.file(keyFile);
-    if (!(await file.exists())) throw new UsageError(`--signing-key ${keyFile} does not exist`, SIGNING_HINT);
+    const info = await stat(keyFile).catch(() => null);
+    if (!info) throw new UsageError(`--signing-key ${keyFile} does not exist`, SIGNING_HINT);
+    if (!info.isFile()) throw new UsageError(`--signing-key ${keyFile} is ${info.isDirectory() ? "a directory" : "not a regular file"}, not a key file`, SIGNING_HINT);
     // ssh-keygen refuses keys that others can read; say so rather than let it fail cryptically.
-    if (((await file.stat()).mode & 0o077) !== 0) throw new UsageError(`--signing-key ${keyFile} is readable by others: chmod 600 it`, SIGNING_HINT);
+    if ((info.mode & 0o077) !== 0) throw new UsageError(`--signing-key ${keyFile} is readable by others: chmod 600 it`, SIGNING_HINT);
     return { file: keyFile };
   }
   return text ? { text: `${text}\n` } : null;
