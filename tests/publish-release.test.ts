@@ -438,6 +438,16 @@ describe("faults are retried where a retry can help", () => {
     s.addFault({ kind: "close", method: "GET", path: /\/tags\//, times: 2 });
     expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
   });
+
+  test("a download back cut off mid-body is retried from the start: the release completes", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 4 * 1024 * 1024 });
+    s.addFault({ kind: "cut-response", method: "GET", path: /\/attachments\//, afterBytes: 1024 * 1024, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--verify", "full"]);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(downloading .* back to verify it: the connection to .* was cut off/);
+    expect(r.code).toBe(0);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
 });
 
 describe("a dead, wrong or flaky server", () => {

@@ -393,6 +393,16 @@ describe("releases published to the server", () => {
     expect(await readdir(refused)).toEqual([]);
   });
 
+  test("a download cut off mid-body is retried from the start; what --download keeps is whole", async () => {
+    forge.addFault({ kind: "cut-response", method: "GET", path: /\/releases\/download\//, afterBytes: 100, times: 2 });
+    const out = join(keys, "retried-mirror");
+    const r = await remote("boot-v1.0.0", ["--download", out], { RUNNER_IMAGES_RETRY_DELAY_MS: "5" });
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(downloading \S+: the connection to .* was cut off/);
+    expect(r.stderr).not.toContain("FAIL");
+    expect(r.code).toBe(0);
+    for (const name of await readdir(out)) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
+  });
+
   test("--download into a place that cannot be written: bad input, said before any download, no runtime text", async () => {
     const blocker = join(keys, "a-file");
     await writeFile(blocker, "not a directory");
