@@ -565,8 +565,9 @@ describe("the server going away", () => {
     const s = await server();
     const d = await dist({ isoBytes: 4 * 1024 * 1024 });
     const iso = join(d.dir, "runner-x86_64.iso");
-    // The ISO's upload pauses after 1 MiB; meanwhile the file goes (a rebuild, a clean-up).
-    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 1500 });
+    // The ISO's upload (the only one over 1 MiB) pauses there; meanwhile the file goes (a rebuild, a
+    // clean-up). A fault is used up by the first request it matches: so for every upload.
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 1500, times: Infinity });
     const running = publish(s, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_STALL_TIMEOUT: "30" });
     // The fourth upload is the ISO's (the small files go first).
     while (s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).length < 4) await Bun.sleep(20);
