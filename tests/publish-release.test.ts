@@ -786,6 +786,14 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(r.stderr).not.toContain("manifest.json");
   });
 
+  test("a network setting that is not a number is bad input (exit 2), named with its variable", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_HTTP_TIMEOUT: "1m" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("error: RUNNER_IMAGES_HTTP_TIMEOUT=1m: give a number of 0 or more (seconds)");
+    expect(r.stderr).not.toContain("refused");
+  });
+
   test("--keep-dev -1 is named as a bad number, not as an unknown option", async () => {
     const d = await dist();
     const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--keep-dev", "-1"]);
