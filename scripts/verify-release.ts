@@ -282,7 +282,9 @@ await runMain(async () => {
     manifest = validateManifest(JSON.parse(text(manifestBytes)));
     sumsList = parseSums(text(sums));
   } catch (error) {
-    if (error instanceof ManifestError || error instanceof SyntaxError) throw new Failure(`${files.description}: ${error.message}`);
+    // The parser's own text ("JSON Parse error: …") says nothing to the operator.
+    if (error instanceof SyntaxError) throw new Failure(`${files.description}: ${MANIFEST_FILE} is not valid JSON`);
+    if (error instanceof ManifestError) throw new Failure(`${files.description}: ${error.message}`);
     throw error;
   }
   for (const name of only ?? []) {

@@ -136,6 +136,16 @@ describe("a local dist", () => {
     expect(r.stderr).toContain("it was changed after the statement was made");
   });
 
+  test("a manifest.json that is not JSON is named, without the runtime's parser message", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    await writeFile(join(d.dir, "manifest.json"), "{");
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error: dist ${d.dir}: manifest.json is not valid JSON`);
+    expect(r.stderr).not.toContain("Parse error");
+  });
+
   test("a tampered SHA256SUMS disagrees with the manifest and with the statement", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
