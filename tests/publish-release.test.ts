@@ -721,6 +721,26 @@ describe("errors name the fix", () => {
       tls.stop(true);
     }
   });
+
+  test("a 200 that is not JSON (a proxy's login page in front of the API) is named, without the parser's text", async () => {
+    const d = await dist();
+    const proxy = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) =>
+        new URL(req.url).pathname === "/api/v1/version"
+          ? Response.json({ version: "14.0.0" })
+          : new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
+    });
+    try {
+      const r = await publish(`http://127.0.0.1:${proxy.port}`, d.dir, ["--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`error: reading ops/runner-images: the server answered 200 with an HTML page, not the API's JSON`);
+      expect(r.stderr).not.toContain("Parse error");
+    } finally {
+      proxy.stop(true);
+    }
+  });
 });
 
 describe("bad input is refused before anything is sent (exit 2)", () => {

@@ -90,7 +90,21 @@ export class ForgejoClient {
     const answer = await this.send(method, path, options);
     if (answer.status === 404 && options.allow404) return null;
     if (!answer.ok) throw this.httpError(answer, method, path, options.what);
-    return (answer.text ? JSON.parse(answer.text) : null) as T;
+    return (answer.text ? ForgejoClient.json(answer, options.what) : null) as T;
+  }
+
+  /**
+   * The JSON of a successful answer. Anything else (a proxy's sign-in page answered with 200)
+   * is named as such; the parser's own text says nothing to the operator.
+   */
+  static json<T>(answer: Answer, what: string): T {
+    try {
+      return JSON.parse(answer.text) as T;
+    } catch {
+      const type = answer.headers.get("content-type") ?? "";
+      const body = type.includes("html") ? "an HTML page" : `something else (${type || "no content type"})`;
+      throw new Failure(`${what}: the server answered ${answer.status} with ${body}, not the API's JSON: is a proxy or a sign-in page in front of Forgejo's API?`);
+    }
   }
 
   /** Pages through a list endpoint: 50 a page (Forgejo clamps larger limits), until no rel="next". */
@@ -98,7 +112,7 @@ export class ForgejoClient {
     for (let page = 1; ; page++) {
       const answer = await this.send("GET", path, { query: { ...query, page, limit: 50 }, idempotent: true, what });
       if (!answer.ok) throw this.httpError(answer, "GET", path, what);
-      const items = JSON.parse(answer.text) as T[];
+      const items = ForgejoClient.json<T[]>(answer, what);
       yield* items;
       const link = answer.headers.get("link") ?? "";
       if (!/rel="next"/.test(link) || items.length === 0) return;
@@ -276,7 +290,7 @@ export class ForgejoClient {
       );
     }
     if (!answer.ok) throw this.httpError(answer, "POST", "/releases", what);
-    return JSON.parse(answer.text) as Release;
+    return ForgejoClient.json<Release>(answer, what);
   }
 
   editRelease(id: number, option: EditReleaseOption, what: string): Promise<Release> {

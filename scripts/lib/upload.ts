@@ -81,7 +81,7 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   }
   if (response.status !== 201) throw client.httpError(await ForgejoClient.answerOf(response), "POST", `/releases/${releaseId}/assets`, what);
   bar.finish();
-  const asset = (await response.json()) as Attachment;
+  const asset = ForgejoClient.json<Attachment>(await ForgejoClient.answerOf(response), what);
   const after = await identity(file, what);
   if (sent !== file.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ino !== before.ino) {
     throw new Failure(`${what}: the file changed on disk while it was sent (${sent} bytes sent); rebuild the dist`);
