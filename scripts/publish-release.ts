@@ -3,7 +3,8 @@
  * publish-release: publishes a dist/ (from build-images.ts) as a Forgejo release, safely
  * re-runnable after any failure.
  *
- * The steps, in order:
+ * The steps, in order (before them, the token and the signing key are read, so that no output
+ * can show them; a key that cannot be used is refused at once, in a dry run too):
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
  *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
  *      provenance statement for the tag into the dist and sign it (a boot-v release without a
@@ -16,7 +17,8 @@
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
  *      (nothing is visible to downloaders yet);
  *   6. sync the draft's assets with the dist (identical ones skipped, others replaced through a
- *      temporary name, strays deleted; manifest.json and SHA256SUMS last), then verify it holds
+ *      temporary name, strays deleted; then SHA256SUMS, the statement, its signature, and
+ *      manifest.json last: a release that has it is complete), then verify it holds
  *      exactly the dist (sizes; with --verify full, every hash);
  *   7. publish it (the tag is created now, at the dist's commit) and confirm the tag;
  *   8. delete all but the newest --keep-dev dev releases.
@@ -38,7 +40,7 @@ import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolv
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
 import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
 import {
-  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
+  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/signing.ts";
 import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
@@ -82,8 +84,10 @@ const COMMAND: CommandSpec = {
       title: "Examples",
       body: [
         "  FORGEJO_TOKEN=$(cat ~/.config/forgejo-token) bun --smol scripts/publish-release.ts \\",
-        "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0",
-        "  bun --smol scripts/publish-release.ts --tag boot-v1.2.0 --token-file ~/.config/forgejo-token --dry-run",
+        "      --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 --signing-key ~/.config/runner-images-ci",
+        "  bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
+        "      --token-file ~/.config/forgejo-token --signing-key ~/.config/runner-images-ci --dry-run",
+        "  bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-dev-try1   # unsigned, with a warning",
       ].join("\n"),
     },
   ],
@@ -134,6 +138,7 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
         `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
+      SIGNING_HINT,
     );
   }
   if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
@@ -145,9 +150,13 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
   if (plan.dryRun) {
     plan.line(`would write ${what}`);
   } else {
-    await writeFile(join(dist, STATEMENT_FILE), statement);
-    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature);
-    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true });
+    // A dist on a read-only mount (or otherwise unwritable) is bad input: said before any upload.
+    const writing = (name: string) => (error: NodeJS.ErrnoException) => {
+      throw new UsageError(`--dist ${dist}: cannot write ${name} into it (${error.code ?? "unknown error"})`, "publish a writable copy of the dist (cp -r)");
+    };
+    await writeFile(join(dist, STATEMENT_FILE), statement).catch(writing(STATEMENT_FILE));
+    if (signature) await writeFile(join(dist, STATEMENT_SIGNATURE_FILE), signature).catch(writing(STATEMENT_SIGNATURE_FILE));
+    else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true }).catch(writing(STATEMENT_SIGNATURE_FILE));
     say(`wrote ${what}`);
   }
   const small = async (name: string, bytes?: Uint8Array): Promise<LocalFile> => {

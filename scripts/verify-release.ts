@@ -6,8 +6,10 @@
  * says about the files is trusted: every byte is downloaded and hashed.
  *
  * The steps, in order:
- *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint);
- *   2. find the files: look up the repository, then the release (or read the dist);
+ *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint), and that
+ *      --download DIR can be written;
+ *   2. find the files: contact the server (a dead or wrong --server is named within seconds), look
+ *      up the repository, then the release (or read the dist);
  *   3. fetch SHA256SUMS, manifest.json, the statement and its signatures;
  *   4. check the publisher's signature over the statement (and, if required, a maintainer's
  *      countersignature);
@@ -45,8 +47,8 @@ const COMMAND: CommandSpec = {
   summary: "Check a published release (or a local dist) against its signed provenance statement, byte for byte",
   passThrough: "[-- <nix arguments for --rebuild>]",
   flags: [
-    { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults)" },
-    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or downloaded files) instead" },
+    { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults); with --dist, the tag its files must be for" },
+    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or a --download mirror) instead; add --tag to require the statement's tag" },
     ...SERVER_FLAGS,
     { name: "only", value: "name", repeatable: true, description: "Check only this file's bytes (repeatable); the statement, signature, manifest and SHA256SUMS are always checked" },
     { name: "allowed-signers", value: "file", description: "Whose signatures count (default: allowed_signers in this checkout, which anyone who can push may change)" },
@@ -79,6 +81,7 @@ const COMMAND: CommandSpec = {
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag latest",
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
         "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot/boot-v1.2.0",
+        "  bun scripts/verify-release.ts --dist /srv/netboot/boot-v1.2.0 --tag boot-v1.2.0",
         "  bun scripts/verify-release.ts --dist dist --rebuild=full",
       ].join("\n"),
     },
@@ -94,6 +97,8 @@ async function findRelease(flags: Record<string, unknown>, tag: string): Promise
   const server = resolveServer(flags.server as string | undefined, ci, { insecureHttp: flags["insecure-http"] === true, publishing: false });
   const { owner, repo } = await resolveRepo(flags.repo as string | undefined, ci);
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
+  // First contact: a dead server is named in seconds, a --server with a path as such (not as --repo's 404).
+  await client.probe();
   // Forgejo answers 404 both for a repository that does not exist and for a private one the
   // caller may not see: only the token (or its absence) tells which to suggest.
   const repository = await client.call<RepositoryAccess>("GET", "", { idempotent: true, allow404: true, what: `looking up ${owner}/${repo}` });
@@ -211,7 +216,8 @@ await runMain(async () => {
   const flags = args.flags;
   const tag = flags.tag as string | undefined;
   const dist = flags.dist as string | undefined;
-  if (!tag === !dist) throw new UsageError("give either --tag <tag|latest> (a published release, with --server and --repo) or --dist <dir> (a local directory)");
+  if (!tag && !dist) throw new UsageError("give either --tag <tag|latest> (a published release, with --server and --repo) or --dist <dir> (a local directory)");
+  if (dist && tag === "latest") throw new UsageError("--dist with --tag latest: name the tag the directory's files must be for");
   const only = flags.only ? new Set(flags.only as string[]) : null;
   const depth = flags.rebuild as RebuildDepth | undefined;
   if (depth !== undefined && depth !== "drv" && depth !== "full") throw new UsageError(`--rebuild=${depth}: choose drv or full`);
@@ -226,13 +232,19 @@ await runMain(async () => {
   const publisherTrust = pinned("signer-fingerprint");
   const countersignerTrust = pinned("countersigner-fingerprint");
 
-  // 1. A trust anchor that trusts somebody, before anything is downloaded.
+  // 1. A trust anchor that trusts somebody, and a --download DIR to write to, before anything is downloaded.
   if (!allowUnsigned) await checkTrust(publisherTrust, NAMESPACE.publisher, "--signer-fingerprint");
   if (requireCountersignature) await checkTrust(countersignerTrust, NAMESPACE.countersignature, "--countersigner-fingerprint");
   const downloadDir = flags.download as string | undefined;
   if (downloadDir) {
     const info = await stat(downloadDir).catch(() => null);
     if (info && !info.isDirectory()) throw new UsageError(`--download ${downloadDir} exists and is not a directory`);
+    // Writable now, not after every byte was downloaded (a read-only mount, a path under a file).
+    const cannot = (error: NodeJS.ErrnoException) => {
+      throw new UsageError(`--download ${downloadDir} cannot be written (${error.code ?? "unknown error"})`, "give a directory this user can write");
+    };
+    await mkdir(downloadDir, { recursive: true }).catch(cannot);
+    await rm(await mkdtemp(join(downloadDir, ".verifying-")).catch(cannot), { recursive: true });
   }
 
   // 2. Where the files are.
@@ -241,6 +253,9 @@ await runMain(async () => {
   let expectedTag: string | null = null;
   if (dist) {
     files = await distFiles(dist);
+    // A mirror's files must be for the tag it is served as: a signed dev prerelease in
+    // /srv/netboot/boot-v1.2.0 passes every other check.
+    expectedTag = tag ?? null;
   } else {
     const found = await findRelease(flags, tag!);
     client = found.client;
@@ -267,7 +282,9 @@ await runMain(async () => {
     manifest = validateManifest(JSON.parse(text(manifestBytes)));
     sumsList = parseSums(text(sums));
   } catch (error) {
-    if (error instanceof ManifestError || error instanceof SyntaxError) throw new Failure(`${files.description}: ${error.message}`);
+    // The parser's own text ("JSON Parse error: …") says nothing to the operator.
+    if (error instanceof SyntaxError) throw new Failure(`${files.description}: ${MANIFEST_FILE} is not valid JSON`);
+    if (error instanceof ManifestError) throw new Failure(`${files.description}: ${error.message}`);
     throw error;
   }
   for (const name of only ?? []) {
@@ -306,6 +323,9 @@ await runMain(async () => {
 
   // 5. The statement against everything else: the tag asked for, the manifest, SHA256SUMS, the git tag.
   if (statement) {
+    if (expectedTag === null) {
+      say(`note: no --tag: the statement's tag ${statement.predicate.buildDefinition.externalParameters.release.tag} is not compared with the tag you expect (--dist ${dist} --tag <tag> does)`);
+    }
     problems.push(...compareStatement(statement, { manifest, manifestBytes, sums, expectedTag }));
     if (client) {
       const tagName = statement.predicate.buildDefinition.externalParameters.release.tag;

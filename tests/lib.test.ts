@@ -185,10 +185,13 @@ describe("CI environment", () => {
   });
   test("a pushed boot-v* tag names the build only for its own commit and a clean tree", () => {
     const commit = "c".repeat(40);
-    const ci = ciEnv({ FORGEJO_RUN_ID: "1", FORGEJO_REF_TYPE: "tag", FORGEJO_REF_NAME: "boot-v3.0.0", FORGEJO_SHA: commit });
+    const run = { FORGEJO_RUN_ID: "1", FORGEJO_REF_TYPE: "tag", FORGEJO_REF_NAME: "boot-v3.0.0", FORGEJO_SHA: commit };
+    const ci = ciEnv({ ...run, FORGEJO_EVENT_NAME: "push" });
     expect(versionLabel(commit, false, [], ci)).toBe("boot-v3.0.0");
     expect(versionLabel("d".repeat(40), false, [], ci)).toBe("dev-dddddddddddd");
     expect(versionLabel(commit, true, [], ci)).toBe("dev-cccccccccccc-dirty");
+    // Dispatched on that tag: a dev build (published as boot-dev-), whose manifest must not claim the tag.
+    expect(versionLabel(commit, false, [], ciEnv({ ...run, FORGEJO_EVENT_NAME: "workflow_dispatch" }))).toBe("dev-cccccccccccc");
   });
 });
 
@@ -256,15 +259,18 @@ describe("release tags: one rule for the workflow and the publisher", () => {
   });
 
   test("run as the workflow's first step, it refuses the pushed tag in seconds, exit 2, and lets a good one through", () => {
-    const run = (ref: string) =>
+    const run = (ref: string, event = "push") =>
       Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
-        env: { PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag" },
+        env: { PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag", FORGEJO_EVENT_NAME: event },
         stderr: "pipe",
       });
     const bad = run("boot-v1.0.0-x.lock");
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain('error: tag boot-v1.0.0-x.lock cannot be published: git refuses it as a tag name: a part of it ends with ".lock"');
     expect(run("boot-v1.10").exitCode).toBe(0);
+    // A dispatch run on a tag (Forgejo's dispatch expands a tag name too) publishes a boot-dev-
+    // prerelease, never under that tag: there is no pushed tag to refuse.
+    expect(run("v0.9", "workflow_dispatch").exitCode).toBe(0);
   });
 });
 

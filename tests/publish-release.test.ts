@@ -158,6 +158,13 @@ describe("the happy path", () => {
     expect(r.code).toBe(0);
     const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
     expect((await expectComplete(s, tag, d.dir)).prerelease).toBe(true);
+    // Dispatched on a boot-v tag (Forgejo's dispatch takes a tag as its ref): still a dev prerelease.
+    const onTag = await runScript("publish-release.ts", ["--dist", d.dir], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_RUN_NUMBER: "13", FORGEJO_REF_TYPE: "tag", FORGEJO_REF_NAME: "boot-v3.0.0", FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    expect(onTag.code).toBe(0);
+    expect(s.state().releases.map((x) => x.tagName)).toContain(`boot-dev-13-${MAIN_SHA.slice(0, 7)}`);
+    expect(s.state().releases.map((x) => x.tagName)).not.toContain("boot-v3.0.0");
     expect((await publish(s, d.dir, ["--tag", "boot-v2.0.0-rc.1"])).code).toBe(0);
     expect(s.state().releases.find((x) => x.tagName === "boot-v2.0.0-rc.1")!.prerelease).toBe(true);
   });
@@ -431,6 +438,16 @@ describe("faults are retried where a retry can help", () => {
     s.addFault({ kind: "close", method: "GET", path: /\/tags\//, times: 2 });
     expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
   });
+
+  test("a download back cut off mid-body is retried from the start: the release completes", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 4 * 1024 * 1024 });
+    s.addFault({ kind: "cut-response", method: "GET", path: /\/attachments\//, afterBytes: 1024 * 1024, times: 1 });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--verify", "full"]);
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(downloading .* back to verify it: the connection to .* was cut off/);
+    expect(r.code).toBe(0);
+    await expectComplete(s, "boot-v1.0.0", d.dir);
+  });
 });
 
 describe("a dead, wrong or flaky server", () => {
@@ -542,6 +559,25 @@ describe("the server going away", () => {
     expect(r.stderr).toContain("boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
     expect(r.stderr).toMatch(/note: could not remove .* \(listing the release's assets: connection to .* refused/);
     expect(r.stderr).not.toMatch(/error: listing/);
+  }, 30_000);
+
+  test("a dist file deleted while it is uploaded: named, the draft left, no runtime text", async () => {
+    const s = await server();
+    const d = await dist({ isoBytes: 4 * 1024 * 1024 });
+    const iso = join(d.dir, "runner-x86_64.iso");
+    // The ISO's upload (the only one over 1 MiB) pauses there; meanwhile the file goes (a rebuild, a
+    // clean-up). A fault is used up by the first request it matches: so for every upload.
+    s.addFault({ kind: "stall", method: "POST", path: /\/assets$/, afterBytes: 1024 * 1024, ms: 1500, times: Infinity });
+    const running = publish(s, d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_STALL_TIMEOUT: "30" });
+    // The fourth upload is the ISO's (the small files go first).
+    while (s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets")).length < 4) await Bun.sleep(20);
+    await rm(iso);
+    const r = await running;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("runner-x86_64.iso");
+    expect(r.stderr).toMatch(/error: uploading runner-x86_64\.iso.*is gone from the dist/);
+    expect(r.stderr).toContain("boot-v1.0.0 is left as a draft, not visible to downloaders; run the same command again to finish it");
+    expect(r.stderr).not.toMatch(/ENOENT|no such file or directory/);
   }, 30_000);
 });
 
@@ -685,6 +721,26 @@ describe("errors name the fix", () => {
       tls.stop(true);
     }
   });
+
+  test("a 200 that is not JSON (a proxy's login page in front of the API) is named, without the parser's text", async () => {
+    const d = await dist();
+    const proxy = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) =>
+        new URL(req.url).pathname === "/api/v1/version"
+          ? Response.json({ version: "14.0.0" })
+          : new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
+    });
+    try {
+      const r = await publish(`http://127.0.0.1:${proxy.port}`, d.dir, ["--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`error: reading ops/runner-images: the server answered 200 with an HTML page, not the API's JSON`);
+      expect(r.stderr).not.toContain("Parse error");
+    } finally {
+      proxy.stop(true);
+    }
+  });
 });
 
 describe("bad input is refused before anything is sent (exit 2)", () => {
@@ -750,6 +806,14 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(r.stderr).not.toContain("manifest.json");
   });
 
+  test("a network setting that is not a number is bad input (exit 2), named with its variable", async () => {
+    const d = await dist();
+    const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0"], { RUNNER_IMAGES_HTTP_TIMEOUT: "1m" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("error: RUNNER_IMAGES_HTTP_TIMEOUT=1m: give a number of 0 or more (seconds)");
+    expect(r.stderr).not.toContain("refused");
+  });
+
   test("--keep-dev -1 is named as a bad number, not as an unknown option", async () => {
     const d = await dist();
     const r = await publish("http://127.0.0.1:1", d.dir, ["--tag", "boot-v1.0.0", "--keep-dev", "-1"]);
@@ -768,6 +832,18 @@ describe("bad input is refused before anything is sent (exit 2)", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("runner-x86_64.iso has SHA-256");
     expect(s.requests.every((q) => q.method === "GET")).toBe(true);
+  });
+
+  test("a dist the statement cannot be written into: named as such, exit 2, nothing sent, no runtime text", async () => {
+    const s = await server();
+    const d = await dist();
+    // Root writes anywhere it may; a directory where the statement goes fails for everyone (as a read-only mount would).
+    await $`mkdir ${join(d.dir, "provenance.intoto.json")}`;
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: --dist ${d.dir}: cannot write provenance.intoto.json into it (EISDIR)`);
+    expect(r.stderr).not.toMatch(/illegal operation|EISDIR:/);
+    expect(s.requests).toHaveLength(0);
   });
 
   test("a tag git refuses is refused before any upload, naming the rule (Forgejo would 500 at publish)", async () => {

@@ -54,6 +54,9 @@ describe("who may publish unsigned", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("error: refusing to publish boot-v1.0.0 unsigned: verify-release rejects a release without a signature");
     expect(r.stderr).toContain("--unsigned");
+    // The next line says where keys are set up; the help text cannot.
+    expect(r.stderr).toContain('docs/RUNNER_IMAGES.md, "Signing releases"');
+    expect(r.stderr).not.toContain("run with --help");
     expect(forge.state().releases).toHaveLength(0);
     expect(forge.requests.every((q) => q.method === "GET")).toBe(true);
   });
@@ -93,6 +96,9 @@ describe("the key file", () => {
     const missing = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", join(scratch, "nope")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("does not exist");
+    const directory = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", scratch]);
+    expect(directory.code).toBe(2);
+    expect(directory.stderr).toContain(`--signing-key ${scratch} is a directory, not a key file`);
 
     const open = join(scratch, "open");
     await writeFile(open, await readFile(key));

@@ -136,6 +136,16 @@ describe("a local dist", () => {
     expect(r.stderr).toContain("it was changed after the statement was made");
   });
 
+  test("a manifest.json that is not JSON is named, without the runtime's parser message", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    await writeFile(join(d.dir, "manifest.json"), "{");
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error: dist ${d.dir}: manifest.json is not valid JSON`);
+    expect(r.stderr).not.toContain("Parse error");
+  });
+
   test("a tampered SHA256SUMS disagrees with the manifest and with the statement", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
@@ -193,6 +203,7 @@ describe("a local dist", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${empty} has no key for namespace ${NAMESPACE.publisher}, so no signature can be trusted: add the public key (echo`);
     expect(r.stderr).toContain("--signer-fingerprint SHA256:");
+    expect(r.stderr).not.toContain("run with --help");
     // The repository's own allowed_signers has no key yet: the default refuses to pass too.
     const repoDefault = await runScript("verify-release.ts", ["--dist", d.dir], { env: cleanEnv() });
     expect(repoDefault.code).toBe(2);
@@ -227,7 +238,20 @@ describe("a local dist", () => {
     expect(unknown.stderr).toContain("--only vmlinuz: the manifest has no such file");
   });
 
-  test("bad input: --tag and --dist together or neither, a --dist that does not exist", async () => {
+  test("a mirror re-checked with --dist --tag: files signed for another tag are refused", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-dev-5-0123456789ab");
+    const r = await verify(["--dist", d.dir, "--tag", "boot-v2.0.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("FAIL the signed statement is for boot-dev-5-0123456789ab, not boot-v2.0.0: these files were published under another tag");
+    expect((await verify(["--dist", d.dir, "--tag", "boot-dev-5-0123456789ab"])).code).toBe(0);
+    // Without --tag, nothing is compared with the statement's tag, and the output says so.
+    const untagged = await verify(["--dist", d.dir]);
+    expect(untagged.code).toBe(0);
+    expect(untagged.stderr).toContain("no --tag: the statement's tag boot-dev-5-0123456789ab is not compared with the tag you expect");
+  });
+
+  test("bad input: neither --tag nor --dist, --dist with --tag latest, a --dist that does not exist", async () => {
     expect((await verify([])).code).toBe(2);
     expect((await verify(["--dist", "x", "--tag", "latest"])).code).toBe(2);
     const missing = await verify(["--dist", join(keys, "no-such-dir")]);
@@ -379,6 +403,27 @@ describe("releases published to the server", () => {
     expect(await readdir(refused)).toEqual([]);
   });
 
+  test("a download cut off mid-body is retried from the start; what --download keeps is whole", async () => {
+    forge.addFault({ kind: "cut-response", method: "GET", path: /\/releases\/download\//, afterBytes: 100, times: 2 });
+    const out = join(keys, "retried-mirror");
+    const r = await remote("boot-v1.0.0", ["--download", out], { RUNNER_IMAGES_RETRY_DELAY_MS: "5" });
+    expect(r.stderr).toMatch(/retrying in [\d.]+ s \(downloading \S+: the connection to .* was cut off/);
+    expect(r.stderr).not.toContain("FAIL");
+    expect(r.code).toBe(0);
+    for (const name of await readdir(out)) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
+  });
+
+  test("--download into a place that cannot be written: bad input, said before any download, no runtime text", async () => {
+    const blocker = join(keys, "a-file");
+    await writeFile(blocker, "not a directory");
+    const from = forge.requests.length;
+    const r = await remote("boot-v1.0.0", ["--download", join(blocker, "mirror")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: --download ${join(blocker, "mirror")} cannot be written (ENOTDIR)`);
+    expect(r.stderr).not.toMatch(/ENOTDIR:|not a directory, mkdir/);
+    expect(forge.requests.length).toBe(from);
+  });
+
   test("the maintainer countersignature: required by a flag, made offline, uploaded, checked", async () => {
     const required = await remote("boot-v1.0.0", ["--require-countersignature"]);
     expect(required.code).toBe(1);
@@ -412,6 +457,15 @@ describe("releases published to the server", () => {
     const forged = await remote("boot-v1.0.0", ["--require-countersignature"]);
     expect(forged.code).toBe(1);
     expect(forged.stderr).toContain(`whose key ${allowedSigners} does not allow for namespace ${NAMESPACE.countersignature} (--require-countersignature)`);
+  });
+
+  test("a --server with a path is named as the problem (exit 2), not blamed on --repo", async () => {
+    for (const path of ["/ops/runner-images", "/api/v1"]) {
+      const r = await verify(["--server", `${forge.url}${path}`, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`did you mean --server ${forge.url}?`);
+      expect(r.stderr).not.toContain("check --repo");
+    }
   });
 
   test("no such repository, a private repository without a token, and no such release are told apart", async () => {

@@ -581,4 +581,13 @@ describe("docs/RUNNER_IMAGES.md, Build and publish", () => {
     }
     expect(helpOf.has(BUILD)).toBe(true);
   });
+
+  test("every example that publishes a boot-v release by hand signs it: without a key the publisher refuses it", async () => {
+    const help = Bun.spawnSync(["bun", "scripts/publish-release.ts", "--help"], { cwd: ROOT, stdout: "pipe" }).stdout.toString();
+    const readme = await read("README.md");
+    const lines = (text: string) => text.replace(/\\\n\s*/g, " ").split("\n");
+    const examples = [...codeLines, ...lines(help), ...lines(readme)].filter((l) => /publish-release\.ts .*--tag boot-v/.test(l));
+    expect(examples.length).toBeGreaterThanOrEqual(5);
+    for (const line of examples) expect({ line, signs: /--signing-key |--unsigned/.test(line) }).toEqual({ line, signs: true });
+  });
 });

@@ -52,7 +52,16 @@ export function ciRun(ci: CiEnv): CiRun | null {
   };
 }
 
+/** The pushed tag when this run was started by pushing a tag (any name), else "". */
+export function pushedTag(ci: CiEnv): string {
+  // A dispatch can run on a tag too (Forgejo's dispatch expands a tag name as its ref,
+  // services/actions/workflows.go GetWorkflowFromCommit, v14): that run publishes a boot-dev-
+  // prerelease, never under the tag it happened to run on.
+  return ci.inCi && ci.event === "push" && ci.refType === "tag" ? ci.refName : "";
+}
+
 /** The pushed tag when this run was started by pushing a boot-v* tag, else "". */
 export function pushedReleaseTag(ci: CiEnv): string {
-  return ci.inCi && ci.refType === "tag" && ci.refName.startsWith("boot-v") ? ci.refName : "";
+  const tag = pushedTag(ci);
+  return tag.startsWith("boot-v") ? tag : "";
 }

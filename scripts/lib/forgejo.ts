@@ -7,7 +7,7 @@
  */
 import { Failure, UsageError } from "./cli.ts";
 import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./forgejo-types.ts";
-import { FirstContactTimeout, backoffMs, explainNetworkError, isLoopback, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
+import { FirstContactTimeout, NetworkError, backoffMs, explainNetworkError, isLoopback, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
 import type { FileDigest } from "./hash.ts";
 import { debug, say } from "./log.ts";
 import { SMALL_FILE_LIMIT } from "./manifest.ts";
@@ -90,7 +90,21 @@ export class ForgejoClient {
     const answer = await this.send(method, path, options);
     if (answer.status === 404 && options.allow404) return null;
     if (!answer.ok) throw this.httpError(answer, method, path, options.what);
-    return (answer.text ? JSON.parse(answer.text) : null) as T;
+    return (answer.text ? ForgejoClient.json(answer, options.what) : null) as T;
+  }
+
+  /**
+   * The JSON of a successful answer. Anything else (a proxy's sign-in page answered with 200)
+   * is named as such; the parser's own text says nothing to the operator.
+   */
+  static json<T>(answer: Answer, what: string): T {
+    try {
+      return JSON.parse(answer.text) as T;
+    } catch {
+      const type = answer.headers.get("content-type") ?? "";
+      const body = type.includes("html") ? "an HTML page" : `something else (${type || "no content type"})`;
+      throw new Failure(`${what}: the server answered ${answer.status} with ${body}, not the API's JSON: is a proxy or a sign-in page in front of Forgejo's API?`);
+    }
   }
 
   /** Pages through a list endpoint: 50 a page (Forgejo clamps larger limits), until no rel="next". */
@@ -98,7 +112,7 @@ export class ForgejoClient {
     for (let page = 1; ; page++) {
       const answer = await this.send("GET", path, { query: { ...query, page, limit: 50 }, idempotent: true, what });
       if (!answer.ok) throw this.httpError(answer, "GET", path, what);
-      const items = JSON.parse(answer.text) as T[];
+      const items = ForgejoClient.json<T[]>(answer, what);
       yield* items;
       const link = answer.headers.get("link") ?? "";
       if (!/rel="next"/.test(link) || items.length === 0) return;
@@ -276,7 +290,7 @@ export class ForgejoClient {
       );
     }
     if (!answer.ok) throw this.httpError(answer, "POST", "/releases", what);
-    return JSON.parse(answer.text) as Release;
+    return ForgejoClient.json<Release>(answer, what);
   }
 
   editRelease(id: number, option: EditReleaseOption, what: string): Promise<Release> {
@@ -327,13 +341,27 @@ export class ForgejoClient {
   }
 
   /**
-   * Streams a download through `onChunk` without holding it in memory. Redirects (e.g. to object
-   * storage) are followed by hand, and only to https, to plain http on loopback, or back to this
-   * server: never to another scheme (a `file:` URL would read this machine's files) and never
-   * down to plain http elsewhere. The token goes only to this server's origin. Fails on a stall,
-   * not on total time. Returns the number of bytes received.
+   * Streams a download through the consumer `start()` returns, without holding it in memory.
+   * Redirects (e.g. to object storage) are followed by hand, and only to https, to plain http on
+   * loopback, or back to this server: never to another scheme (a `file:` URL would read this
+   * machine's files) and never down to plain http elsewhere. The token goes only to this
+   * server's origin. Fails on a stall, not on total time. A connection cut off or stalled once
+   * the server has answered (as a 2 GB image's may be) is retried from the first byte, with a
+   * fresh consumer: `start()` is called again. Returns the number of bytes received.
    */
-  async download(url: string, what: string, onChunk: (chunk: Uint8Array) => void): Promise<number> {
+  async download(url: string, what: string, start: () => Promise<(chunk: Uint8Array) => void> | ((chunk: Uint8Array) => void)): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.downloadOnce(url, what, await start());
+      } catch (error) {
+        const again = error instanceof NetworkError && error.transient && this.answered && attempt < this.options.tuning.retries;
+        if (!again) throw error;
+        await this.pause(attempt + 1, error.message);
+      }
+    }
+  }
+
+  private async downloadOnce(url: string, what: string, onChunk: (chunk: Uint8Array) => void): Promise<number> {
     let target = this.followable(url, what);
     for (let hop = 0; hop < 5; hop++) {
       const guard = stallGuard(this.options.tuning.stallMs);
@@ -382,24 +410,32 @@ export class ForgejoClient {
 
   /** Streams a download through SHA-256; nothing is kept. */
   async downloadDigest(url: string, what: string, onProgress?: (done: number) => void): Promise<FileDigest> {
-    const hasher = new Bun.CryptoHasher("sha256");
+    let hasher = new Bun.CryptoHasher("sha256");
     let size = 0;
-    await this.download(url, what, (chunk) => {
-      hasher.update(chunk);
-      size += chunk.byteLength;
-      onProgress?.(size);
+    await this.download(url, what, () => {
+      hasher = new Bun.CryptoHasher("sha256");
+      size = 0;
+      return (chunk) => {
+        hasher.update(chunk);
+        size += chunk.byteLength;
+        onProgress?.(size);
+      };
     });
     return { size, sha256: hasher.digest("hex") };
   }
 
   /** Downloads one of the small release files whole, refusing more than SMALL_FILE_LIMIT bytes. */
   async downloadSmall(url: string, what: string): Promise<Uint8Array> {
-    const chunks: Uint8Array[] = [];
+    let chunks: Uint8Array[] = [];
     let size = 0;
-    await this.download(url, what, (chunk) => {
-      size += chunk.byteLength;
-      if (size > SMALL_FILE_LIMIT) throw new Failure(`${what}: more than ${SMALL_FILE_LIMIT} bytes: not what it claims to be`);
-      chunks.push(chunk);
+    await this.download(url, what, () => {
+      chunks = [];
+      size = 0;
+      return (chunk) => {
+        size += chunk.byteLength;
+        if (size > SMALL_FILE_LIMIT) throw new Failure(`${what}: more than ${SMALL_FILE_LIMIT} bytes: not what it claims to be`);
+        chunks.push(chunk);
+      };
     });
     return Buffer.concat(chunks);
   }

@@ -3,7 +3,7 @@
  * a retry and how long to wait, timeouts that fire on stalled progress rather than total time,
  * and one-line explanations of network errors.
  */
-import { Failure } from "./cli.ts";
+import { Failure, UsageError } from "./cli.ts";
 
 /** Tuning, overridable from the environment (tests use short values). */
 export interface HttpTuning {
@@ -23,19 +23,20 @@ export interface HttpTuning {
 }
 
 export function tuningFromEnv(env: Record<string, string | undefined> = process.env): HttpTuning {
-  const read = (name: string, fallback: number) => {
+  // A setting the operator gave that is not a number is bad input (exit 2), like a bad flag.
+  const read = (name: string, fallback: number, unit: string) => {
     const raw = env[name];
     if (raw === undefined || raw === "") return fallback;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value < 0) throw new Failure(`${name}=${raw} is not a number of the right kind`);
+    if (!Number.isFinite(value) || value < 0) throw new UsageError(`${name}=${raw}: give a number of 0 or more (${unit})`, "the Environment section of --help lists the settings");
     return value;
   };
   return {
-    connectMs: read("RUNNER_IMAGES_CONNECT_TIMEOUT", 10) * 1000,
-    timeoutMs: read("RUNNER_IMAGES_HTTP_TIMEOUT", 60) * 1000,
-    stallMs: read("RUNNER_IMAGES_STALL_TIMEOUT", 120) * 1000,
-    retries: read("RUNNER_IMAGES_RETRIES", 5),
-    retryBaseMs: read("RUNNER_IMAGES_RETRY_DELAY_MS", 1000),
+    connectMs: read("RUNNER_IMAGES_CONNECT_TIMEOUT", 10, "seconds") * 1000,
+    timeoutMs: read("RUNNER_IMAGES_HTTP_TIMEOUT", 60, "seconds") * 1000,
+    stallMs: read("RUNNER_IMAGES_STALL_TIMEOUT", 120, "seconds") * 1000,
+    retries: read("RUNNER_IMAGES_RETRIES", 5, "attempts"),
+    retryBaseMs: read("RUNNER_IMAGES_RETRY_DELAY_MS", 1000, "milliseconds"),
   };
 }
 

@@ -3,7 +3,7 @@
  * local dist/ directory. verify-release checks both the same way through this interface; large
  * files are only ever streamed through a hash, never held in memory.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Failure, UsageError } from "./cli.ts";
 import type { ForgejoClient } from "./forgejo.ts";
@@ -68,18 +68,25 @@ export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFi
     digest: (name, onProgress) => client.downloadDigest(urlOf(name), `downloading ${name}`, onProgress),
     async save(name, target, onProgress) {
       // The same chunks go to the file and through the hash: what is kept is what was checked.
-      const sink = Bun.file(target).writer();
-      const hasher = new Bun.CryptoHasher("sha256");
-      let done = 0;
+      // A retried download starts a new file (a writer does not truncate) and a new hash.
+      const open: { sink: Bun.FileSink | null } = { sink: null };
+      let hasher = new Bun.CryptoHasher("sha256");
       try {
-        const size = await client.download(urlOf(name), `downloading ${name}`, (chunk) => {
-          hasher.update(chunk);
-          sink.write(chunk);
-          onProgress?.((done += chunk.byteLength));
+        const size = await client.download(urlOf(name), `downloading ${name}`, async () => {
+          await open.sink?.end();
+          await rm(target, { force: true });
+          const writer = (open.sink = Bun.file(target).writer());
+          hasher = new Bun.CryptoHasher("sha256");
+          let done = 0;
+          return (chunk) => {
+            hasher.update(chunk);
+            writer.write(chunk);
+            onProgress?.((done += chunk.byteLength));
+          };
         });
         return { size, sha256: hasher.digest("hex") };
       } finally {
-        await sink.end();
+        await open.sink?.end();
       }
     },
   };

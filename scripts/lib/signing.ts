@@ -17,7 +17,7 @@
  * to leave behind, whatever ends the process.
  */
 import { $ } from "zx/core";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt } from "./cli.ts";
@@ -27,6 +27,8 @@ export const STATEMENT_SIGNATURE_FILE = `${STATEMENT_FILE}.sig`;
 export const COUNTERSIGNATURE_FILE = `${STATEMENT_FILE}.countersig`;
 export const NAMESPACE = { publisher: "runner-images-provenance", countersignature: "runner-images-countersignature" } as const;
 export const SIGNING_KEY_ENV = "RUNNER_IMAGES_SIGNING_KEY";
+/** The line after a key or trust-anchor error: where the keys are set up (the help cannot say). */
+export const SIGNING_HINT = 'the keys and how to set them up: docs/RUNNER_IMAGES.md, "Signing releases"';
 /** The repository's trust anchor; anyone who can push can change it (auditors pin a key instead). */
 export const REPOSITORY_ALLOWED_SIGNERS = join(import.meta.dir, "..", "..", "allowed_signers");
 
@@ -46,10 +48,11 @@ export async function signingKey(keyFile: string | undefined, env: Record<string
   const text = env[SIGNING_KEY_ENV]?.trim();
   delete env[SIGNING_KEY_ENV];
   if (keyFile) {
-    const file = Bun.file(keyFile);
-    if (!(await file.exists())) throw new UsageError(`--signing-key ${keyFile} does not exist`);
+    const info = await stat(keyFile).catch(() => null);
+    if (!info) throw new UsageError(`--signing-key ${keyFile} does not exist`, SIGNING_HINT);
+    if (!info.isFile()) throw new UsageError(`--signing-key ${keyFile} is ${info.isDirectory() ? "a directory" : "not a regular file"}, not a key file`, SIGNING_HINT);
     // ssh-keygen refuses keys that others can read; say so rather than let it fail cryptically.
-    if (((await file.stat()).mode & 0o077) !== 0) throw new UsageError(`--signing-key ${keyFile} is readable by others: chmod 600 it`);
+    if ((info.mode & 0o077) !== 0) throw new UsageError(`--signing-key ${keyFile} is readable by others: chmod 600 it`, SIGNING_HINT);
     return { file: keyFile };
   }
   return text ? { text: `${text}\n` } : null;
@@ -167,17 +170,18 @@ function keysFor(allowedSigners: string, namespace: string): string[] {
 export async function checkTrust(trust: Trust, namespace: string, flag: string): Promise<void> {
   if ("fingerprint" in trust) {
     if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(trust.fingerprint)) {
-      throw new UsageError(`${flag} ${trust.fingerprint} is not a key fingerprint like SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg (ssh-keygen -lf key.pub shows it)`);
+      throw new UsageError(`${flag} ${trust.fingerprint} is not a key fingerprint like SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg (ssh-keygen -lf key.pub shows it)`, SIGNING_HINT);
     }
     return;
   }
   const file = Bun.file(trust.allowedSigners);
-  if (!(await file.exists())) throw new UsageError(`there is no allowed signers file at ${trust.allowedSigners}`);
+  if (!(await file.exists())) throw new UsageError(`there is no allowed signers file at ${trust.allowedSigners}`, SIGNING_HINT);
   if (keysFor(await file.text(), namespace).length === 0) {
     throw new UsageError(
       `${trust.allowedSigners} has no key for namespace ${namespace}, so no signature can be trusted: ` +
         `add the public key (echo "release@runner-images namespaces=\\"${namespace}\\" $(cut -d' ' -f1,2 key.pub)" >> allowed_signers, ` +
         `see docs/RUNNER_IMAGES.md "Signing releases"), or pin one with ${flag} SHA256:…`,
+      SIGNING_HINT,
     );
   }
 }

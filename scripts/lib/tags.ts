@@ -14,10 +14,11 @@
  * - no "/": git allows it, but the workflow's `boot-v*` never matches one (a glob's `*` stops at
  *   "/") and Forgejo's release-by-tag route takes one path segment.
  *
- * Run directly (`bun scripts/lib/tags.ts [tag]`), it checks the tag given, or in CI the pushed
- * tag, and exits 2 naming the rule broken.
+ * Run directly (`bun scripts/lib/tags.ts [tag]`), it checks the tag given, or in CI the tag whose
+ * push started the run (a dispatch on a tag publishes under boot-dev-, so it has none), and exits
+ * 2 naming the rule broken.
  */
-import { ciEnv } from "./ci.ts";
+import { ciEnv, pushedTag } from "./ci.ts";
 
 export const RELEASE_TAG_PREFIX = "boot-v";
 export const DEV_TAG_PREFIX = "boot-dev-";
@@ -56,9 +57,9 @@ export function tagProblem(tag: string): string | null {
 
 if (import.meta.main) {
   const ci = ciEnv();
-  const tag = process.argv[2] ?? (ci.refType === "tag" ? ci.refName : "");
+  const tag = process.argv[2] ?? pushedTag(ci);
   if (!tag) {
-    console.error("tags.ts: not a tag push; dev tags (boot-dev-<run>-<sha>) are valid by construction");
+    console.error("tags.ts: not a tag push; a dispatch publishes under boot-dev-<run>-<sha>, valid by construction");
   } else {
     const problem = tagProblem(tag);
     if (problem) {

@@ -22,12 +22,24 @@ export interface LocalFile {
   sha256: string;
 }
 
+/**
+ * The file's identity (size, mtime, inode), taken before and after the upload. A file gone from
+ * the dist (deleted or rebuilt mid-run) is the run's failure, said as such, not the runtime's
+ * ENOENT.
+ */
+async function identity(file: LocalFile, what: string) {
+  return stat(file.path).catch((error: NodeJS.ErrnoException) => {
+    const why = error.code === "ENOENT" ? "is gone from the dist (deleted or rebuilt during the run)" : `cannot be read (${error.code ?? "unknown error"})`;
+    throw new Failure(`${what}: ${file.path} ${why}; rebuild the dist and run again`);
+  });
+}
+
 export async function uploadAsset(client: ForgejoClient, releaseId: number, assetName: string, file: LocalFile): Promise<Attachment> {
   const what = `uploading ${file.name}`;
   const url = `${client.repoApi}/releases/${releaseId}/assets?name=${encodeURIComponent(assetName)}`;
   const guard = stallGuard(client.options.tuning.stallMs);
   const bar = progress(what, file.size);
-  const before = await stat(file.path);
+  const before = await identity(file, what);
   let sent = 0;
   // Count, report progress, hand on. No read-ahead: the TransformStream pulls a chunk only when
   // the socket has taken the previous one.
@@ -69,8 +81,8 @@ export async function uploadAsset(client: ForgejoClient, releaseId: number, asse
   }
   if (response.status !== 201) throw client.httpError(await ForgejoClient.answerOf(response), "POST", `/releases/${releaseId}/assets`, what);
   bar.finish();
-  const asset = (await response.json()) as Attachment;
-  const after = await stat(file.path);
+  const asset = ForgejoClient.json<Attachment>(await ForgejoClient.answerOf(response), what);
+  const after = await identity(file, what);
   if (sent !== file.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ino !== before.ino) {
     throw new Failure(`${what}: the file changed on disk while it was sent (${sent} bytes sent); rebuild the dist`);
   }
