@@ -272,6 +272,21 @@ describe("release tags: one rule for the workflow and the publisher", () => {
     // prerelease, never under that tag: there is no pushed tag to refuse.
     expect(run("v0.9", "workflow_dispatch").exitCode).toBe(0);
   });
+
+  test("on a boot-v tag push without the signing secret, it refuses in seconds, exit 2, naming the secret", () => {
+    const run = (ref: string, keySet: string) =>
+      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
+        env: {
+          PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag",
+          FORGEJO_EVENT_NAME: "push", RUNNER_IMAGES_SIGNING_KEY_IS_SET: keySet,
+        },
+        stderr: "pipe",
+      });
+    const unsigned = run("boot-v1.2.0", "false");
+    expect(unsigned.exitCode).toBe(2);
+    expect(unsigned.stderr.toString()).toContain("the repository secret RUNNER_IMAGES_SIGNING_KEY is not set");
+    expect(run("boot-v1.2.0", "true").exitCode).toBe(0);
+  });
 });
 
 describe("terminal output", () => {

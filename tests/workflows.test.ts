@@ -274,6 +274,15 @@ describe("boot-images.yml", () => {
     expect(sums.if).toBeUndefined();
   });
 
+  test("on a tag push, the first step checks the tag's name and that the signing secret is set, before the build", () => {
+    const check = job.steps.findIndex(runs("scripts/lib/tags.ts"));
+    expect(check).toBeGreaterThanOrEqual(0);
+    expect(check).toBeLessThan(job.steps.findIndex(runs(BUILD)));
+    expect(job.steps[check]!.if).toBeUndefined();
+    // Whether the secret is set, as a boolean expression: the key itself never reaches this step.
+    expect(job.steps[check]!.env?.RUNNER_IMAGES_SIGNING_KEY_IS_SET).toBe("${{ secrets.RUNNER_IMAGES_SIGNING_KEY != '' }}");
+  });
+
   test("the targets input reaches build-images.ts as data: through an env variable, never spliced into the script", () => {
     expect(buildStep!.env?.TARGETS).toBe("${{ inputs.targets }}");
     expect(buildStep!.run).toStartWith("nix develop -c bun scripts/build-images.ts ");
@@ -324,7 +333,10 @@ describe("boot-images.yml", () => {
 // ---------------------------------------------------------------------------------------------
 describe("the job token", () => {
   const TOKEN = /\b(github|forgejo|gitea)\.token\b|\bsecrets\./i;
-  const mentions = (values: Record<string, unknown> | undefined) => Object.values(values ?? {}).some((v) => TOKEN.test(String(v)));
+  // The tag check learns whether the signing secret is set: a boolean, never the key itself.
+  const KEY_IS_SET = "${{ secrets.RUNNER_IMAGES_SIGNING_KEY != '' }}";
+  const mentions = (values: Record<string, unknown> | undefined) =>
+    Object.values(values ?? {}).some((v) => String(v) !== KEY_IS_SET && TOKEN.test(String(v)));
 
   test("is in the env of the publish steps, as FORGEJO_TOKEN, and in no other step, job or workflow env", () => {
     for (const [path, wf] of WORKFLOWS) {
@@ -342,7 +354,10 @@ describe("the job token", () => {
               RUNNER_IMAGES_SIGNING_KEY: "${{ secrets.RUNNER_IMAGES_SIGNING_KEY }}",
             });
           } else {
-            expect({ step: step.name, signingKey: JSON.stringify(step).includes("RUNNER_IMAGES_SIGNING_KEY") }).toEqual({ step: step.name, signingKey: false });
+            const { RUNNER_IMAGES_SIGNING_KEY_IS_SET: keyIsSet, ...env } = step.env ?? {};
+            expect([undefined, KEY_IS_SET]).toContain(keyIsSet);
+            const rest = JSON.stringify({ ...step, env });
+            expect({ step: step.name, signingKey: rest.includes("RUNNER_IMAGES_SIGNING_KEY") }).toEqual({ step: step.name, signingKey: false });
           }
         }
       }

@@ -22,6 +22,8 @@ import { ciEnv, pushedTag } from "./ci.ts";
 
 export const RELEASE_TAG_PREFIX = "boot-v";
 export const DEV_TAG_PREFIX = "boot-dev-";
+/** Set by the workflow's tag check to whether the signing secret is set: "true" or "false". */
+export const SIGNING_KEY_IS_SET_ENV = "RUNNER_IMAGES_SIGNING_KEY_IS_SET";
 
 export const isDevTag = (tag: string) => tag.startsWith(DEV_TAG_PREFIX) && tag.length > DEV_TAG_PREFIX.length;
 /** Dev tags and release tags with a "-" after the prefix (boot-v1.2.0-rc1) are prereleases. */
@@ -64,6 +66,15 @@ if (import.meta.main) {
     const problem = tagProblem(tag);
     if (problem) {
       console.error(`error: tag ${tag} cannot be published: ${problem}; delete it (git push --delete origin ${tag}) and push a tag that follows the rule`);
+      process.exit(2);
+    }
+    // The workflow also says whether the signing secret is set ("true"/"false", never the key):
+    // publish-release.ts refuses a boot-v release unsigned, so say so before a long build.
+    if (tag.startsWith(RELEASE_TAG_PREFIX) && process.env[SIGNING_KEY_IS_SET_ENV] === "false") {
+      console.error(
+        `error: tag ${tag} cannot be published: the repository secret RUNNER_IMAGES_SIGNING_KEY is not set, and a boot-v release is never ` +
+          `published unsigned; add it (docs/RUNNER_IMAGES.md, "Signing releases"), then re-run this workflow`,
+      );
       process.exit(2);
     }
     console.error(`tag ${tag} can be published`);
