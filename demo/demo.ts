@@ -15,7 +15,8 @@
  * Everything is removed at the end; with --keep the server stays up until Ctrl-C.
  */
 import { $ } from "zx/core";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
@@ -200,13 +201,18 @@ await runMain(async () => {
   if (!args) return;
 
   const work = await mkdtemp(join(tmpdir(), "runner-images-demo-"));
+  // `bun run demo` delivers each Ctrl-C twice (the terminal's, then its own forward), and a
+  // second one exits at once, mid clean-up: the directory also goes as the process exits.
+  // Synchronously in both places: an async rm still running at exit leaves half the tree.
+  const removeWork = () => rmSync(work, { recursive: true, force: true });
+  process.on("exit", removeWork);
   const stops: (() => Promise<unknown> | unknown)[] = [];
   let cleaning: Promise<void> | undefined;
   // Once, whoever comes first: the end, a failure, or Ctrl-C.
   const cleanUp = () =>
     (cleaning ??= (async () => {
       for (const stop of [...stops].reverse()) await stop();
-      await rm(work, { recursive: true, force: true });
+      removeWork();
     })());
   onInterrupt(cleanUp);
   try {
