@@ -134,9 +134,10 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
 
   say("\nWhat you do next, with your Forgejo (a token with write:repository; the real images need nixpkgs):");
   say("  bun scripts/build-images.ts");
-  say(`  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>`);
-  say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0");
-  say('  then boot it: docs/RUNNER_IMAGES.md, "Boot over the network" and "Registration"');
+  say("  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>");
+  say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signer-fingerprint SHA256:<key's>");
+  say('  the signing key, its fingerprint and allowed_signers: docs/RUNNER_IMAGES.md, "Signing releases";');
+  say('  then boot it: "Boot over the network" and "Registration"');
 
   if (keep) {
     say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);

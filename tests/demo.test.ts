@@ -8,13 +8,23 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { qemuMissing } from "./support/netboot-vm.ts";
-import { cleanEnv, ROOT } from "./support/run.ts";
+import { cleanEnv, ROOT, runScript } from "./support/run.ts";
 
 const DEMO = join(ROOT, "demo", "demo.ts");
 
 const workDir = (output: string) => /\(working in (\S+);/.exec(output)?.[1];
 const serverUrl = (output: string) => /^ {2}(http:\/\/127\.0\.0\.1:\d+), repository/m.exec(output)?.[1];
 const serverIsDown = async (url: string) => fetch(`${url}/api/v1/version`).then(() => false, () => true);
+
+/** The commands the demo tells a user to run against a real Forgejo, "script: flags" each. */
+function nextCommands(output: string): Map<string, string[]> {
+  const commands = new Map<string, string[]>();
+  for (const line of output.slice(output.indexOf("What you do next")).split("\n")) {
+    const script = /\bbun (?:--smol )?scripts\/([\w-]+\.ts)/.exec(line)?.[1];
+    if (script) commands.set(script, line.match(/--[\w-]+/g) ?? []);
+  }
+  return commands;
+}
 
 test("bun run demo builds, publishes, verifies (signed) and boots a release, then cleans up", async () => {
   const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -34,7 +44,17 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   } else {
     expect(stderr).toContain(`skipped: ${qemuMissing()}`);
   }
-  expect(stderr).toContain("--server https://forge.example --repo ops/runner-images");
+  // What to run next with a real server: flags the scripts know, and a release verify-release accepts.
+  const next = nextCommands(stderr);
+  expect([...next.keys()]).toEqual(["build-images.ts", "publish-release.ts", "verify-release.ts"]);
+  for (const [script, flags] of next) {
+    const help = await runScript(script, ["--help"]);
+    expect(help.code).toBe(0);
+    for (const flag of flags) expect(`${script}: ${help.stdout}`).toContain(`${flag} `);
+  }
+  expect(next.get("publish-release.ts")).toEqual(expect.arrayContaining(["--server", "--repo", "--tag", "--signing-key"]));
+  // verify-release requires a trust anchor, and the repository's allowed_signers does not know a new key.
+  expect(next.get("verify-release.ts")).toEqual(expect.arrayContaining(["--server", "--repo", "--tag", "--signer-fingerprint"]));
   expect(stderr).not.toContain("fjt_demo_"); // the throwaway token is never shown
   expect(existsSync(workDir(stderr)!)).toBe(false);
   expect(await serverIsDown(serverUrl(stderr)!)).toBe(true);
