@@ -58,7 +58,9 @@ function plain(line: string): string {
 /** Runs one of the project's scripts as the user would, its output indented under the step. */
 async function run(script: string, args: string[], env: Record<string, string> = {}): Promise<void> {
   const shown = args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`));
-  say(`  $ bun scripts/${script} ${shown.join(" ")}`);
+  // The environment it gets, by name only (the token is a secret).
+  const envShown = Object.keys(env).map((name) => `${name}=… `).join("");
+  say(`  $ ${envShown}bun scripts/${script} ${shown.join(" ")}`);
   const child = Bun.spawn([process.execPath, join(ROOT, "scripts", script), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LANG: "C.UTF-8", ...env },

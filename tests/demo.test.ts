@@ -33,6 +33,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   expect(code).toBe(0);
   expect(stdout).toBe("");
   for (const step of ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]) expect(stderr).toContain(step);
+  expect(stderr).toContain("  $ FORGEJO_TOKEN=… bun scripts/publish-release.ts --dist ");
   expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
   expect(stderr).toContain("signature  good, by demo@runner-images");
   expect(stderr).toContain("verified: 4 files match the statement, signed by demo@runner-images");
