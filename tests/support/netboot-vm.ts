@@ -30,7 +30,7 @@ import { ROOT } from "./run.ts";
 
 export const QEMU = "qemu-system-x86_64";
 const NETBOOT_FIXTURE = join(ROOT, "tests", "fixtures", "netboot");
-/** Where tests/fixtures/netboot/fetch-kernel.sh (run by .ci/run) puts Debian's kernel. */
+/** Where tests/fixtures/netboot/fetch-kernel.sh (run by scripts/setup.sh) puts Debian's kernel. */
 export const KERNEL_DIR = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "runner-images", "debian-kernel");
 /** The guest's name for the host's loopback servers (a guestfwd address). */
 export const GUEST_HOST = "10.0.2.100";
@@ -42,7 +42,7 @@ export const DONE_LINE = "netboot-fixture: done";
 
 /** Why the chain cannot boot on this machine, or null when it can. */
 export function qemuMissing(): string | null {
-  if (!Bun.which(QEMU)) return `${QEMU} is not installed (Debian: apt install qemu-system-x86 ipxe-qemu)`;
+  if (!Bun.which(QEMU)) return `${QEMU} is not installed (bash scripts/setup.sh installs it: Debian's qemu-system-x86 and ipxe-qemu)`;
   return null;
 }
 
@@ -54,7 +54,7 @@ async function cachedKernel(): Promise<string | undefined> {
 
 /** Why the bootable fixture cannot be made here, or null when it can. */
 export async function bootFilesMissing(): Promise<string | null> {
-  if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run tests/fixtures/netboot/fetch-kernel.sh (.ci/run does)`;
+  if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run bash scripts/setup.sh (or tests/fixtures/netboot/fetch-kernel.sh alone)`;
   for (const [tool, pkg] of [["busybox", "busybox-static"], ["cpio", "cpio"]]) {
     if (!Bun.which(tool!)) return `${tool} is not installed (Debian: apt install ${pkg})`;
   }
