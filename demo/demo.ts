@@ -15,7 +15,8 @@
  * Everything is removed at the end; with --keep the server stays up until Ctrl-C.
  */
 import { $ } from "zx/core";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
@@ -57,7 +58,9 @@ function plain(line: string): string {
 /** Runs one of the project's scripts as the user would, its output indented under the step. */
 async function run(script: string, args: string[], env: Record<string, string> = {}): Promise<void> {
   const shown = args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`));
-  say(`  $ bun scripts/${script} ${shown.join(" ")}`);
+  // The environment it gets, by name only (the token is a secret).
+  const envShown = Object.keys(env).map((name) => `${name}=… `).join("");
+  say(`  $ ${envShown}bun scripts/${script} ${shown.join(" ")}`);
   const child = Bun.spawn([process.execPath, join(ROOT, "scripts", script), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LANG: "C.UTF-8", ...env },
@@ -133,9 +136,10 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
 
   say("\nWhat you do next, with your Forgejo (a token with write:repository; the real images need nixpkgs):");
   say("  bun scripts/build-images.ts");
-  say(`  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>`);
-  say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0");
-  say('  then boot it: docs/RUNNER_IMAGES.md, "Boot over the network" and "Registration"');
+  say("  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>");
+  say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signer-fingerprint SHA256:<key's>");
+  say('  the signing key, its fingerprint and allowed_signers: docs/RUNNER_IMAGES.md, "Signing releases";');
+  say('  then boot it: "Boot over the network" and "Registration"');
 
   if (keep) {
     say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);
@@ -200,13 +204,18 @@ await runMain(async () => {
   if (!args) return;
 
   const work = await mkdtemp(join(tmpdir(), "runner-images-demo-"));
+  // `bun run demo` delivers each Ctrl-C twice (the terminal's, then its own forward), and a
+  // second one exits at once, mid clean-up: the directory also goes as the process exits.
+  // Synchronously in both places: an async rm still running at exit leaves half the tree.
+  const removeWork = () => rmSync(work, { recursive: true, force: true });
+  process.on("exit", removeWork);
   const stops: (() => Promise<unknown> | unknown)[] = [];
   let cleaning: Promise<void> | undefined;
   // Once, whoever comes first: the end, a failure, or Ctrl-C.
   const cleanUp = () =>
     (cleaning ??= (async () => {
       for (const stop of [...stops].reverse()) await stop();
-      await rm(work, { recursive: true, force: true });
+      removeWork();
     })());
   onInterrupt(cleanUp);
   try {

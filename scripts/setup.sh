@@ -3,15 +3,25 @@
 # from npm; Nix (Debian's nix-bin) and the tools the tests use from Debian; Debian's kernel for
 # the bootable test fixture, downloaded (not installed) once into ~/.cache/runner-images.
 # Installs only what is missing, so a second run does nothing. Needs root for apt-get (sudo is
-# used when it is there). The README's first command and .ci/run both start with it.
+# used when it is there); a user other than root is added to nix-users and asked to log in
+# again. The README's first command and .ci/run both start with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+user=$(id -un)
 as_root=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then as_root=(sudo); fi
-apt_get() { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+# One line instead of apt's or npm's permission errors.
+need_root() {
+  if [ "$(id -u)" -ne 0 ] && [ ${#as_root[@]} -eq 0 ]; then
+    echo "setup.sh: $1 needs root: run it as root, or with sudo installed" >&2
+    exit 1
+  fi
+}
+apt_get() { need_root "installing from Debian"; "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 
 if ! bun --version >/dev/null 2>&1; then
+  need_root "installing bun"
   echo "installing bun from npm"
   "${as_root[@]}" npm install --global --no-fund --no-audit bun@1.4.5
 fi
@@ -49,5 +59,19 @@ if command -v apt-get >/dev/null 2>&1; then
   if ! tests/fixtures/netboot/fetch-kernel.sh 2>/dev/null; then
     apt_get update -qq
     tests/fixtures/netboot/fetch-kernel.sh
+  fi
+fi
+# Nix for a user other than root goes through Debian's nix-daemon, which only members of the
+# group nix-users may use (nix-bin 2.8.0, /usr/share/doc/nix-bin/README.Debian); a new group
+# applies from the next login.
+if [ "$(id -u)" -ne 0 ] && getent group nix-users >/dev/null; then
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx nix-users; then
+    need_root "adding $user to the group nix-users"
+    "${as_root[@]}" adduser -q "$user" nix-users
+    echo "setup.sh: added $user to the group nix-users (Nix's daemon is open to it only): log in again, then run the same command" >&2
+    exit 1
+  elif ! id -nG | tr ' ' '\n' | grep -qx nix-users; then
+    echo "setup.sh: $user is in the group nix-users from the next login: log in again, then run the same command" >&2
+    exit 1
   fi
 fi

@@ -8,13 +8,23 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { qemuMissing } from "./support/netboot-vm.ts";
-import { cleanEnv, ROOT } from "./support/run.ts";
+import { cleanEnv, ROOT, runScript } from "./support/run.ts";
 
 const DEMO = join(ROOT, "demo", "demo.ts");
 
 const workDir = (output: string) => /\(working in (\S+);/.exec(output)?.[1];
 const serverUrl = (output: string) => /^ {2}(http:\/\/127\.0\.0\.1:\d+), repository/m.exec(output)?.[1];
 const serverIsDown = async (url: string) => fetch(`${url}/api/v1/version`).then(() => false, () => true);
+
+/** The commands the demo tells a user to run against a real Forgejo, "script: flags" each. */
+function nextCommands(output: string): Map<string, string[]> {
+  const commands = new Map<string, string[]>();
+  for (const line of output.slice(output.indexOf("What you do next")).split("\n")) {
+    const script = /\bbun (?:--smol )?scripts\/([\w-]+\.ts)/.exec(line)?.[1];
+    if (script) commands.set(script, line.match(/--[\w-]+/g) ?? []);
+  }
+  return commands;
+}
 
 test("bun run demo builds, publishes, verifies (signed) and boots a release, then cleans up", async () => {
   const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -23,6 +33,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   expect(code).toBe(0);
   expect(stdout).toBe("");
   for (const step of ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]) expect(stderr).toContain(step);
+  expect(stderr).toContain("  $ FORGEJO_TOKEN=… bun scripts/publish-release.ts --dist ");
   expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
   expect(stderr).toContain("signature  good, by demo@runner-images");
   expect(stderr).toContain("verified: 4 files match the statement, signed by demo@runner-images");
@@ -34,13 +45,23 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   } else {
     expect(stderr).toContain(`skipped: ${qemuMissing()}`);
   }
-  expect(stderr).toContain("--server https://forge.example --repo ops/runner-images");
+  // What to run next with a real server: flags the scripts know, and a release verify-release accepts.
+  const next = nextCommands(stderr);
+  expect([...next.keys()]).toEqual(["build-images.ts", "publish-release.ts", "verify-release.ts"]);
+  for (const [script, flags] of next) {
+    const help = await runScript(script, ["--help"]);
+    expect(help.code).toBe(0);
+    for (const flag of flags) expect(`${script}: ${help.stdout}`).toContain(`${flag} `);
+  }
+  expect(next.get("publish-release.ts")).toEqual(expect.arrayContaining(["--server", "--repo", "--tag", "--signing-key"]));
+  // verify-release requires a trust anchor, and the repository's allowed_signers does not know a new key.
+  expect(next.get("verify-release.ts")).toEqual(expect.arrayContaining(["--server", "--repo", "--tag", "--signer-fingerprint"]));
   expect(stderr).not.toContain("fjt_demo_"); // the throwaway token is never shown
   expect(existsSync(workDir(stderr)!)).toBe(false);
   expect(await serverIsDown(serverUrl(stderr)!)).toBe(true);
 }, 600_000);
 
-test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cleans up", async () => {
+test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cleans up (also when the Ctrl-C comes twice)", async () => {
   const child = Bun.spawn([process.execPath, DEMO, "--keep", "--skip-boot"], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   try {
     let stderr = "";
@@ -57,6 +78,14 @@ test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cle
     expect(response.status).toBe(200);
     expect(await response.text()).toContain("  netboot-x86_64.ipxe\n");
 
+    // Ctrl-C on `bun run demo` reaches the demo twice: from the terminal, and forwarded by
+    // `bun run` a moment later, while the first one's clean-up runs. It must still clean up.
+    child.kill("SIGINT");
+    while (!stderr.includes("interrupted (SIGINT)")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += decoder.decode(value);
+    }
     child.kill("SIGINT");
     expect(await child.exited).toBe(130);
     expect(existsSync(workDir(stderr)!)).toBe(false);

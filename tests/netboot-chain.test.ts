@@ -6,9 +6,11 @@
  * The guest reaches only the two loopback servers (tests/support/netboot-vm.ts says how).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stageNetbootRelease, STAGE_ENV_PATH, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
-import { bootChain, cmdlineSeen, GUEST_MAC_HEXHYP, operatorCmdline, qemuMissing, type BootResult } from "./support/netboot-vm.ts";
+import { bootChain, cmdlineSeen, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
 
 const cannotBoot = qemuMissing();
 const SECRET = "0123456789abcdef0123456789abcdef01234567";
@@ -70,3 +72,18 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
     });
   });
 });
+
+test.skipIf(cannotBoot !== null)("a chain that cannot load its script ends the VM at once, not at the timeout", async () => {
+  const empty = serveFiles({});
+  const workDir = mkdtempSync(join(tmpdir(), "runner-images-netboot-"));
+  try {
+    const script = operatorScript(guestUrl(`${empty.url}/missing/netboot-x86_64.ipxe`), "http://10.0.2.100:1/none.env");
+    const result = await bootChain({ script, ports: [empty.port], workDir, timeoutMs: 120_000 });
+    expect(result.serial).toContain("netboot-x86_64.ipxe... No such file or directory");
+    expect(result).toMatchObject({ completed: false, timedOut: false });
+    expect(empty.requests.map((r) => `${r.path} ${r.status}`)).toEqual(["/missing/netboot-x86_64.ipxe 404"]);
+  } finally {
+    empty.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}, 300_000);

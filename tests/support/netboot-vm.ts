@@ -30,7 +30,7 @@ import { ROOT } from "./run.ts";
 
 export const QEMU = "qemu-system-x86_64";
 const NETBOOT_FIXTURE = join(ROOT, "tests", "fixtures", "netboot");
-/** Where tests/fixtures/netboot/fetch-kernel.sh (run by .ci/run) puts Debian's kernel. */
+/** Where tests/fixtures/netboot/fetch-kernel.sh (run by scripts/setup.sh) puts Debian's kernel. */
 export const KERNEL_DIR = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "runner-images", "debian-kernel");
 /** The guest's name for the host's loopback servers (a guestfwd address). */
 export const GUEST_HOST = "10.0.2.100";
@@ -42,7 +42,7 @@ export const DONE_LINE = "netboot-fixture: done";
 
 /** Why the chain cannot boot on this machine, or null when it can. */
 export function qemuMissing(): string | null {
-  if (!Bun.which(QEMU)) return `${QEMU} is not installed (Debian: apt install qemu-system-x86 ipxe-qemu)`;
+  if (!Bun.which(QEMU)) return `${QEMU} is not installed (bash scripts/setup.sh installs it: Debian's qemu-system-x86 and ipxe-qemu)`;
   return null;
 }
 
@@ -54,7 +54,7 @@ async function cachedKernel(): Promise<string | undefined> {
 
 /** Why the bootable fixture cannot be made here, or null when it can. */
 export async function bootFilesMissing(): Promise<string | null> {
-  if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run tests/fixtures/netboot/fetch-kernel.sh (.ci/run does)`;
+  if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run bash scripts/setup.sh (or tests/fixtures/netboot/fetch-kernel.sh alone)`;
   for (const [tool, pkg] of [["busybox", "busybox-static"], ["cpio", "cpio"]]) {
     if (!Bun.which(tool!)) return `${tool} is not installed (Debian: apt install ${pkg})`;
   }
@@ -125,9 +125,12 @@ export async function bootChain(options: BootOptions): Promise<BootResult> {
   await Bun.write(join(tftp, "operator.ipxe"), options.script);
   const forwards = options.ports.map((port) => `guestfwd=tcp:${GUEST_HOST}:${port}-cmd:busybox nc 127.0.0.1 ${port}`);
   const netdev = ["user", "id=net0", "restrict=on", `tftp=${tftp}`, "bootfile=operator.ipxe", ...forwards].join(",");
+  // reboot-timeout=0: when the chain fails, the firmware reboots at once instead of waiting at
+  // "No bootable device" (QEMU's default tells SeaBIOS never to), and -no-reboot makes that
+  // reboot QEMU's exit: a failed boot ends in seconds, not at the timeout (measured here).
   const vm = Bun.spawn(
     [QEMU, "-accel", "tcg", "-m", "512", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-      "-netdev", netdev, "-device", `e1000,netdev=net0,mac=${GUEST_MAC}`, "-boot", "n"],
+      "-netdev", netdev, "-device", `e1000,netdev=net0,mac=${GUEST_MAC}`, "-boot", "n,reboot-timeout=0"],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
   options.started?.(vm);
