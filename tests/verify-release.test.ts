@@ -413,6 +413,22 @@ describe("releases published to the server", () => {
     for (const name of await readdir(out)) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
   });
 
+  test("Ctrl-C during --download (delivered twice at once, as `bun run` forwards it) leaves no staging directory", async () => {
+    forge.addFault({ kind: "stall", method: "GET", path: /\/releases\/download\/.*\.iso$/, ms: 20_000 });
+    const out = join(keys, "interrupted-mirror");
+    const from = forge.requests.length;
+    const r = await runScript("verify-release.ts", ["--allowed-signers", allowedSigners, "--server", forge.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0", "--download", out], {
+      env: cleanEnv(),
+      started: async (child) => {
+        while (!forge.requests.slice(from).some((q) => q.path.endsWith(".iso"))) await Bun.sleep(20);
+        child.kill("SIGINT");
+        child.kill("SIGINT");
+      },
+    });
+    expect(r.code).toBe(130);
+    expect(await readdir(out)).toEqual([]);
+  });
+
   test("--download into a place that cannot be written: bad input, said before any download, no runtime text", async () => {
     const blocker = join(keys, "a-file");
     await writeFile(blocker, "not a directory");

@@ -185,6 +185,13 @@ export function parseCommandLine(spec: CommandSpec, argv: string[] = process.arg
 type Cleanup = () => Promise<void> | void;
 const cleanups: Cleanup[] = [];
 let interrupted: NodeJS.Signals | null = null;
+let interruptedAt = 0;
+/**
+ * One Ctrl-C can arrive twice at once: the terminal signals its whole process group, and
+ * `bun run` forwards the same signal to the script. A repeat this soon is that echo, not the
+ * operator's second Ctrl-C.
+ */
+const SAME_INTERRUPT_MS = 1000;
 
 /**
  * Registers work to undo if the operator interrupts (stop a child, delete a staging directory).
@@ -203,9 +210,13 @@ const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGT
 function installSignalHandlers(): void {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, async () => {
-      // A second Ctrl-C while cleaning up means "now".
-      if (interrupted) process.exit(SIGNAL_EXIT[signal]);
+      if (interrupted) {
+        if (signal === interrupted && Date.now() - interruptedAt < SAME_INTERRUPT_MS) return;
+        // A second Ctrl-C while cleaning up means "now".
+        process.exit(SIGNAL_EXIT[signal]);
+      }
       interrupted = signal;
+      interruptedAt = Date.now();
       // The clean-ups say what they undo and what is left; this line only marks the moment.
       say(`interrupted (${signal})`);
       for (const cleanup of [...cleanups].reverse()) {
