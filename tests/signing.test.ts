@@ -18,13 +18,16 @@ const TOKEN = "fjt_signing_0a1b2c3d4e5f6789";
 let scratch: string;
 let key: string;
 const servers: ForgejoServer[] = [];
+const dists: string[] = [];
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), "runner-images-signing-"));
   key = join(scratch, "ci");
   await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C ci@runner-images -f ${key}`;
 });
-afterAll(() => rm(scratch, { recursive: true, force: true }));
+afterAll(async () => {
+  for (const dir of [scratch, ...dists]) await rm(dir, { recursive: true, force: true });
+});
 afterEach(async () => {
   while (servers.length) await servers.pop()!.stop();
 });
@@ -33,6 +36,7 @@ async function setup() {
   const forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } } });
   servers.push(forge);
   const d = await makeDist({ commit: MAIN_SHA });
+  dists.push(d.dir);
   return { forge, dir: d.dir };
 }
 
