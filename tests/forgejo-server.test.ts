@@ -488,6 +488,20 @@ describe("look-ups and drafts", () => {
     expect((await get(A)).status).toBe(404);
   });
 
+  test("a release's html_url is its web page, with a link per file; a draft's page only for a writer", async () => {
+    const pub = await createRelease(srv, { tag_name: "boot-v2" });
+    await upload(srv, pub.json.id, "runner x86_64.iso", bytes(5, 1));
+    const published = (await call(srv, "GET", `${REPO}/releases/${pub.json.id}`)).json;
+    const page = await fetch(published.html_url);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toStartWith("text/html");
+    expect(await page.text()).toContain(`href="${published.assets[0].browser_download_url}"`);
+    const draft = await createRelease(srv, { tag_name: "boot-v3", draft: true });
+    const draftUrl = (await call(srv, "GET", `${REPO}/releases/${draft.json.id}`)).json.html_url;
+    expect((await fetch(draftUrl)).status).toBe(404);
+    expect((await fetch(draftUrl, { headers: { authorization: W } })).status).toBe(200);
+  });
+
   test("upload_url: GitHub form only with Accept vnd.github+json on v13+", async () => {
     const c = await createRelease(srv, { tag_name: "a" });
     expect(c.json.upload_url).toBe(`${srv.apiUrl}${REPO}/releases/${c.json.id}/assets`);

@@ -941,6 +941,25 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       return webNotFound();
     }
 
+    // The release's web page (its html_url, which publish-release prints): a bare list of the
+    // download links, with the same draft visibility as the downloads.
+    const page = /^\/([^/]+)\/([^/]+)\/releases\/tag\/([^/]+)$/.exec(path);
+    if (page) {
+      const perm = permOf(caller);
+      if (method !== "GET" || perm === "none" || page[1] !== owner || page[2] !== repoName) return webNotFound();
+      const tag = decodeURIComponent(page[3]!);
+      const canWrite = perm === "write" && !caller.spec?.actions;
+      const r = rows.find((x) => !x.isTag && x.tagName === tag && (canWrite || !x.isDraft));
+      if (!r) return webNotFound();
+      const links = r.attachments.map((a) => {
+        const href = `${repoHtml()}/releases/download/${pathEscape(r.tagName)}/${pathEscape(a.name)}`;
+        return `<li><a href="${Bun.escapeHTML(href)}">${Bun.escapeHTML(a.name)}</a></li>`;
+      });
+      const title = Bun.escapeHTML(`${r.title || r.tagName}${r.isDraft ? " (draft)" : ""}`);
+      const html = `<!doctype html>\n<title>${title}</title>\n<h1>${title}</h1>\n<ul>\n${links.join("\n")}\n</ul>\n`;
+      return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
+    }
+
     if (!path.startsWith("/api/v1/")) return webNotFound();
     const api = path.slice(7);
 
