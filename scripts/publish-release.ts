@@ -38,11 +38,11 @@ import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
 import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/provenance.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/signing.ts";
-import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
+import { isDevTag, isPrereleaseTag, isReleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -134,7 +134,7 @@ async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Arr
  * key that cannot sign fails now, not in the real run) and writes nothing.
  */
 async function provenanceFiles(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, plan: Plan): Promise<LocalFile[]> {
-  if (!key && kindOfTag(tag) === "release" && !unsigned) {
+  if (!key && isReleaseTag(tag) && !unsigned) {
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
         `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
@@ -302,7 +302,7 @@ async function publish(client: ForgejoClient, release: Release, tag: string, com
 async function pruneDevReleases(client: ForgejoClient, current: string, keep: number, plan: Plan): Promise<string[]> {
   const dev: Release[] = [];
   for await (const r of client.releases()) {
-    if (r.tag_name.startsWith(DEV_TAG_PREFIX) && !r.draft && r.tag_name !== current) dev.push(r);
+    if (isDevTag(r.tag_name) && !r.draft && r.tag_name !== current) dev.push(r);
   }
   if (isDevTag(current)) keep = Math.max(0, keep - 1); // the new one counts toward the kept
   dev.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at) || b.id - a.id);

@@ -7,11 +7,11 @@
 import { $ } from "zx/core";
 import { readFile } from "node:fs/promises";
 import { UsageError, type Flag } from "./cli.ts";
-import { pushedReleaseTag, type CiEnv } from "./ci.ts";
+import type { CiEnv } from "./ci.ts";
 import { isLoopback } from "./http.ts";
 import { addSecret } from "./log.ts";
 import type { Manifest } from "./manifest.ts";
-import { DEV_TAG_PREFIX, isDevTag, tagProblem } from "./tags.ts";
+import { DEV_TAG_PREFIX, isDevTag, pushedReleaseTag, tagProblem } from "./tags.ts";
 
 /** The flags that say which server and repository, shared by publish and verify. */
 export const SERVER_FLAGS: Flag[] = [
