@@ -27,7 +27,7 @@ import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type Comma
 import { ciEnv } from "./lib/ci.ts";
 import { ForgejoClient, type RepositoryAccess } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
-import { tuningFromEnv } from "./lib/http.ts";
+import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import {
   MANIFEST_FILE, SUMS_FILE, ManifestError, compareSumsWithManifest, parseSums, validateManifest, type Manifest,
@@ -69,9 +69,7 @@ const COMMAND: CommandSpec = {
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   a read token, for a private repository only; never a flag value",
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY   defaults for --server and --repo (set in Forgejo Actions)",
-        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
-        "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
+        ...TUNING_HELP,
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 every check passed, 1 a check failed (each problem is on a FAIL line), 2 bad flags or input (also: no trust anchor)" },
