@@ -6,16 +6,18 @@
  * The steps, in order (before them, the token and the signing key are read, so that no output
  * can show them; a key that cannot be used is refused at once, in a dry run too):
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
- *      provenance statement for the tag into the dist and sign it (a boot-v release without a
- *      key is refused here, unless --unsigned); contact the server (a dead or wrong one is named
- *      within seconds, never retried); check the token can write the repository;
+ *   2. work out server, repository and tag (the one rule, lib/tags.ts; a build with uncommitted
+ *      changes goes out only under boot-dev-, or with --allow-dirty); sign the provenance
+ *      statement for the tag and write both into the dist (a boot-v release without a key is
+ *      refused here, unless --unsigned); contact the server (a dead or wrong one is named within
+ *      seconds, never retried); check the token can write the repository;
  *   3. check the git tag, if it exists, is at the dist's commit, and otherwise that the server
  *      has that commit (publishing creates the tag there);
  *   4. look up the release: a published release is immutable (identical = done, nothing is
- *      even re-hashed; different = refused);
+ *      even re-hashed; different = refused, unless --replace-published);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
- *      (nothing is visible to downloaders yet);
+ *      (nothing is visible to downloaders yet), or turn the published one to replace back into
+ *      a draft;
  *   6. sync the draft's assets with the dist (identical ones skipped, others replaced through a
  *      temporary name, strays deleted; then SHA256SUMS, the statement, its signature, and
  *      manifest.json last: a release that has it is complete), then verify it holds
