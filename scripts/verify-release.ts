@@ -342,7 +342,6 @@ await runMain(async () => {
   let staging: string | null = null;
   let forgetStaging = () => {};
   if (downloadDir) {
-    await mkdir(downloadDir, { recursive: true });
     staging = await mkdtemp(join(downloadDir, ".verifying-"));
     const dir = staging;
     forgetStaging = onInterrupt(() => rm(dir, { recursive: true, force: true }));

@@ -1,8 +1,9 @@
 /**
  * Where and what publish-release publishes: the server, repository, tag and token, from the
- * flags, then the Forgejo Actions environment, then git. Every refusal that protects the
- * release lives here: plain HTTP off loopback, CI publishing to the Codeberg mirror, a dirty
- * build under a release tag, a token on the command line.
+ * flags, then the Forgejo Actions environment, then git (verify-release reads the server,
+ * repository and token the same way). Every refusal that protects the release lives here: plain
+ * HTTP off loopback, CI publishing to the Codeberg mirror, a dirty build under a release tag, a
+ * token on the command line.
  */
 import { $ } from "zx/core";
 import { readFile } from "node:fs/promises";
