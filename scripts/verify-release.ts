@@ -25,7 +25,7 @@ import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
-import { ForgejoClient, type RepositoryAccess } from "./lib/forgejo.ts";
+import { ForgejoClient } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
 import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
@@ -99,18 +99,14 @@ async function findRelease(flags: Record<string, unknown>, tag: string): Promise
   await client.probe();
   // Forgejo answers 404 both for a repository that does not exist and for a private one the
   // caller may not see: only the token (or its absence) tells which to suggest.
-  const repository = await client.call<RepositoryAccess>("GET", "", { idempotent: true, allow404: true, what: `looking up ${owner}/${repo}` });
-  if (!repository) {
+  if (!(await client.findRepository())) {
     throw new Failure(
       token
         ? `${server} has no repository ${owner}/${repo} that this token can read: check --repo, and that the token's user has read access`
         : `${server} has no public repository ${owner}/${repo}: check --repo; if it is private, give a read token (FORGEJO_TOKEN or --token-file)`,
     );
   }
-  const release =
-    tag === "latest"
-      ? await client.call<Release>("GET", "/releases/latest", { idempotent: true, allow404: true, what: "looking up the latest release" })
-      : await client.releaseByTag(tag);
+  const release = tag === "latest" ? await client.latestRelease() : await client.releaseByTag(tag);
   if (!release) throw new Failure(`${owner}/${repo} on ${server} has no ${tag === "latest" ? "published release" : `release ${tag}`}`);
   if (release.draft) say(`note: ${release.tag_name} is a draft: not yet visible to downloaders`);
   return { client, release };
