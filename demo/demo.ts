@@ -143,7 +143,7 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
 
   if (keep) {
     say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);
-    say(`  or open ${forge.url}/api/v1/repos/${REPO}/releases in a browser`);
+    say(`  or open ${forge.url}/${REPO}/releases/tag/${TAG} in a browser (the release page publish-release printed)`);
     say("Press Ctrl-C to stop it and remove the temporary directory.");
     await new Promise(() => {}); // Ctrl-C runs cleanUp (onInterrupt) and exits
   }

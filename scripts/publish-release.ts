@@ -6,16 +6,18 @@
  * The steps, in order (before them, the token and the signing key are read, so that no output
  * can show them; a key that cannot be used is refused at once, in a dry run too):
  *   1. check the dist against its manifest (sizes here, every byte in step 5);
- *   2. work out server, repository, tag (the one rule, lib/tags.ts) and token; write the
- *      provenance statement for the tag into the dist and sign it (a boot-v release without a
- *      key is refused here, unless --unsigned); contact the server (a dead or wrong one is named
- *      within seconds, never retried); check the token can write the repository;
+ *   2. work out server, repository and tag (the one rule, lib/tags.ts; a build with uncommitted
+ *      changes goes out only under boot-dev-, or with --allow-dirty); sign the provenance
+ *      statement for the tag and write both into the dist (a boot-v release without a key is
+ *      refused here, unless --unsigned); contact the server (a dead or wrong one is named within
+ *      seconds, never retried); check the token can write the repository;
  *   3. check the git tag, if it exists, is at the dist's commit, and otherwise that the server
  *      has that commit (publishing creates the tag there);
  *   4. look up the release: a published release is immutable (identical = done, nothing is
- *      even re-hashed; different = refused);
+ *      even re-hashed; different = refused, unless --replace-published);
  *   5. re-hash every file of the dist, then create the release as a DRAFT if there is none
- *      (nothing is visible to downloaders yet);
+ *      (nothing is visible to downloaders yet), or turn the published one to replace back into
+ *      a draft;
  *   6. sync the draft's assets with the dist (identical ones skipped, others replaced through a
  *      temporary name, strays deleted; then SHA256SUMS, the statement, its signature, and
  *      manifest.json last: a release that has it is complete), then verify it holds
@@ -33,16 +35,16 @@ import { ciEnv } from "./lib/ci.ts";
 import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
 import { hashBytes } from "./lib/hash.ts";
-import { tuningFromEnv } from "./lib/http.ts";
+import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
 import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
 import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { STATEMENT_FILE, formatStatement, kindOfTag, makeStatement } from "./lib/provenance.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/provenance.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/signing.ts";
-import { DEV_TAG_PREFIX, isDevTag, isPrereleaseTag } from "./lib/tags.ts";
+import { isDevTag, isPrereleaseTag, isReleaseTag } from "./lib/tags.ts";
 import type { LocalFile } from "./lib/upload.ts";
 
 const COMMAND: CommandSpec = {
@@ -74,9 +76,7 @@ const COMMAND: CommandSpec = {
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
         `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
-        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
-        "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
+        ...TUNING_HELP,
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 published (or already published and identical), 1 the work failed, 2 bad flags or input" },
@@ -134,7 +134,7 @@ async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Arr
  * key that cannot sign fails now, not in the real run) and writes nothing.
  */
 async function provenanceFiles(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, plan: Plan): Promise<LocalFile[]> {
-  if (!key && kindOfTag(tag) === "release" && !unsigned) {
+  if (!key && isReleaseTag(tag) && !unsigned) {
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
         `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
@@ -302,7 +302,7 @@ async function publish(client: ForgejoClient, release: Release, tag: string, com
 async function pruneDevReleases(client: ForgejoClient, current: string, keep: number, plan: Plan): Promise<string[]> {
   const dev: Release[] = [];
   for await (const r of client.releases()) {
-    if (r.tag_name.startsWith(DEV_TAG_PREFIX) && !r.draft && r.tag_name !== current) dev.push(r);
+    if (isDevTag(r.tag_name) && !r.draft && r.tag_name !== current) dev.push(r);
   }
   if (isDevTag(current)) keep = Math.max(0, keep - 1); // the new one counts toward the kept
   dev.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at) || b.id - a.id);

@@ -25,9 +25,9 @@ import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
 import { ciEnv } from "./lib/ci.ts";
-import { ForgejoClient, type RepositoryAccess } from "./lib/forgejo.ts";
+import { ForgejoClient } from "./lib/forgejo.ts";
 import type { Release } from "./lib/forgejo-types.ts";
-import { tuningFromEnv } from "./lib/http.ts";
+import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
 import { formatBytes, progress, say } from "./lib/log.ts";
 import {
   MANIFEST_FILE, SUMS_FILE, ManifestError, compareSumsWithManifest, parseSums, validateManifest, type Manifest,
@@ -69,9 +69,7 @@ const COMMAND: CommandSpec = {
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   a read token, for a private repository only; never a flag value",
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY   defaults for --server and --repo (set in Forgejo Actions)",
-        "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
-        "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
-        "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
+        ...TUNING_HELP,
       ].join("\n"),
     },
     { title: "Exit codes", body: "  0 every check passed, 1 a check failed (each problem is on a FAIL line), 2 bad flags or input (also: no trust anchor)" },
@@ -101,18 +99,14 @@ async function findRelease(flags: Record<string, unknown>, tag: string): Promise
   await client.probe();
   // Forgejo answers 404 both for a repository that does not exist and for a private one the
   // caller may not see: only the token (or its absence) tells which to suggest.
-  const repository = await client.call<RepositoryAccess>("GET", "", { idempotent: true, allow404: true, what: `looking up ${owner}/${repo}` });
-  if (!repository) {
+  if (!(await client.findRepository())) {
     throw new Failure(
       token
         ? `${server} has no repository ${owner}/${repo} that this token can read: check --repo, and that the token's user has read access`
         : `${server} has no public repository ${owner}/${repo}: check --repo; if it is private, give a read token (FORGEJO_TOKEN or --token-file)`,
     );
   }
-  const release =
-    tag === "latest"
-      ? await client.call<Release>("GET", "/releases/latest", { idempotent: true, allow404: true, what: "looking up the latest release" })
-      : await client.releaseByTag(tag);
+  const release = tag === "latest" ? await client.latestRelease() : await client.releaseByTag(tag);
   if (!release) throw new Failure(`${owner}/${repo} on ${server} has no ${tag === "latest" ? "published release" : `release ${tag}`}`);
   if (release.draft) say(`note: ${release.tag_name} is a draft: not yet visible to downloaders`);
   return { client, release };
@@ -344,7 +338,6 @@ await runMain(async () => {
   let staging: string | null = null;
   let forgetStaging = () => {};
   if (downloadDir) {
-    await mkdir(downloadDir, { recursive: true });
     staging = await mkdtemp(join(downloadDir, ".verifying-"));
     const dir = staging;
     forgetStaging = onInterrupt(() => rm(dir, { recursive: true, force: true }));

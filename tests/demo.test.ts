@@ -77,6 +77,11 @@ test("bun run demo --keep leaves the release downloadable until Ctrl-C, then cle
     const response = await fetch(sumsUrl!);
     expect(response.status).toBe(200);
     expect(await response.text()).toContain("  netboot-x86_64.ipxe\n");
+    // The page it says to open in a browser is the release's web page, with its download links.
+    const pageUrl = /or open (\S+) in a browser/.exec(stderr)?.[1];
+    const page = await fetch(pageUrl!);
+    expect(page.headers.get("content-type")).toStartWith("text/html");
+    expect(await page.text()).toContain(`${sumsUrl!.replace(/SHA256SUMS$/, "netboot-x86_64.ipxe")}"`);
 
     // Ctrl-C on `bun run demo` reaches the demo twice: from the terminal, and forwarded by
     // `bun run` a moment later, while the first one's clean-up runs. It must still clean up.

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatSums, type Manifest } from "../scripts/lib/manifest.ts";
@@ -144,6 +144,16 @@ describe("a local dist", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`error: dist ${d.dir}: manifest.json is not valid JSON`);
     expect(r.stderr).not.toContain("Parse error");
+  });
+
+  test("a file the system cannot read (a dangling link in a mirror) is one line with the path and the cause, not the runtime's text", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    await symlink(join(d.dir, "gone"), join(d.dir, "stale-link"));
+    const r = await verify(["--dist", d.dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error: cannot stat ${join(d.dir, "stale-link")}: it does not exist (ENOENT)`);
+    expect(r.stderr).not.toContain("no such file or directory");
   });
 
   test("a tampered SHA256SUMS disagrees with the manifest and with the statement", async () => {

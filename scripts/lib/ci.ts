@@ -59,9 +59,3 @@ export function pushedTag(ci: CiEnv): string {
   // prerelease, never under the tag it happened to run on.
   return ci.inCi && ci.event === "push" && ci.refType === "tag" ? ci.refName : "";
 }
-
-/** The pushed tag when this run was started by pushing a boot-v* tag, else "". */
-export function pushedReleaseTag(ci: CiEnv): string {
-  const tag = pushedTag(ci);
-  return tag.startsWith("boot-v") ? tag : "";
-}

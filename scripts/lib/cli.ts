@@ -223,12 +223,39 @@ function installSignalHandlers(): void {
         try {
           await cleanup();
         } catch (error) {
-          say(`clean-up failed: ${error instanceof Error ? error.message : String(error)}`);
+          say(`clean-up failed: ${describeError(error)}`);
         }
       }
       process.exit(SIGNAL_EXIT[signal]);
     });
   }
+}
+
+/** What the common system error codes mean, said without the runtime's wording. */
+const SYSTEM_ERRORS: Record<string, string> = {
+  ENOENT: "it does not exist",
+  EACCES: "permission denied",
+  EPERM: "not permitted",
+  ENOSPC: "no space left on the disk",
+  EDQUOT: "the disk quota is used up",
+  EROFS: "the file system is read-only",
+  EISDIR: "it is a directory",
+  ENOTDIR: "a part of its path is not a directory",
+  EEXIST: "it already exists",
+  EIO: "an I/O error",
+};
+
+/**
+ * An error for the operator's eyes: a file-system error that no step mapped (a dangling link, a
+ * full disk) becomes "cannot <call> <path>: <cause> (<code>)"; the runtime's own text never shows.
+ */
+function describeError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  if (e instanceof Error && typeof e.code === "string" && typeof e.syscall === "string") {
+    const cause = `${SYSTEM_ERRORS[e.code] ?? "failed"} (${e.code})`;
+    return `cannot ${e.syscall}${e.path ? ` ${e.path}` : ""}: ${cause}`;
+  }
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -244,8 +271,7 @@ export async function runMain(main: () => Promise<void>): Promise<never> {
     // After a signal the main flow fails as its child dies; the signal handler owns the exit.
     if (interrupted) await new Promise(() => {});
     code = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
-    const message = error instanceof Error ? error.message : String(error);
-    say(`error: ${message}`);
+    say(`error: ${describeError(error)}`);
     if (error instanceof UsageError) say(error.hint);
     if (isDebug() && error instanceof Error && error.stack) say(error.stack);
   }

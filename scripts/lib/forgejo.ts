@@ -252,6 +252,16 @@ export class ForgejoClient {
     return this.call<RepositoryAccess>("GET", "", { idempotent: true, what: `reading ${this.repoName}` });
   }
 
+  /** The repository, or null when it does not exist or this caller may not see it (both 404). */
+  findRepository(): Promise<RepositoryAccess | null> {
+    return this.call<RepositoryAccess>("GET", "", { idempotent: true, allow404: true, what: `looking up ${this.repoName}` });
+  }
+
+  /** What Forgejo calls the latest release (GET /releases/latest); null if there is none. */
+  latestRelease(): Promise<Release | null> {
+    return this.call<Release>("GET", "/releases/latest", { idempotent: true, allow404: true, what: "looking up the latest release" });
+  }
+
   /** The release for `tag`, drafts included for writers; null if there is none. */
   releaseByTag(tag: string): Promise<Release | null> {
     return this.call<Release>("GET", `/releases/tags/${encodeURIComponent(tag)}`, { idempotent: true, allow404: true, what: `looking up release ${tag}` });

@@ -40,6 +40,13 @@ export function tuningFromEnv(env: Record<string, string | undefined> = process.
   };
 }
 
+/** The settings tuningFromEnv reads, with their units and defaults, for a script's --help. */
+export const TUNING_HELP = [
+  "  RUNNER_IMAGES_CONNECT_TIMEOUT (s, 10)   first contact: a server that does not answer by then is down (never retried)",
+  "  RUNNER_IMAGES_HTTP_TIMEOUT (s, 60), RUNNER_IMAGES_STALL_TIMEOUT (s, 120),",
+  "  RUNNER_IMAGES_RETRIES (5), RUNNER_IMAGES_RETRY_DELAY_MS (1000)   network tuning once the server has answered",
+];
+
 /** Statuses a retry can fix: rate limits and proxies/servers that were briefly unavailable. */
 const TRANSIENT = new Set([429, 502, 503, 504]);
 

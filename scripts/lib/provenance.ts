@@ -23,6 +23,7 @@
  */
 import { hashBytes } from "./hash.ts";
 import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "./manifest.ts";
+import { isReleaseTag } from "./tags.ts";
 
 export const STATEMENT_FILE = "provenance.intoto.json";
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
@@ -30,9 +31,9 @@ export const PREDICATE_TYPE = "https://slsa.dev/provenance/v1";
 /** How to read the parameters: docs/RUNNER_IMAGES.md, "Signing releases". */
 export const BUILD_TYPE = "urn:runner-images:build-images:v1";
 
-/** What a tag promises: a boot-v* release, or a dev prerelease that must never pass for one. */
+/** What a tag promises, as the statement says it: a boot-v release, or a dev prerelease that must never pass for one. */
 export type ReleaseKind = "release" | "dev-prerelease";
-export const kindOfTag = (tag: string): ReleaseKind => (tag.startsWith("boot-v") ? "release" : "dev-prerelease");
+const kindOfTag = (tag: string): ReleaseKind => (isReleaseTag(tag) ? "release" : "dev-prerelease");
 
 interface ResourceDescriptor {
   name?: string;
@@ -169,7 +170,7 @@ export function compareStatement(
   if (kind !== kindOfTag(tag) || ref !== `refs/tags/${tag}`) {
     problems.push(`the statement's tag ${tag} does not match its kind ${kind} and ref ${ref}`);
   }
-  if (manifest.version.startsWith("boot-v") && manifest.version !== tag) {
+  if (isReleaseTag(manifest.version) && manifest.version !== tag) {
     problems.push(`${MANIFEST_FILE} names version ${manifest.version}, the statement tag ${tag}`);
   }
   if (params.version !== manifest.version) problems.push(`the statement names version ${params.version}, ${MANIFEST_FILE} ${manifest.version}`);

@@ -1,17 +1,18 @@
 /**
  * Where and what publish-release publishes: the server, repository, tag and token, from the
- * flags, then the Forgejo Actions environment, then git. Every refusal that protects the
- * release lives here: plain HTTP off loopback, CI publishing to the Codeberg mirror, a dirty
- * build under a release tag, a token on the command line.
+ * flags, then the Forgejo Actions environment, then git (verify-release reads the server,
+ * repository and token the same way). Every refusal that protects the release lives here: plain
+ * HTTP off loopback, CI publishing to the Codeberg mirror, a dirty build under a release tag, a
+ * token on the command line.
  */
 import { $ } from "zx/core";
 import { readFile } from "node:fs/promises";
 import { UsageError, type Flag } from "./cli.ts";
-import { pushedReleaseTag, type CiEnv } from "./ci.ts";
+import type { CiEnv } from "./ci.ts";
 import { isLoopback } from "./http.ts";
 import { addSecret } from "./log.ts";
 import type { Manifest } from "./manifest.ts";
-import { DEV_TAG_PREFIX, isDevTag, tagProblem } from "./tags.ts";
+import { DEV_TAG_PREFIX, isDevTag, pushedReleaseTag, tagProblem } from "./tags.ts";
 
 /** The flags that say which server and repository, shared by publish and verify. */
 export const SERVER_FLAGS: Flag[] = [

@@ -4,19 +4,14 @@
  * commit).
  */
 import { $ } from "zx/core";
-import { pushedReleaseTag, type CiEnv } from "./ci.ts";
-
-export interface SourceInfo {
-  commit: string;
-  dirty: boolean;
-  version: string;
-}
+import type { CiEnv } from "./ci.ts";
+import { RELEASE_TAG_PREFIX, pushedReleaseTag } from "./tags.ts";
 
 /** The HEAD commit and the boot-v* tags on it, read with git from a local checkout. */
 export async function gitHead(dir: string): Promise<{ commit: string; tags: string[] } | null> {
   const head = await $({ cwd: dir, quiet: true, nothrow: true })`git rev-parse HEAD`;
   if (head.exitCode !== 0) return null;
-  const tags = await $({ cwd: dir, quiet: true, nothrow: true })`git tag --points-at HEAD --list ${"boot-v*"}`;
+  const tags = await $({ cwd: dir, quiet: true, nothrow: true })`git tag --points-at HEAD --list ${`${RELEASE_TAG_PREFIX}*`}`;
   return { commit: head.stdout.trim(), tags: tags.stdout.split("\n").map((t) => t.trim()).filter(Boolean) };
 }
 

@@ -18,16 +18,24 @@
  * push started the run (a dispatch on a tag publishes under boot-dev-, so it has none), and exits
  * 2 naming the rule broken.
  */
-import { ciEnv, pushedTag } from "./ci.ts";
+import { ciEnv, pushedTag, type CiEnv } from "./ci.ts";
 
 export const RELEASE_TAG_PREFIX = "boot-v";
 export const DEV_TAG_PREFIX = "boot-dev-";
 /** Set by the workflow's tag check to whether the signing secret is set: "true" or "false". */
 export const SIGNING_KEY_IS_SET_ENV = "RUNNER_IMAGES_SIGNING_KEY_IS_SET";
 
+/** A boot-v tag: a release, never published unsigned. */
+export const isReleaseTag = (tag: string) => tag.startsWith(RELEASE_TAG_PREFIX);
 export const isDevTag = (tag: string) => tag.startsWith(DEV_TAG_PREFIX) && tag.length > DEV_TAG_PREFIX.length;
 /** Dev tags and release tags with a "-" after the prefix (boot-v1.2.0-rc1) are prereleases. */
-export const isPrereleaseTag = (tag: string) => isDevTag(tag) || (tag.startsWith(RELEASE_TAG_PREFIX) && tag.includes("-", RELEASE_TAG_PREFIX.length));
+export const isPrereleaseTag = (tag: string) => isDevTag(tag) || (isReleaseTag(tag) && tag.includes("-", RELEASE_TAG_PREFIX.length));
+
+/** The pushed tag when this run was started by pushing a boot-v tag, else "". */
+export function pushedReleaseTag(ci: CiEnv): string {
+  const tag = pushedTag(ci);
+  return isReleaseTag(tag) ? tag : "";
+}
 
 /**
  * Why git refuses `refs/tags/<tag>`, or null if it accepts it: the rules of
@@ -49,7 +57,7 @@ export function gitRefusal(tag: string): string | null {
 
 /** Why a tag cannot be published under, or null when it can. */
 export function tagProblem(tag: string): string | null {
-  const released = tag.startsWith(RELEASE_TAG_PREFIX) && tag.length > RELEASE_TAG_PREFIX.length;
+  const released = isReleaseTag(tag) && tag.length > RELEASE_TAG_PREFIX.length;
   if (!released && !isDevTag(tag)) return "a release tag is boot-v<version> (e.g. boot-v1.2.0) or boot-dev-<label>";
   const refused = gitRefusal(tag);
   if (refused) return `git refuses it as a tag name: ${refused}`;
@@ -70,7 +78,7 @@ if (import.meta.main) {
     }
     // The workflow also says whether the signing secret is set ("true"/"false", never the key):
     // publish-release.ts refuses a boot-v release unsigned, so say so before a long build.
-    if (tag.startsWith(RELEASE_TAG_PREFIX) && process.env[SIGNING_KEY_IS_SET_ENV] === "false") {
+    if (isReleaseTag(tag) && process.env[SIGNING_KEY_IS_SET_ENV] === "false") {
       console.error(
         `error: tag ${tag} cannot be published: the repository secret RUNNER_IMAGES_SIGNING_KEY is not set, and a boot-v release is never ` +
           `published unsigned; add it (docs/RUNNER_IMAGES.md, "Signing releases"), then re-run this workflow`,
