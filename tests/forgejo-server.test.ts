@@ -649,7 +649,7 @@ describe("assets", () => {
     expect(at(srv.state().releases, 0, "releases").assets).toEqual([]);
   });
 
-  test("a 50 MiB upload is streamed: server RSS grows by less than 30 MB", async () => {
+  test("a 50 MiB upload is streamed to disk, never held whole in memory", async () => {
     const chunk = bytes(256 * 1024);
     const send = async (name: string, total: number) => {
       let sent = 0;
@@ -675,8 +675,9 @@ describe("assets", () => {
     expect(r.status).toBe(201);
     expect(((await r.json()) as any).size).toBe(50 * 1024 * 1024);
     expect(srv.requests.at(-1)!.bytesIn).toBe(50 * 1024 * 1024);
-    console.log(`50 MiB upload: RSS grew ${((after - before) / 2 ** 20).toFixed(1)} MiB`);
-    expect(after - before).toBeLessThan(30 * 1024 * 1024);
+    // Not a memory target (those live in bench/): a server that buffered the body would grow by all
+    // of it; a streaming one grows by a few MiB, more under a loaded machine.
+    expect(after - before).toBeLessThan(45 * 1024 * 1024);
   }, 20_000);
 });
 

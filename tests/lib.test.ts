@@ -273,6 +273,17 @@ describe("release tags: one rule for the workflow and the publisher", () => {
     expect(run("v0.9", "workflow_dispatch").exitCode).toBe(0);
   });
 
+  test("by hand: --help explains it, a flag is bad input, a tag given checks that tag", () => {
+    const run = (...args: string[]) =>
+      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts"), ...args], { env: { PATH: process.env.PATH }, stdout: "pipe", stderr: "pipe" });
+    const help = run("--help");
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout.toString()).toContain("usage: bun scripts/lib/tags.ts [<tag>]");
+    expect(run("--bogus").exitCode).toBe(2);
+    expect(run("boot-v1.2").exitCode).toBe(0);
+    expect(run("v1.2").exitCode).toBe(2);
+  });
+
   test("on a boot-v tag push without the signing secret, it refuses in seconds, exit 2, naming the secret", () => {
     const run = (ref: string, keySet: string) =>
       Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {

@@ -179,7 +179,7 @@ export async function checkTrust(trust: Trust, namespace: string, flag: string):
   if (keysFor(await file.text(), namespace).length === 0) {
     throw new UsageError(
       `${trust.allowedSigners} has no key for namespace ${namespace}, so no signature can be trusted: ` +
-        `add the public key (echo "release@runner-images namespaces=\\"${namespace}\\" $(cut -d' ' -f1,2 key.pub)" >> allowed_signers, ` +
+        `add the public key (echo "ci@runner-images namespaces=\\"${namespace}\\" $(cut -d' ' -f1,2 key.pub)" >> allowed_signers, ` +
         `see docs/RUNNER_IMAGES.md "Signing releases"), or pin one with ${flag} SHA256:…`,
       SIGNING_HINT,
     );

@@ -65,9 +65,22 @@ export function tagProblem(tag: string): string | null {
   return null;
 }
 
+const USAGE = `usage: bun scripts/lib/tags.ts [<tag>]
+  Checks that <tag> (default: the tag whose push started this CI run) can be published: the
+  one tag rule of publish-release.ts and the workflow. Exit 0 it can, 2 it cannot.`;
+
 if (import.meta.main) {
   const ci = ciEnv();
-  const tag = process.argv[2] ?? pushedTag(ci);
+  const arg = process.argv[2];
+  if (arg === "--help" || arg === "-h") {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (arg?.startsWith("-") || process.argv.length > 3) {
+    console.error(`error: tags.ts takes one tag name and no flags\n${USAGE}`);
+    process.exit(2);
+  }
+  const tag = arg ?? pushedTag(ci);
   if (!tag) {
     console.error("tags.ts: not a tag push; a dispatch publishes under boot-dev-<run>-<sha>, valid by construction");
   } else {
