@@ -138,6 +138,21 @@ describe("the happy path", () => {
     expect(JSON.parse(again.stdout).calls).toBeLessThanOrEqual(6);
   });
 
+  test("a maintainer's countersignature added after publishing is not a difference: a re-run (CI's 'Re-run') succeeds and keeps it", async () => {
+    const s = await server();
+    const d = await dist();
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.0"])).code).toBe(0);
+    const release = s.state().releases.find((r) => r.tagName === "boot-v1.0.0")!;
+    const up = await fetch(`${s.apiUrl}/repos/ops/runner-images/releases/${release.id}/assets?name=provenance.intoto.json.countersig`, {
+      method: "POST", body: "-----BEGIN SSH SIGNATURE-----\n", headers: { authorization: `token ${WRITE}`, "content-type": "application/octet-stream" },
+    });
+    expect(up.status).toBe(201);
+    const again = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(again.stderr).toContain("already published");
+    expect(again.code).toBe(0);
+    expect(s.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.assets.map((a) => a.name)).toContain("provenance.intoto.json.countersig");
+  });
+
   test("a rebuild of the same commit with identical images is still 'identical' (build time differs)", async () => {
     const s = await server();
     const first = await dist();

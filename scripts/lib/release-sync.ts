@@ -18,6 +18,7 @@ import type { Attachment, Release } from "./forgejo-types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
 import { formatBytes, progress, say } from "./log.ts";
 import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
+import { COUNTERSIGNATURE_FILE } from "./signing.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
 export interface SyncReport {
@@ -184,7 +185,9 @@ export async function publishedDifferences(
   const assets = release.assets;
   const differences: string[] = [];
   const wanted = new Set(files.map((f) => f.name));
-  for (const a of assets) if (!wanted.has(a.name)) differences.push(`it has ${a.name}, the dist does not`);
+  // A maintainer's countersignature is added to a published release by hand, after this script
+  // (docs/RUNNER_IMAGES.md, "Signing releases"): part of the release, not a difference from it.
+  for (const a of assets) if (!wanted.has(a.name) && a.name !== COUNTERSIGNATURE_FILE) differences.push(`it has ${a.name}, the dist does not`);
   for (const file of files) {
     const found = assets.filter((a) => a.name === file.name);
     if (found.length === 0) differences.push(`${file.name} is missing`);
