@@ -258,45 +258,37 @@ describe("release tags: one rule for the workflow and the publisher", () => {
     expect([isPrereleaseTag("boot-dev-1"), isPrereleaseTag("boot-v1.0.0-rc1"), isPrereleaseTag("boot-v1.10"), isPrereleaseTag("boot-v2026.11.30")]).toEqual([true, true, false, false]);
   });
 
+  /** Runs scripts/lib/tags.ts as the workflow (a push of `ref`, with `env`) or a person (args) does. */
+  const tagsScript = (args: string[], env: Record<string, string> = {}) =>
+    Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts"), ...args], { env: { PATH: process.env.PATH, ...env }, stdout: "pipe", stderr: "pipe" });
+  const pushOf = (ref: string, event = "push") => ({
+    FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag", FORGEJO_EVENT_NAME: event,
+  });
+
   test("run as the workflow's first step, it refuses the pushed tag in seconds, exit 2, and lets a good one through", () => {
-    const run = (ref: string, event = "push") =>
-      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
-        env: { PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag", FORGEJO_EVENT_NAME: event },
-        stderr: "pipe",
-      });
-    const bad = run("boot-v1.0.0-x.lock");
+    const bad = tagsScript([], pushOf("boot-v1.0.0-x.lock"));
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain('error: tag boot-v1.0.0-x.lock cannot be published: git refuses it as a tag name: a part of it ends with ".lock"');
-    expect(run("boot-v1.10").exitCode).toBe(0);
+    expect(tagsScript([], pushOf("boot-v1.10")).exitCode).toBe(0);
     // A dispatch run on a tag (Forgejo's dispatch expands a tag name too) publishes a boot-dev-
     // prerelease, never under that tag: there is no pushed tag to refuse.
-    expect(run("v0.9", "workflow_dispatch").exitCode).toBe(0);
+    expect(tagsScript([], pushOf("v0.9", "workflow_dispatch")).exitCode).toBe(0);
   });
 
   test("by hand: --help explains it, a flag is bad input, a tag given checks that tag", () => {
-    const run = (...args: string[]) =>
-      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts"), ...args], { env: { PATH: process.env.PATH }, stdout: "pipe", stderr: "pipe" });
-    const help = run("--help");
+    const help = tagsScript(["--help"]);
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString()).toContain("usage: bun scripts/lib/tags.ts [<tag>]");
-    expect(run("--bogus").exitCode).toBe(2);
-    expect(run("boot-v1.2").exitCode).toBe(0);
-    expect(run("v1.2").exitCode).toBe(2);
+    expect(tagsScript(["--bogus"]).exitCode).toBe(2);
+    expect(tagsScript(["boot-v1.2"]).exitCode).toBe(0);
+    expect(tagsScript(["v1.2"]).exitCode).toBe(2);
   });
 
   test("on a boot-v tag push without the signing secret, it refuses in seconds, exit 2, naming the secret", () => {
-    const run = (ref: string, keySet: string) =>
-      Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts")], {
-        env: {
-          PATH: process.env.PATH, FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag",
-          FORGEJO_EVENT_NAME: "push", RUNNER_IMAGES_SIGNING_KEY_IS_SET: keySet,
-        },
-        stderr: "pipe",
-      });
-    const unsigned = run("boot-v1.2.0", "false");
+    const unsigned = tagsScript([], { ...pushOf("boot-v1.2.0"), RUNNER_IMAGES_SIGNING_KEY_IS_SET: "false" });
     expect(unsigned.exitCode).toBe(2);
     expect(unsigned.stderr.toString()).toContain("the repository secret RUNNER_IMAGES_SIGNING_KEY is not set");
-    expect(run("boot-v1.2.0", "true").exitCode).toBe(0);
+    expect(tagsScript([], { ...pushOf("boot-v1.2.0"), RUNNER_IMAGES_SIGNING_KEY_IS_SET: "true" }).exitCode).toBe(0);
   });
 });
 
