@@ -142,8 +142,9 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
     );
   }
   if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
-  const read = (name: string) => readFile(join(dist, name));
-  const statement = Buffer.from(formatStatement(makeStatement(manifest, await read(MANIFEST_FILE), await read(SUMS_FILE), tag)));
+  const manifestBytes = await readFile(join(dist, MANIFEST_FILE));
+  const sums = await readFile(join(dist, SUMS_FILE));
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag)));
   const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
   if (signature) await checkAgainstRepository(statement, signature);
   const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
@@ -159,15 +160,12 @@ async function provenanceFiles(dist: string, manifest: Manifest, tag: string, ke
     else await rm(join(dist, STATEMENT_SIGNATURE_FILE), { force: true }).catch(writing(STATEMENT_SIGNATURE_FILE));
     say(`wrote ${what}`);
   }
-  const small = async (name: string, bytes?: Uint8Array): Promise<LocalFile> => {
-    const data = bytes ?? (await read(name));
-    return { name, path: join(dist, name), size: data.byteLength, sha256: hashBytes(data) };
-  };
+  const small = (name: string, bytes: Uint8Array): LocalFile => ({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
   return [
-    await small(SUMS_FILE),
-    await small(STATEMENT_FILE, statement),
-    ...(signature ? [await small(STATEMENT_SIGNATURE_FILE, signature)] : []),
-    await small(MANIFEST_FILE),
+    small(SUMS_FILE, sums),
+    small(STATEMENT_FILE, statement),
+    ...(signature ? [small(STATEMENT_SIGNATURE_FILE, signature)] : []),
+    small(MANIFEST_FILE, manifestBytes),
   ];
 }
 
