@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript, type RunOptions } from "./support/run.ts";
+import { redact } from "../scripts/lib/log.ts";
+import { SIGNING_KEY_ENV, signingKey } from "../scripts/lib/signing.ts";
 
 const TOKEN = "fjt_signing_0a1b2c3d4e5f6789";
 let scratch: string;
@@ -91,6 +93,18 @@ describe("who may publish unsigned", () => {
     const again = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
     expect(again.code).toBe(0);
     expect(again.stderr).toContain("is already published with exactly these files");
+  });
+});
+
+describe("the key as the CI secret", () => {
+  test("is taken out of the environment, and no line of it can be printed", async () => {
+    const text = await readFile(key, "utf8");
+    const env: Record<string, string | undefined> = { [SIGNING_KEY_ENV]: text };
+    expect(await signingKey(undefined, env)).toEqual({ text: `${text.trim()}\n` });
+    expect(env[SIGNING_KEY_ENV]).toBeUndefined();
+    const body = text.split("\n").filter((l) => l && !l.startsWith("-----"));
+    expect(body.length).toBeGreaterThan(0);
+    for (const line of body) expect(redact(`ssh-keygen: bad line ${line}`)).toBe("ssh-keygen: bad line [redacted]");
   });
 });
 

@@ -21,6 +21,7 @@ import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError, onInterrupt } from "./cli.ts";
+import { addSecret } from "./log.ts";
 import { STATEMENT_FILE } from "./provenance.ts";
 
 export const STATEMENT_SIGNATURE_FILE = `${STATEMENT_FILE}.sig`;
@@ -55,7 +56,10 @@ export async function signingKey(keyFile: string | undefined, env: Record<string
     if ((info.mode & 0o077) !== 0) throw new UsageError(`--signing-key ${keyFile} is readable by others: chmod 600 it`, SIGNING_HINT);
     return { file: keyFile };
   }
-  return text ? { text: `${text}\n` } : null;
+  if (!text) return null;
+  // Nothing should ever print it; if a tool's message ever quoted a line of it, that line is masked.
+  for (const line of text.split("\n")) if (!line.startsWith("-----")) addSecret(line.trim());
+  return { text: `${text}\n` };
 }
 
 /**
