@@ -50,7 +50,9 @@
             let
               build = config.system.build;
               # internal option of nixos/modules/system/activation/top-level.nix: the kernel's
-              # image file, the platform's linux-kernel target (bzImage on x86_64)
+              # image file, the platform's linux-kernel target (bzImage on x86_64). (Several
+              # revisions in the search index, default pkgs.stdenv.hostPlatform.linux-kernel.target,
+              # newer config.boot.kernelPackages.kernel.target; none names its commit.)
               kernelFile = config.system.boot.loader.kernelFile;
               entries = [
                 {
@@ -72,6 +74,7 @@
               "targets.json: ${target.attr} publishes [${toString target.sources}] but the netboot directory holds [${toString names}]";
             (pkgsFor target.system).linkFarm target.attr entries;
           # Checks of the built artifact (in checks.<system>, next to the package).
+          # (pkgs.runCommand name env script: trivial-builders, not re-read: from memory.)
           checks = target: artifact: {
             # The initrd carries the whole store and sits in RAM: the EFI stub must allocate
             # it in one piece (fails around 1 GB on real hardware, NixOS/nixpkgs#73588) and
@@ -152,6 +155,7 @@
         in
         # `nix flake check` only evaluates packages; re-export them so it builds them.
         lib.mapAttrs' (name: lib.nameValuePair "package-${name}") self.packages.${system}
+        # lib.concatMapAttrs f v (nixpkgs lib attrsets.nix @ de42d442): the union of f's results
         // lib.concatMapAttrs (_: checksOf) bySystem.${system}
         // {
           # The machines carry the release info, the operator keys and their image module.
@@ -183,7 +187,8 @@
       );
 
       # Everything the scripts in scripts/ need: `nix develop -c bun scripts/...`.
-      # (pkgs.mkShellNoCC: mkShell without a C compiler; from memory, not re-read.)
+      # pkgs.mkShellNoCC = mkShell.override { stdenv = stdenvNoCC; } (nixpkgs
+      # pkgs/top-level/all-packages.nix, a 2025+ copy in the search index; commit not named).
       devShells = forSystems (system: {
         default = (pkgsFor system).mkShellNoCC {
           packages = with pkgsFor system; [

@@ -163,7 +163,8 @@ let
         machine.fail("test -e /run/forgejo-runner/host.runner")
 
     # A shell command as a host job runs it: the host runner's user, with the sandboxing of
-    # forgejo-runner-host.service (nix/runner.nix).
+    # forgejo-runner-host.service (nix/runner.nix). (systemd-run --wait --pipe --quiet -p:
+    # systemd-run(1), not re-read: from memory; systemd's own tests use --wait --pipe -p so.)
     def as_host_job(command):
         return (
             "systemd-run --wait --pipe --quiet -p User=forgejo-runner-host -p Group=forgejo-runner-host "
@@ -176,6 +177,7 @@ let
   # The booted system's store is what was built: every path of the closure hashes to the NAR
   # hash in the Nix database (loaded from the image's nix-path-registration by netboot.nix and
   # iso-image.nix boot.postBootCommands). --no-trust: locally built paths carry no signature.
+  # (`nix store verify` flags: not re-read, from memory.)
   # As nixpkgs nixos/tests/boot.nix and nixos-images nix/image-installer/tests.nix do after boot.
   storeHelpers = ''
     def assert_store_intact(machine):
@@ -354,6 +356,8 @@ let
         machine.succeed("runuser -u forgejo-runner-host -- setsid -f sleep 100000")
         machine.succeed("pgrep -u forgejo-runner-host -x sleep")
         machine.execute(f"EXIT_CODE=exited EXIT_STATUS=0 {after_job}", check_return=False)
+        # wait_for_console_text, connected, execute(check_return=): test driver Machine API
+        # (not re-read beyond start(allow_reboot=) @ 019697db: from memory)
         machine.wait_for_console_text("reboot: Restarting system")
         machine.connected = False
         assert_runner_configured(machine, "host")

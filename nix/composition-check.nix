@@ -39,6 +39,7 @@ let
     isoFileName = if target.baseName == null then null else "${target.baseName}.iso";
   }) targets;
 in
+# (pkgs.runCommand, pkgs.jq: not re-read, from memory; jq -S sorts keys.)
 pkgs.runCommand "image-composition"
   {
     nativeBuildInputs = [ pkgs.jq ];

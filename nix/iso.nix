@@ -48,7 +48,7 @@
     # of a slower build, paid once in CI.
     isoImage.squashfsCompression = "zstd -Xcompression-level 19";
 
-    # see nix/netboot.nix (option not read in source)
+    # nixos/modules/hardware/all-hardware.nix @ 08783a39; see nix/netboot.nix
     hardware.enableAllHardware = true;
 
     boot.kernelParams = [

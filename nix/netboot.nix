@@ -20,8 +20,9 @@
   ];
 
   # Storage and NIC drivers in the initrd for arbitrary bare metal (what netboot-base.nix
-  # sets). Option of nixos/modules/profiles/all-hardware.nix: NOT read in source here (the
-  # stored all-hardware.nix, 9504292, predates the option); from memory and public configs.
+  # sets). hardware.enableAllHardware: mkEnableOption of nixos/modules/hardware/all-hardware.nix
+  # (read @ 08783a39): boot.initrd.availableKernelModules for SATA/SCSI/NVMe/USB/virtio/VMware/
+  # Hyper-V, and hardware.enableRedistributableFirmware.
   hardware.enableAllHardware = true;
 
   # Squashfs compression of the store: option netboot.squashfsCompression (type str) of

@@ -59,6 +59,8 @@ let
   containerBridges = if isDocker then [ "docker0" "br-+" ] else [ "podman+" ];
 
   # Runner labels "<name>:<scheme>" (internal/pkg/labels in the runner source), one scheme each.
+  # types.strMatching checks with builtins.match, which matches the whole string (lib/types.nix
+  # of nixpkgs lib @ de42d442, the copy in ../shared/nixpkgs-lib).
   labelsOption =
     scheme: default: description:
     mkOption {
@@ -66,6 +68,8 @@ let
       inherit default description;
     };
 
+  # pkgs.formats.yaml = yaml_1_1: generate name value writes builtins.toJSON value through
+  # remarshal's json2yaml (nixpkgs pkgs/pkgs-lib/formats.nix @ 001740f0).
   yaml = pkgs.formats.yaml { };
   # forgejo-runner configuration keys checked against the runner v12 source,
   # internal/pkg/config/config.go and config.example.yaml: runner.file, runner.capacity,
@@ -109,6 +113,8 @@ let
   };
 
   # What both runner units share: they start at boot, and only after the credential exists.
+  # (systemd.services.<name>.wantedBy/requires/wants: nixos/lib/systemd-unit-options.nix, not
+  # re-read: from memory.)
   runnerUnit = {
     wantedBy = [ "multi-user.target" ];
     requires = [ "forgejo-runner-secret.service" ];
@@ -126,6 +132,7 @@ let
   # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
   # One exception, a residual risk in docs/RUNNER_IMAGES.md "Threat model": a log.Fatal (exit 1)
   # when a called reusable workflow's `on:` does not decode (act/model/workflow.go On).
+  # (pkgs.writeShellScript name text: trivial-builders, not re-read: from memory.)
   afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
     if [ "''${EXIT_CODE:-}" = exited ] && [ "''${EXIT_STATUS:-}" = 1 ]; then
       exit 0 # no job ran; Restart= asks for the next one
@@ -339,18 +346,22 @@ in
     # Job containers reach the host only at the runner's cache proxy: no trusted interfaces.
     # networking.firewall.interfaces.<name>.allowedTCPPorts (nixos/modules/services/networking/
     # firewall.nix; nixpkgs master 0192bb84, the option predates nixos-26.05).
+    # (lib.genAttrs names f: nixpkgs lib attrsets.nix @ de42d442.)
     networking.firewall.interfaces = lib.genAttrs containerBridges (_: {
       allowedTCPPorts = [ cacheProxyPort ];
     });
     # Those names are iptables wildcards: the nftables backend writes them unquoted after
-    # `iifname` (nixos/modules/services/networking/firewall-nftables.nix), where `br-+` is a
-    # syntax error that takes the whole firewall down. So the iptables backend, stated rather
-    # than assumed: making nftables the default is proposed for NixOS (NixOS/nixpkgs#477049,
-    # open in 2026-01; whether nixos-26.05 took it could not be read here).
+    # `iifname` (nixos/modules/services/networking/firewall-nftables.nix @ 040b4eb6, input-allow:
+    # "iifname <name>"), where `br-+` is a syntax error that takes the whole firewall down. So
+    # the iptables backend, stated rather than assumed: making nftables the default is proposed
+    # for NixOS (NixOS/nixpkgs#477049, open in 2026-01; whether nixos-26.05 took it could not
+    # be read here). firewall.nix @ 0192bb84 derives networking.firewall.backend from this:
+    # "firewalld" if services.firewalld.enable, else "nftables" if nftables.enable, else "iptables".
     networking.nftables.enable = false;
 
     # A host job must not attach to its parent, the one-job runner, to fake its exit status
-    # (Yama: 1 = only descendants; the same value as nixos/modules/profiles/hardened.nix).
+    # (Yama: 1 = only descendants; the value nixos/modules/profiles/hardened.nix @ 00ac71ab sets,
+    # there with mkOverride 500).
     # boot.kernel.sysctl: nixos/modules/config/sysctl.nix (nixpkgs master 785eaf2c).
     boot.kernel.sysctl."kernel.yama.ptrace_scope" = 1;
 
@@ -397,7 +408,8 @@ in
     };
     users.groups.${user} = { };
     # No extraGroups: not docker, podman, wheel or kvm (Nix builds reach /dev/kvm through
-    # nix-daemon, not through this user).
+    # nix-daemon, not through this user). (users.users.<name>.isSystemUser/group/home and
+    # extraGroups: nixos/modules/config/users-groups.nix, not re-read: from memory.)
     users.users.${hostUser} = {
       isSystemUser = true;
       group = hostUser;
@@ -427,7 +439,9 @@ in
         LABEL_WAIT_SECONDS = "5";
       };
       # systemd.exec(5) sandboxing (systemd >= 247 for all of them; nixos-26.05 ships a far newer
-      # one), each directive checked against what the script does
+      # one; every directive name here, RuntimeDirectory* included, is an exec-context setting
+      # in systemd src/core/load-fragment-gperf.gperf.in @ 00f37365; the semantics stated in the
+      # comments are from systemd.exec(5), not re-read), each directive checked against what the script does
       # (read /proc/cmdline, fetch over the network, mount a vfat/ext stick read-only in its
       # own mount namespace, write ${credentialDir}, chown to the runner users):
       serviceConfig = {
@@ -515,11 +529,14 @@ in
       after = [
         "forgejo-runner-secret.service"
         "network-online.target"
-        "nix-daemon.socket"
+        "nix-daemon.socket" # nixos/modules/services/system/nix-daemon.nix (not re-read: from memory)
       ];
       unitConfig = {
         ConditionPathExists = hostRunnerFile;
-        # Poll for a job forever (each poll is one short `one-job` run).
+        # Poll for a job forever (each poll is one short `one-job` run). Unit.StartLimitIntervalSec,
+        # Service.Restart, Service.ExecStopPost and KillMode are settings in systemd
+        # src/core/load-fragment-gperf.gperf.in @ 00f37365; that 0 disables the start rate
+        # limit (systemd.unit(5)) is from memory, not re-read.
         StartLimitIntervalSec = 0;
       };
       path = cfg.hostPackages;
@@ -527,6 +544,8 @@ in
       serviceConfig = {
         User = hostUser;
         Group = hostUser;
+        # StateDirectory*, ProtectProc, PrivateTmp, NoNewPrivileges: exec-context settings in
+        # systemd src/core/load-fragment-gperf.gperf.in @ 00f37365
         StateDirectory = hostStateName;
         StateDirectoryMode = "0700";
         WorkingDirectory = hostHome;
