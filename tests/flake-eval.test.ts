@@ -61,6 +61,11 @@ interface MachineFacts {
     trustedInterfaces: string[];
     ptraceScope: number | null;
   };
+  wiring: {
+    secretEnv: Record<string, string>;
+    runners: Record<"forgejo-runner" | "forgejo-runner-host", { user: string; condition: string; config: any }>;
+    containerPorts: Record<string, number[]>;
+  };
   runnerImage: Record<string, unknown>;
 }
 
@@ -406,6 +411,36 @@ describe.skipIf(!HAVE_LIB)(
       });
     });
 
+    // The credential's path from runner-secret.sh to the runner that reads it: a mismatch
+    // anywhere leaves the runner skipped (its condition never met), or reading the other
+    // mode's credential, or the file owned by a user the daemon is not.
+    test.each(TARGETS.map((t) => t.attr))("%s: each mode's credential is written for, waited for and read by its own runner", async (attr) => {
+      const { secretEnv, runners } = machines()[attr]!.wiring;
+      // What the script writes, per mode: `<mode>) owner=$<USER VAR> file=$RUNNER_DIR/<name>`.
+      const script = await readFile(join(ROOT, "nix", "runner-secret.sh"), "utf8");
+      const writes = Object.fromEntries(
+        [...script.matchAll(/^\s*(container|host)\) owner=\$(\w+) file=\$RUNNER_DIR\/([\w.]+)/gm)].map((m) => [m[1], { ownerVar: m[2]!, name: m[3]! }]),
+      );
+      const unitOf = { container: "forgejo-runner", host: "forgejo-runner-host" } as const;
+      expect(Object.keys(writes).sort()).toEqual(["container", "host"]);
+      for (const [mode, unit] of Object.entries(unitOf)) {
+        const { ownerVar, name } = writes[mode]!;
+        const runner = runners[unit];
+        const file = `${secretEnv.RUNNER_DIR}/${name}`;
+        expect({ mode, owner: secretEnv[ownerVar] }).toEqual({ mode, owner: runner.user });
+        expect({ mode, condition: runner.condition }).toEqual({ mode, condition: file });
+        expect({ mode, runnerFile: runner.config.runner.file }).toEqual({ mode, runnerFile: file });
+      }
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s: job containers may reach the runner's cache proxy on the host, and no other port", (attr) => {
+      const { runners, containerPorts } = machines()[attr]!.wiring;
+      const cache = runners["forgejo-runner"].config.cache;
+      expect(cache.enabled).toBe(true);
+      expect(Object.keys(containerPorts).length).toBeGreaterThan(0);
+      for (const ports of Object.values(containerPorts)) expect(ports).toEqual([cache.proxy_port]);
+    });
+
     test("every runnerImage option the project declares evaluates and type-checks", () => {
       for (const machine of Object.values(machines())) {
         expect(machine.runnerImage["runnerImage.release.revision"]).toBe(SELF.rev);
@@ -428,6 +463,17 @@ describe.skipIf(!HAVE_LIB)(
       const result = await evalWithNetbootDefinition("typo", "runnerImage.sshAuthorisedKeys = [ ];");
       expect(result.ok).toBe(false);
       expect(result.stderr).toContain("runnerImage.sshAuthorisedKeys' does not exist");
+    });
+
+    test("a runner label of the other mode fails the evaluation: container labels run only in containers, host labels only on the host", async () => {
+      const hostInContainer = await evalWithNetbootDefinition("host-in-container", 'runnerImage.containerLabels = [ "nix:host" ];');
+      expect(hostInContainer.ok).toBe(false);
+      expect(hostInContainer.stderr).toContain("runnerImage.containerLabels");
+      const dockerOnHost = await evalWithNetbootDefinition("docker-on-host", 'runnerImage.hostLabels = [ "ubuntu:docker://node:lts" ];');
+      expect(dockerOnHost.ok).toBe(false);
+      expect(dockerOnHost.stderr).toContain("runnerImage.hostLabels");
+      const fine = await evalWithNetbootDefinition("labels-fine", 'runnerImage.hostLabels = [ "nix:host" "big-nix:host" ];');
+      expect(fine.ok).toBe(true);
     });
 
     test("a value of the wrong type for a project option fails the evaluation", async () => {

@@ -47,6 +47,19 @@ let
       build = config.system.build;
       # Every option the project declares under runnerImage, evaluated and type-checked,
       # except packages (their defaults are nixpkgs packages, which do not exist here).
+      # nix/runner.nix evaluated once more against this machine's config, with the generated
+      # files as their text: a writeShellScript is its script, a YAML config its JSON value.
+      asText =
+        (import "${flakeDir}/nix/runner.nix" {
+          inherit config lib;
+          utils = throw "eval.nix: the runner units need no utils";
+          pkgs = nixpkgs.legacyPackages.${config.nixpkgs.hostPlatform} // {
+            writeShellScript = _: text: text;
+            formats = nixpkgs.legacyPackages.${config.nixpkgs.hostPlatform}.formats // {
+              yaml = _: { generate = _: builtins.toJSON; };
+            };
+          };
+        }).config.systemd.services;
       dataOptions = builtins.filter (
         opt: !(lib.hasInfix "package" opt.type.description)
       ) (lib.collect lib.isOption options.runnerImage);
@@ -83,6 +96,20 @@ let
       nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
       # What a job can reach (docs/RUNNER_IMAGES.md, "Threat model"); the security-* boot tests
       # check the same on a booted machine.
+      # How the boot script's credential reaches each runner: the secret unit's inputs, and for
+      # each runner unit its user, the file its condition waits for and the runner config's
+      # runner.file (the config as JSON: see asText); the ports opened to job containers.
+      wiring = {
+        secretEnv = config.systemd.services.forgejo-runner-secret.environment;
+        runners = lib.genAttrs [ "forgejo-runner" "forgejo-runner-host" ] (name: {
+          user = config.systemd.services.${name}.serviceConfig.User;
+          condition = config.systemd.services.${name}.unitConfig.ConditionPathExists;
+          config = builtins.fromJSON (
+            lib.last (lib.splitString " --config " asText.${name}.serviceConfig.ExecStart)
+          );
+        });
+        containerPorts = lib.mapAttrs (_: i: i.allowedTCPPorts or [ ]) (config.networking.firewall.interfaces or { });
+      };
       jobAccess =
         let
           inherit (config.systemd) services;
@@ -96,17 +123,7 @@ let
           hostCredential = host.unitConfig.ConditionPathExists;
           # The host runner's ExecStopPost as a script's text: nix/runner.nix evaluated once more
           # against this machine's config, with a writeShellScript that returns its text.
-          hostAfterJob =
-            let
-              module = import "${flakeDir}/nix/runner.nix" {
-                inherit config lib;
-                utils = throw "eval.nix: the after-job script needs no utils";
-                pkgs = nixpkgs.legacyPackages.${config.nixpkgs.hostPlatform} // {
-                  writeShellScript = _: text: text;
-                };
-              };
-            in
-            module.config.systemd.services.forgejo-runner-host.serviceConfig.ExecStopPost;
+          hostAfterJob = asText.forgejo-runner-host.serviceConfig.ExecStopPost;
           containerUser = container.serviceConfig.User;
           containerUserGroups = groupsOf container.serviceConfig.User;
           trustedInterfaces = config.networking.firewall.trustedInterfaces or [ ];
