@@ -29,7 +29,7 @@ import { link, open, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
-import { writeManifest, type Manifest } from "../scripts/lib/manifest.ts";
+import { writeManifest, type Manifest } from "../scripts/lib/build/manifest.ts";
 import { makeDist } from "../tests/support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
 import { cleanEnv } from "../tests/support/run.ts";

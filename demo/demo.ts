@@ -19,9 +19,11 @@ import { rmSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
-import { addSecret, say } from "../scripts/lib/log.ts";
-import { NAMESPACE } from "../scripts/lib/signing.ts";
+import { Failure } from "../scripts/lib/cli/errors.ts";
+import { onInterrupt, runMain } from "../scripts/lib/cli/run-main.ts";
+import { parseCommandLine, type CommandSpec } from "../scripts/lib/cli/command-line.ts";
+import { addSecret, say } from "../scripts/lib/cli/log.ts";
+import { NAMESPACE } from "../scripts/lib/trust/signing.ts";
 import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
 import {

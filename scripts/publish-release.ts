@@ -30,22 +30,26 @@
  */
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
-import { ciEnv } from "./lib/ci.ts";
-import { ForgejoClient, HttpError } from "./lib/forgejo.ts";
-import type { Release } from "./lib/forgejo-types.ts";
-import { hashBytes } from "./lib/hash.ts";
-import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
-import { formatBytes, progress, say } from "./lib/log.ts";
-import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/manifest.ts";
-import { SERVER_FLAGS, checkDirty, readToken, resolveRepo, resolveServer, resolveTag } from "./lib/publish-options.ts";
-import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/release-sync.ts";
-import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/provenance.ts";
+import { Failure, UsageError } from "./lib/cli/errors.ts";
+import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
+import { parseCommandLine, type CommandSpec } from "./lib/cli/command-line.ts";
+import { ciEnv } from "./lib/cli/ci-env.ts";
+import { ForgejoClient, HttpError } from "./lib/forgejo/client.ts";
+import type { Release } from "./lib/forgejo/types.ts";
+import { hashBytes } from "./lib/build/hash.ts";
+import { TUNING_HELP, tuningFromEnv } from "./lib/forgejo/http.ts";
+import { formatBytes, progress, say } from "./lib/cli/log.ts";
+import { MANIFEST_FILE, ManifestError, SUMS_FILE, checkDist, type Manifest } from "./lib/build/manifest.ts";
+import { SERVER_FLAGS, resolveRepo, resolveServer } from "./lib/cli/server-flags.ts";
+import { checkDirty, resolveTag } from "./lib/cli/publish-tag.ts";
+import { readToken } from "./lib/cli/token.ts";
+import { ReleaseDrift, publishedDifferences, syncAssets, verifyAssets, type SyncReport } from "./lib/forgejo/release-sync.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/trust/provenance.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
-} from "./lib/signing.ts";
-import { isDevTag, isPrereleaseTag, isReleaseTag } from "./lib/tags.ts";
-import type { LocalFile } from "./lib/upload.ts";
+} from "./lib/trust/signing.ts";
+import { isDevTag, isPrereleaseTag, isReleaseTag } from "./lib/trust/tags.ts";
+import type { LocalFile } from "./lib/forgejo/upload.ts";
 
 const COMMAND: CommandSpec = {
   name: "publish-release.ts",
@@ -54,7 +58,7 @@ const COMMAND: CommandSpec = {
     { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
     // Publishing by hand needs the server named; CI supplies it.
     ...SERVER_FLAGS.map((f) => (f.name === "server" ? { ...f, requiredByHand: true } : f)),
-    { name: "tag", value: "tag", requiredByHand: true, description: "boot-v<version> or boot-dev-<label>, as far as git accepts the name (scripts/lib/tags.ts); with a - after the version, a prerelease (default in CI: the pushed tag, or boot-dev-<run>-<sha> on a dispatch)" },
+    { name: "tag", value: "tag", requiredByHand: true, description: "boot-v<version> or boot-dev-<label>, as far as git accepts the name (scripts/lib/trust/tags.ts); with a - after the version, a prerelease (default in CI: the pushed tag, or boot-dev-<run>-<sha> on a dispatch)" },
     { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
     { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
     { name: "prerelease", description: "Mark as a prerelease (default: for boot-dev- tags and boot-v<version>-<suffix>)" },

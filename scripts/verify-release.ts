@@ -23,22 +23,25 @@
  */
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
-import { ciEnv } from "./lib/ci.ts";
-import { ForgejoClient } from "./lib/forgejo.ts";
-import type { Release } from "./lib/forgejo-types.ts";
-import { TUNING_HELP, tuningFromEnv } from "./lib/http.ts";
-import { formatBytes, progress, say } from "./lib/log.ts";
+import { Failure, UsageError } from "./lib/cli/errors.ts";
+import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
+import { parseCommandLine, type CommandSpec } from "./lib/cli/command-line.ts";
+import { ciEnv } from "./lib/cli/ci-env.ts";
+import { ForgejoClient } from "./lib/forgejo/client.ts";
+import type { Release } from "./lib/forgejo/types.ts";
+import { TUNING_HELP, tuningFromEnv } from "./lib/forgejo/http.ts";
+import { formatBytes, progress, say } from "./lib/cli/log.ts";
 import {
   MANIFEST_FILE, SUMS_FILE, ManifestError, compareSumsWithManifest, parseSums, validateManifest, type Manifest,
-} from "./lib/manifest.ts";
-import { STATEMENT_FILE, StatementError, compareStatement, describeStatement, parseStatement, type Statement } from "./lib/provenance.ts";
-import { SERVER_FLAGS, readToken, resolveRepo, resolveServer } from "./lib/publish-options.ts";
-import { rebuild, type RebuildDepth } from "./lib/rebuild.ts";
-import { distFiles, releaseFiles, type ReleaseFiles } from "./lib/release-files.ts";
+} from "./lib/build/manifest.ts";
+import { STATEMENT_FILE, StatementError, compareStatement, describeStatement, parseStatement, type Statement } from "./lib/trust/provenance.ts";
+import { SERVER_FLAGS, resolveRepo, resolveServer } from "./lib/cli/server-flags.ts";
+import { readToken } from "./lib/cli/token.ts";
+import { rebuild, type RebuildDepth } from "./lib/trust/rebuild.ts";
+import { distFiles, releaseFiles, type ReleaseFiles } from "./lib/forgejo/release-files.ts";
 import {
   COUNTERSIGNATURE_FILE, NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, STATEMENT_SIGNATURE_FILE, checkTrust, verifySignature, type SignatureCheck, type Trust,
-} from "./lib/signing.ts";
+} from "./lib/trust/signing.ts";
 
 const ROOT = join(import.meta.dir, "..");
 

@@ -7,8 +7,8 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Manifest } from "../scripts/lib/manifest.ts";
-import { releaseNames } from "../scripts/lib/targets.ts";
+import type { Manifest } from "../scripts/lib/build/manifest.ts";
+import { releaseNames } from "../scripts/lib/build/targets.ts";
 import { makeDist } from "./support/dist.ts";
 import {
   MAIN_SHA, startCaptureServer, startForgejo, type ForgejoOptions, type ForgejoServer, type ReleaseView,

@@ -9,9 +9,9 @@ import { $ } from "zx/core";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatSums, type Manifest } from "../scripts/lib/manifest.ts";
-import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/provenance.ts";
-import { NAMESPACE, sign } from "../scripts/lib/signing.ts";
+import { formatSums, type Manifest } from "../scripts/lib/build/manifest.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/trust/provenance.ts";
+import { NAMESPACE, sign } from "../scripts/lib/trust/signing.ts";
 import { OFFLINE, makeFixture, type Fixture } from "./support/fixture-flake.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
 

@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript, type RunOptions } from "./support/run.ts";
-import { redact } from "../scripts/lib/log.ts";
-import { SIGNING_KEY_ENV, signingKey } from "../scripts/lib/signing.ts";
+import { redact } from "../scripts/lib/cli/log.ts";
+import { SIGNING_KEY_ENV, signingKey } from "../scripts/lib/trust/signing.ts";
 
 const TOKEN = "fjt_signing_0a1b2c3d4e5f6789";
 let scratch: string;

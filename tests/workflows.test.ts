@@ -275,7 +275,7 @@ describe("boot-images.yml", () => {
   });
 
   test("on a tag push, the first step checks the tag's name and that the signing secret is set, before the build", () => {
-    const check = job.steps.findIndex(runs("scripts/lib/tags.ts"));
+    const check = job.steps.findIndex(runs("scripts/check-tag.ts"));
     expect(check).toBeGreaterThanOrEqual(0);
     expect(check).toBeLessThan(job.steps.findIndex(runs(BUILD)));
     expect(job.steps[check]!.if).toBeUndefined();

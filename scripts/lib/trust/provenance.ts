@@ -21,8 +21,8 @@
  * The statement is a pure function of the dist and the tag, so re-publishing the same dist
  * under the same tag writes the same bytes (and an Ed25519 signature over them is the same too).
  */
-import { hashBytes } from "./hash.ts";
-import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "./manifest.ts";
+import { hashBytes } from "../build/hash.ts";
+import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "../build/manifest.ts";
 import { isReleaseTag } from "./tags.ts";
 
 export const STATEMENT_FILE = "provenance.intoto.json";

@@ -20,8 +20,9 @@ import { $ } from "zx/core";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Failure, UsageError, onInterrupt } from "./cli.ts";
-import { addSecret } from "./log.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import { onInterrupt } from "../cli/run-main.ts";
+import { addSecret } from "../cli/log.ts";
 import { STATEMENT_FILE } from "./provenance.ts";
 
 export const STATEMENT_SIGNATURE_FILE = `${STATEMENT_FILE}.sig`;

@@ -12,13 +12,13 @@
  * After a proxy error the upload may or may not have been stored, so a retry first re-lists and
  * removes what the failed attempt left.
  */
-import { Failure } from "./cli.ts";
-import { HttpError, type ForgejoClient } from "./forgejo.ts";
-import type { Attachment, Release } from "./forgejo-types.ts";
+import { Failure } from "../cli/errors.ts";
+import { HttpError, type ForgejoClient } from "./client.ts";
+import type { Attachment, Release } from "./types.ts";
 import { NetworkError, retryableStatus } from "./http.ts";
-import { formatBytes, progress, say } from "./log.ts";
-import { MANIFEST_FILE, type Manifest } from "./manifest.ts";
-import { COUNTERSIGNATURE_FILE } from "./signing.ts";
+import { formatBytes, progress, say } from "../cli/log.ts";
+import { MANIFEST_FILE, type Manifest } from "../build/manifest.ts";
+import { COUNTERSIGNATURE_FILE } from "../trust/signing.ts";
 import { uploadAsset, type LocalFile } from "./upload.ts";
 
 export interface SyncReport {
