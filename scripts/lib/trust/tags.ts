@@ -13,7 +13,7 @@
  * - no "/": git allows it, but the workflow's `boot-v*` never matches one (a glob's `*` stops at
  *   "/") and Forgejo's release-by-tag route takes one path segment.
  */
-import { ciEnv, pushedTag, type CiEnv } from "../cli/ci-env.ts";
+import { pushedTag, type CiEnv } from "../cli/ci-env.ts";
 
 export const RELEASE_TAG_PREFIX = "boot-v";
 export const DEV_TAG_PREFIX = "boot-dev-";
