@@ -180,7 +180,7 @@ describe.skipIf(!HAVE_LIB)(
       expect(firewall.nftables).toBe(false);
     });
 
-    // docs/RUNNER_IMAGES.md, "Threat model". The security-* boot tests check the same on a booted
+    // docs/threat-model.md. The security-* boot tests check the same on a booted
     // machine (Nix runner only); these fail here as soon as the configuration says otherwise.
     test.each(TARGETS.map((t) => t.attr))("%s: a host job's user is in no group; only the container daemon's user reaches the runtime; no interface is trusted", (attr) => {
       const access = machines()[attr]!.jobAccess;

@@ -186,7 +186,7 @@ export async function publishedDifferences(
   const differences: string[] = [];
   const wanted = new Set(files.map((f) => f.name));
   // A maintainer's countersignature is added to a published release by hand, after this script
-  // (docs/RUNNER_IMAGES.md, "Signing releases"): part of the release, not a difference from it.
+  // (docs/signing.md, the countersignature): part of the release, not a difference from it.
   for (const a of assets) if (!wanted.has(a.name) && a.name !== COUNTERSIGNATURE_FILE) differences.push(`it has ${a.name}, the dist does not`);
   for (const file of files) {
     const found = assets.filter((a) => a.name === file.name);
