@@ -100,6 +100,50 @@ describe("a local dist", () => {
     expect(r.stderr).toContain("error: 1 problem with dist");
   });
 
+  test("--json lists every check in order with its result: the byte check fails naming the file, the others pass or say why they were skipped", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    const iso = join(d.dir, "runner-x86_64.iso");
+    const bytes = await Bun.file(iso).bytes();
+    bytes[1000] = bytes[1000]! ^ 1;
+    await Bun.write(iso, bytes);
+    const r = await verify(["--dist", d.dir, "--json"]);
+    expect(r.code).toBe(1);
+    const result = JSON.parse(r.stdout) as { ok: boolean; problems: string[]; checks: { check: string; outcome: string; reason?: string; details: string[] }[] };
+    expect(result.ok).toBe(false);
+    expect(result.checks.map((c) => [c.check, c.outcome, c.reason ?? null])).toEqual([
+      ["manifest.json matches SHA256SUMS", "ok", null],
+      ["statement parses", "ok", null],
+      ["publisher's signature", "ok", null],
+      ["maintainer's countersignature", "skipped", "not required (--require-countersignature)"],
+      ["statement matches the tag, manifest.json and SHA256SUMS", "ok", null],
+      ["git tag is at the statement's commit", "skipped", "a local dist: there is no server to ask"],
+      ["release holds only the manifest's files", "skipped", "a local directory may hold other files"],
+      ["every file, byte for byte", "failed", null],
+      ["rebuild from the statement's commit", "skipped", "not asked for (--rebuild)"],
+    ]);
+    const bytesCheck = result.checks.find((c) => c.check === "every file, byte for byte")!;
+    expect(bytesCheck.details).toHaveLength(1);
+    expect(bytesCheck.details[0]).toMatch(/^runner-x86_64\.iso has SHA-256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}$/);
+    expect(result.problems).toEqual(bytesCheck.details);
+    expect(result.checks.find((c) => c.check === "publisher's signature")!.details).toEqual([`by ci@runner-images (key ${fingerprint.ci})`]);
+    // The log says the same, in the same order: the failed check, then its problem on a FAIL line.
+    expect(r.stderr).toContain(`[failed]  every file, byte for byte\nFAIL ${bytesCheck.details[0]}\n[skipped] rebuild from the statement's commit: not asked for (--rebuild)`);
+  });
+
+  test("with no statement, the checks that need it are skipped and say which check failed; --allow-unsigned is a skipped signature check", async () => {
+    const d = await dist();
+    const r = await verify(["--dist", d.dir, "--allow-unsigned", "--json"]);
+    expect(r.code).toBe(1);
+    const checks = (JSON.parse(r.stdout) as { checks: { check: string; outcome: string; reason?: string; details: string[] }[] }).checks;
+    const outcome = (name: string) => checks.find((c) => c.check === name);
+    expect(outcome("statement parses")).toMatchObject({ outcome: "failed", details: [expect.stringContaining(`there is no ${STATEMENT_FILE}`)] });
+    expect(outcome("publisher's signature")).toMatchObject({ outcome: "skipped", reason: "--allow-unsigned: nothing proves who made these files" });
+    expect(outcome("statement matches the tag, manifest.json and SHA256SUMS")).toMatchObject({ outcome: "skipped", reason: "statement parses failed" });
+    expect(outcome("git tag is at the statement's commit")).toMatchObject({ outcome: "skipped", reason: "statement parses failed" });
+    expect(outcome("every file, byte for byte")).toMatchObject({ outcome: "ok", details: d.manifest.artifacts.map((a) => a.name) });
+  });
+
   test("a manifest edit under a good signature: the signed statement no longer matches it", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-dev-1");
