@@ -36,7 +36,7 @@ import { parseArgs } from "node:util";
 import { writeManifest, type Manifest } from "../scripts/lib/build/manifest.ts";
 import { makeDist } from "../tests/support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
-import { cleanEnv } from "../tests/support/run.ts";
+import { cleanEnv, runScript } from "../tests/support/run.ts";
 import { MiB, fmtMBs, fmtMiB, fmtS, gnuTime, measure, median, sync, type RunSpec, type Sample } from "./measure.ts";
 import { startSink, type Sink } from "./sink.ts";
 
@@ -407,15 +407,9 @@ async function benchDeadServer(): Promise<void> {
   /** Wall time to the error line, with the scripts' default tuning (no RUNNER_IMAGES_* set). */
   const timeToError = async (server: string): Promise<{ seconds: number; last: string }> => {
     const started = performance.now();
-    const child = Bun.spawn([process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dist.dir, "--server", server, "--repo", "ops/runner-images", "--tag", DEAD_SERVER_TAG], {
-      cwd: ROOT,
+    const { code, stderr } = await runScript("publish-release.ts", ["--dist", dist.dir, "--server", server, "--repo", "ops/runner-images", "--tag", DEAD_SERVER_TAG], {
       env: cleanEnv({ FORGEJO_TOKEN: "write-token" }),
-      stdin: "ignore",
-      stdout: "ignore",
-      stderr: "pipe",
     });
-    const stderr = await new Response(child.stderr).text();
-    const code = await child.exited;
     const lines = stderr.trim().split("\n");
     const error = lines.find((l) => l.startsWith("error: "));
     // Only "work failed" naming this server is the error being timed; anything else (a refused
