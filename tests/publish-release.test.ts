@@ -14,6 +14,7 @@ import {
   MAIN_SHA, startCaptureServer, startForgejo, type ForgejoOptions, type ForgejoServer, type ReleaseView,
 } from "./support/forgejo-server.ts";
 import { ROOT, cleanEnv, runScript, type RunResult } from "./support/run.ts";
+import { makeSshKey } from "./support/ssh-keys.ts";
 
 const WRITE = "fjt_write_5e1f0a9b7c3d2e4f6a8b";
 const READ = "fjt_read_77aa01bc23de45f6";
@@ -917,7 +918,7 @@ describe("--dry-run", () => {
     const s = await server();
     const d = await dist();
     const key = join(d.dir, "..", `key-${Date.now()}`);
-    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -f ${key}`;
+    await makeSshKey(key);
     dirs.push(key, `${key}.pub`);
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", key]);
     expect(r.code).toBe(0);
@@ -930,7 +931,7 @@ describe("--dry-run", () => {
     const s = await server();
     const d = await dist();
     const key = join(d.dir, "..", `key-${Date.now()}-enc`);
-    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${"a passphrase"} -f ${key}`;
+    await makeSshKey(key, { passphrase: "a passphrase" });
     dirs.push(key, `${key}.pub`);
     const missing = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", `${key}-nope`]);
     expect(missing.code).toBe(2);

@@ -15,6 +15,7 @@ import { NAMESPACE, sign } from "../scripts/lib/trust/signing.ts";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
+import { makeSshKey, writeAllowedSigners, type SshKey } from "./support/ssh-keys.ts";
 
 const TOKEN = "fjt_verify_a1b2c3d4e5f60718";
 const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
@@ -26,20 +27,15 @@ const dirs: string[] = [];
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), "runner-images-keys-"));
   dirs.push(keys);
+  const made: Record<string, SshKey> = {};
   for (const name of ["ci", "intruder", "maintainer"]) {
-    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C ${`${name}@runner-images`} -f ${join(keys, name)}`;
-    fingerprint[name] = (await $({ quiet: true })`ssh-keygen -lf ${join(keys, `${name}.pub`)}`).stdout.split(" ")[1]!;
+    made[name] = await makeSshKey(join(keys, name), { comment: `${name}@runner-images` });
+    fingerprint[name] = made[name].fingerprint;
   }
-  const pub = async (name: string) => (await Bun.file(join(keys, `${name}.pub`)).text()).trim().split(" ").slice(0, 2).join(" ");
-  allowedSigners = join(keys, "allowed_signers");
-  await writeFile(
-    allowedSigners,
-    [
-      `ci@runner-images namespaces="${NAMESPACE.publisher}" ${await pub("ci")}`,
-      `maintainer@runner-images namespaces="${NAMESPACE.countersignature}" ${await pub("maintainer")}`,
-      "",
-    ].join("\n"),
-  );
+  allowedSigners = await writeAllowedSigners(join(keys, "allowed_signers"), [
+    ["ci@runner-images", NAMESPACE.publisher, made.ci!],
+    ["maintainer@runner-images", NAMESPACE.countersignature, made.maintainer!],
+  ]);
 });
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
