@@ -92,7 +92,7 @@ describe("a half-synced draft", () => {
     where.begin(plan, plan.actions.length - 1);
     expect(where.left()).toBe("boot-v1.0.0 may or may not be published; run the same command again: it finishes or confirms it");
     // An answer from the server means the draft stayed a draft.
-    expect(where.left(new HttpError("publishing boot-v1.0.0: 409", 409, "json", null))).toBe(drafted("boot-v1.0.0"));
+    expect(where.left(new HttpError("publishing boot-v1.0.0: 409", 409, "json", ""))).toBe(drafted("boot-v1.0.0"));
     const failure = where.explain(new Failure("the connection was cut off")) as Failure;
     expect(failure.message).toBe("the connection was cut off; boot-v1.0.0 may or may not be published; run the same command again: it finishes or confirms it");
     where.finish();
