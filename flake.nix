@@ -9,7 +9,7 @@
     let
       inherit (nixpkgs) lib;
 
-      # scripts/lib/targets.json, read through ./nix/targets.nix: the only place the package
+      # scripts/lib/build/targets.json, read through ./nix/targets.nix: the only place the package
       # names and the ISO file name are spelled. Nothing below repeats them.
       inherit (import ./nix/targets.nix) targets bySystem systems;
 

@@ -1,5 +1,5 @@
 /**
- * build-images' collecting step (collectTarget from scripts/lib/collect.ts: resolve the store
+ * build-images' collecting step (collectTarget from scripts/lib/build/collect.ts: resolve the store
  * symlinks, copy each file out under its release name and hash it in the same pass) over a fake
  * store made by bench/run.ts, in its own process.
  *
@@ -10,8 +10,8 @@
  * { bytes, files, seconds }.
  */
 import { join } from "node:path";
-import { collectTarget } from "../scripts/lib/collect.ts";
-import { TARGETS } from "../scripts/lib/targets.ts";
+import { collectTarget } from "../scripts/lib/build/collect.ts";
+import { TARGETS } from "../scripts/lib/build/targets.ts";
 
 const [store, out] = process.argv.slice(2);
 if (!store || !out) {

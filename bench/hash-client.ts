@@ -1,12 +1,12 @@
 /**
- * The project's hashFile (scripts/lib/hash.ts) on one file, in its own process, like the
+ * The project's hashFile (scripts/lib/build/hash.ts) on one file, in its own process, like the
  * reference tools it is compared with (openssl dgst, sha256sum).
  *
  *   bun bench/hash-client.ts <file>
  *
  * Prints one JSON line on stdout: { sha256, size, seconds }.
  */
-import { hashFile } from "../scripts/lib/hash.ts";
+import { hashFile } from "../scripts/lib/build/hash.ts";
 
 const path = process.argv[2];
 if (!path) {

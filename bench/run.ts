@@ -20,6 +20,10 @@
  * deleted at the end, also on failure or Ctrl-C. Results: a table on stdout and
  * bench/results/latest.json. Targets are checked and printed, never asserted as tests.
  *
+ * Exit 0 whatever the targets show (a missed target is a result); exit 1 only when a measurement
+ * is broken (its command failed, or gave a wrong answer), each one named; latest.json is then
+ * not written. Exit 2: bad options or a missing tool.
+ *
  *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver]
  *                 [--out bench/results/latest.json]
  */
@@ -29,10 +33,10 @@ import { link, open, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
-import { writeManifest, type Manifest } from "../scripts/lib/manifest.ts";
+import { writeManifest, type Manifest } from "../scripts/lib/build/manifest.ts";
 import { makeDist } from "../tests/support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
-import { cleanEnv } from "../tests/support/run.ts";
+import { cleanEnv, runScript } from "../tests/support/run.ts";
 import { MiB, fmtMBs, fmtMiB, fmtS, gnuTime, measure, median, sync, type RunSpec, type Sample } from "./measure.ts";
 import { startSink, type Sink } from "./sink.ts";
 
@@ -152,7 +156,9 @@ async function rounds<K extends string>(
     for (const k of Object.keys(methods) as K[]) {
       await hooks.before?.(k);
       sync();
-      const s = await measure(methods[k]);
+      const s = await measure(methods[k]).catch((error) => {
+        throw new Error(`${k}: ${error instanceof Error ? error.message : String(error)}`);
+      });
       await hooks.after?.(k, s);
       if (round > 0) out[k].push(s);
     }
@@ -371,6 +377,13 @@ async function benchStartup(): Promise<void> {
 
 // --- 6. a dead server ---------------------------------------------------------------------------
 
+/**
+ * A dev tag: it goes out unsigned (with a warning) and contacts the server at once, as a signed
+ * release does. A boot-v tag without a key is refused before any server is contacted, so it would
+ * time the refusal, not the dead server.
+ */
+const DEAD_SERVER_TAG = "boot-dev-bench";
+
 async function benchDeadServer(): Promise<void> {
   const dist = await makeDist({ commit: MAIN_SHA });
   cleanups.push(() => rm(dist.dir, { recursive: true, force: true }));
@@ -394,16 +407,17 @@ async function benchDeadServer(): Promise<void> {
   /** Wall time to the error line, with the scripts' default tuning (no RUNNER_IMAGES_* set). */
   const timeToError = async (server: string): Promise<{ seconds: number; last: string }> => {
     const started = performance.now();
-    const child = Bun.spawn([process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dist.dir, "--server", server, "--repo", "ops/runner-images", "--tag", "boot-v0.0.1"], {
-      cwd: ROOT,
+    const { code, stderr } = await runScript("publish-release.ts", ["--dist", dist.dir, "--server", server, "--repo", "ops/runner-images", "--tag", DEAD_SERVER_TAG], {
       env: cleanEnv({ FORGEJO_TOKEN: "write-token" }),
-      stdin: "ignore",
-      stdout: "ignore",
-      stderr: "pipe",
     });
-    const stderr = await new Response(child.stderr).text();
-    if ((await child.exited) !== 1) throw new Error(`publish against ${server} did not fail: ${stderr}`);
-    return { seconds: (performance.now() - started) / 1000, last: stderr.trim().split("\n").at(-1)! };
+    const lines = stderr.trim().split("\n");
+    const error = lines.find((l) => l.startsWith("error: "));
+    // Only "work failed" naming this server is the error being timed; anything else (a refused
+    // input, a crash, a run that succeeds) times something else, so the measurement is broken.
+    if (code !== 1 || !error?.includes(server)) {
+      throw new Error(`publish-release against ${server} should exit 1 with an error naming the server; it exited ${code}: ${error ?? lines.at(-1) ?? "(no output)"}`);
+    }
+    return { seconds: (performance.now() - started) / 1000, last: error };
   };
   const cases = [
     // `before`: what issue 13 measured before first contact stopped being retried.
@@ -453,7 +467,9 @@ function table(): string {
 }
 
 const started = new Date();
-let failed = false;
+/** Measurements that could not be taken (a command failed, a result was wrong): the only failure. */
+const broken: { section: Section | "setup"; error: string }[] = [];
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 try {
   mkdirSync(WORK, { recursive: true });
   const needsBig = only.has("upload") || only.has("hash") || only.has("collect") || only.has("noop");
@@ -471,15 +487,27 @@ try {
     sha256 = await makeFile(big, SIZE);
     sync();
   }
-  if (only.has("upload")) await benchUpload(big, sha256);
-  if (only.has("hash")) await benchHash(big, sha256);
-  if (only.has("collect")) await benchCollect(big);
-  if (only.has("noop")) await benchNoop(big, sha256);
-  if (only.has("startup")) await benchStartup();
-  if (only.has("deadserver")) await benchDeadServer();
+  const sections: Record<Section, () => Promise<void>> = {
+    upload: () => benchUpload(big, sha256),
+    hash: () => benchHash(big, sha256),
+    collect: () => benchCollect(big),
+    noop: () => benchNoop(big, sha256),
+    startup: benchStartup,
+    deadserver: benchDeadServer,
+  };
+  // One broken section does not hide the others' results.
+  for (const section of SECTIONS) {
+    if (!only.has(section)) continue;
+    try {
+      await sections[section]();
+    } catch (error) {
+      broken.push({ section, error: message(error) });
+      say(`${section}: broken measurement: ${message(error)}`);
+    }
+  }
 } catch (error) {
-  failed = true;
-  console.error(`bench: failed: ${error instanceof Error ? error.message : String(error)}`);
+  broken.push({ section: "setup", error: message(error) });
+  say(`broken: ${message(error)}`);
 } finally {
   await cleanup();
 }
@@ -489,14 +517,19 @@ const m = machine();
 const header = `runner-images bench, ${started.toISOString().slice(0, 10)}, ${m.nproc} × ${m.cpu}${m.sha_ni ? " (SHA-NI)" : ""}, ${m.memGiB} GiB RAM, ${m.filesystem}, Bun ${m.bun}; ${fmtMiB(SIZE)} test file, warm page cache, median of ${RUNS} runs after 1 warm-up; took ${fmtS(seconds)}`;
 console.log(`${header}\n\n${table()}`);
 if (notes.length) console.log(`\n${notes.map((n) => `note: ${n}`).join("\n")}`);
-if (!failed && only.size === SECTIONS.length) {
+if (!broken.length && only.size === SECTIONS.length) {
   mkdirSync(dirname(opts.out!), { recursive: true });
   const result = { date: started.toISOString(), seconds, machine: m, sizeBytes: SIZE, runs: RUNS, cache: "warm", notes, rows, raw };
   await Bun.write(opts.out!, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`\nwritten: ${relative(process.cwd(), opts.out!)}`);
-} else if (!failed) {
+} else if (!broken.length) {
   console.log(`\n(partial run with --only: ${opts.out} not written)`);
 }
+// A missed target is a result: it is printed, and the bench still exits 0.
 const missed = rows.filter((r) => r.pass === false).length;
 if (missed) console.log(`${missed} target(s) missed; see the rows marked FAIL`);
-process.exit(failed ? 1 : 0);
+if (broken.length) {
+  console.log(`\nbroken measurement(s), ${relative(process.cwd(), opts.out!)} not written:`);
+  for (const b of broken) console.log(`  ${b.section}: ${b.error.split("\n")[0]}`);
+}
+process.exit(broken.length ? 1 : 0);

@@ -1,5 +1,5 @@
 /**
- * One upload through the publisher's own code path (uploadAsset from scripts/lib/upload.ts), in
+ * One upload through the publisher's own code path (uploadAsset from scripts/lib/forgejo/upload.ts), in
  * its own process so its peak RSS is its own.
  *
  *   bun bench/upload-client.ts <server-url> <file> <sha256>
@@ -8,9 +8,9 @@
  * upload with 201 and an Attachment whose size equals the file's (bench/sink.ts does).
  */
 import { basename } from "node:path";
-import { ForgejoClient } from "../scripts/lib/forgejo.ts";
-import { tuningFromEnv } from "../scripts/lib/http.ts";
-import { uploadAsset } from "../scripts/lib/upload.ts";
+import { ForgejoClient } from "../scripts/lib/forgejo/client.ts";
+import { tuningFromEnv } from "../scripts/lib/forgejo/http.ts";
+import { uploadAsset } from "../scripts/lib/forgejo/upload.ts";
 
 const [server, path, sha256] = process.argv.slice(2);
 if (!server || !path || !sha256) {

@@ -14,16 +14,19 @@
  *   6. print what to run against a real Forgejo.
  * Everything is removed at the end; with --keep the server stays up until Ctrl-C.
  */
-import { $ } from "zx/core";
 import { rmSync } from "node:fs";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Failure, onInterrupt, parseCommandLine, runMain, type CommandSpec } from "../scripts/lib/cli.ts";
-import { addSecret, say } from "../scripts/lib/log.ts";
-import { NAMESPACE } from "../scripts/lib/signing.ts";
+import { Failure } from "../scripts/lib/cli/errors.ts";
+import { onInterrupt, runMain } from "../scripts/lib/cli/run-main.ts";
+import { parseCommandLine, type CommandSpec } from "../scripts/lib/cli/command-line.ts";
+import { addSecret, say } from "../scripts/lib/cli/log.ts";
+import { NAMESPACE } from "../scripts/lib/trust/signing.ts";
 import { makeFixture, OFFLINE } from "../tests/support/fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-server.ts";
+import { cleanEnv } from "../tests/support/run.ts";
+import { makeSshKey, writeAllowedSigners } from "../tests/support/ssh-keys.ts";
 import {
   bootChain, bootFilesMissing, cmdlineSeen, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles,
 } from "../tests/support/netboot-vm.ts";
@@ -63,7 +66,7 @@ async function run(script: string, args: string[], env: Record<string, string> =
   say(`  $ ${envShown}bun scripts/${script} ${shown.join(" ")}`);
   const child = Bun.spawn([process.execPath, join(ROOT, "scripts", script), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LANG: "C.UTF-8", ...env },
+    env: cleanEnv(env),
     stdin: "ignore",
     stdout: "ignore",
     stderr: "pipe",
@@ -84,12 +87,8 @@ async function run(script: string, args: string[], env: Record<string, string> =
 
 /** A throwaway SSH signing key and the allowed_signers file that trusts only it. */
 async function signingKey(dir: string): Promise<{ key: string; allowedSigners: string }> {
-  const key = join(dir, "signing-key");
-  await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C demo-signer -f ${key}`;
-  const publicKey = (await Bun.file(`${key}.pub`).text()).trim().split(" ").slice(0, 2).join(" ");
-  const allowedSigners = join(dir, "allowed_signers");
-  await writeFile(allowedSigners, `demo@runner-images namespaces="${NAMESPACE.publisher}" ${publicKey}\n`);
-  return { key, allowedSigners };
+  const key = await makeSshKey(join(dir, "signing-key"), { comment: "demo-signer" });
+  return { key: key.file, allowedSigners: await writeAllowedSigners(join(dir, "allowed_signers"), [["demo@runner-images", NAMESPACE.publisher, key]]) };
 }
 
 /** verify-release.ts's flags for a release signed by the demo key: the one place that knows them. */

@@ -295,7 +295,7 @@ let
     iso = isoTests;
   };
 
-  # What a job may do on each kind of runner (docs/RUNNER_IMAGES.md, "Threat model"). ISO
+  # What a job may do on each kind of runner (docs/threat-model.md). ISO
   # targets, booted like boot-*-uefi-usb with a config disk; no Forgejo server, so the "job" is
   # a command run as the host runner's user with that unit's sandboxing (as_host_job).
   securityTests =

@@ -23,7 +23,7 @@
     type = lib.types.str;
     description = ''
       File name of the ISO without ".iso". No default: the flake sets it from
-      scripts/lib/targets.json (nix/targets.nix), the only place the name is spelled.
+      scripts/lib/build/targets.json (nix/targets.nix), the only place the name is spelled.
     '';
   };
 

@@ -16,7 +16,7 @@
 #
 # Sources read for the runner side: forgejo-runner v12 (code.forgejo.org/forgejo/runner/v12,
 # mirror project-mirrors/forgejo-runner at 0988a0cb, 2025-12-10). Why the design is what it is,
-# and what it cannot protect against: docs/RUNNER_IMAGES.md, "Threat model".
+# and what it cannot protect against: docs/threat-model.md.
 {
   config,
   lib,
@@ -130,7 +130,7 @@ let
   # internal/app/run/runner.go; main.go turns SIGTERM/SIGINT into a cancelled context, so a
   # signalled task ends with 0 too). Anything else (0 after a task, a kill, a crash, variables
   # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
-  # One exception, a residual risk in docs/RUNNER_IMAGES.md "Threat model": a log.Fatal (exit 1)
+  # One exception, a residual risk in docs/threat-model.md: a log.Fatal (exit 1)
   # when a called reusable workflow's `on:` does not decode (act/model/workflow.go On).
   # (pkgs.writeShellScript name text: trivial-builders, not re-read: from memory.)
   afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''

@@ -2,11 +2,11 @@
 #   nix-instantiate --eval --strict --json nix/targets.nix
 # works anywhere (tests/nix.test.ts does exactly that).
 #
-# scripts/lib/targets.json is the only table of targets. Every flake package
+# scripts/lib/build/targets.json is the only table of targets. Every flake package
 # name, nixosConfiguration name and the ISO file name come from it through this
 # file; nothing in Nix spells them a second time.
 let
-  rows = builtins.fromJSON (builtins.readFile ../scripts/lib/targets.json);
+  rows = builtins.fromJSON (builtins.readFile ../scripts/lib/build/targets.json);
 
   # "<name>.iso" -> "<name>". iso-image.nix writes
   # "${image.baseName}.iso", so the base name is the release name minus ".iso".

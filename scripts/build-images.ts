@@ -10,15 +10,17 @@
  *   4. copy each file out of the store under its release name, hashing it in the same pass;
  *   5. write SHA256SUMS and manifest.json, then move the finished directory into place.
  */
-import { UsageError, parseCommandLine, runMain, type CommandSpec } from "./lib/cli.ts";
-import { ciEnv, ciRun } from "./lib/ci.ts";
-import { collectTarget } from "./lib/collect.ts";
-import { say } from "./lib/log.ts";
-import { MANIFEST_SCHEMA_VERSION, SUMS_FILE, writeManifest, type Artifact, type Manifest } from "./lib/manifest.ts";
-import { checkNix, flakeMetadata, flakeReference, nixBuild } from "./lib/nix.ts";
-import { checkOutDir, startStaging } from "./lib/outdir.ts";
-import { gitHead, versionLabel } from "./lib/source.ts";
-import { DEFAULT_TARGETS, TARGETS, UnknownTargetError, releaseNames, selectTargets } from "./lib/targets.ts";
+import { UsageError } from "./lib/cli/errors.ts";
+import { parseCommandLine, type CommandSpec } from "./lib/cli/command-line.ts";
+import { runMain } from "./lib/cli/run-main.ts";
+import { ciEnv, ciRun } from "./lib/cli/ci-env.ts";
+import { collectTarget } from "./lib/build/collect.ts";
+import { say } from "./lib/cli/log.ts";
+import { MANIFEST_SCHEMA_VERSION, SUMS_FILE, writeManifest, type Artifact, type Manifest } from "./lib/build/manifest.ts";
+import { checkNix, flakeMetadata, flakeReference, nixBuild } from "./lib/build/nix.ts";
+import { checkOutDir, startStaging } from "./lib/build/outdir.ts";
+import { gitHead, versionLabel } from "./lib/build/source.ts";
+import { DEFAULT_TARGETS, TARGETS, UnknownTargetError, releaseNames, selectTargets } from "./lib/build/targets.ts";
 
 const COMMAND: CommandSpec = {
   name: "build-images.ts",

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { releaseNames, TARGETS } from "../scripts/lib/targets.ts";
-import type { Manifest } from "../scripts/lib/manifest.ts";
+import { releaseNames, TARGETS } from "../scripts/lib/build/targets.ts";
+import type { Manifest } from "../scripts/lib/build/manifest.ts";
 import { makeFixture, OFFLINE, type Fixture } from "./support/fixture-flake.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
 

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { qemuMissing } from "./support/netboot-vm.ts";
-import { cleanEnv, ROOT, runScript } from "./support/run.ts";
+import { cleanEnv, ROOT, runBun, runScript } from "./support/run.ts";
 
 const DEMO = join(ROOT, "demo", "demo.ts");
 
@@ -27,8 +27,7 @@ function nextCommands(output: string): Map<string, string[]> {
 }
 
 test("bun run demo builds, publishes, verifies (signed) and boots a release, then cleans up", async () => {
-  const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const { stdout, stderr, code } = await runBun(DEMO, []);
   if (code !== 0) console.error(stderr);
   expect(code).toBe(0);
   expect(stdout).toBe("");
@@ -104,8 +103,7 @@ test("a failing step (nix missing) ends the demo with one error line, exit 1, an
   const bin = mkdtempSync(join(tmpdir(), "runner-images-demo-bin-"));
   try {
     for (const tool of ["bash", "git"]) symlinkSync(Bun.which(tool)!, join(bin, tool));
-    const child = Bun.spawn([process.execPath, DEMO], { cwd: ROOT, env: cleanEnv({ PATH: bin }), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    const { stderr, code } = await runBun(DEMO, [], { env: cleanEnv({ PATH: bin }) });
     expect(code).toBe(1);
     expect(stderr).toContain("error: nix is not on PATH");
     expect(stderr).toContain("error: build-images.ts failed (exit 1); its output is above");

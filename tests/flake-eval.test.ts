@@ -15,7 +15,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/p
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { TARGETS, type ImageKind } from "../scripts/lib/targets";
+import { TARGETS, type ImageKind } from "../scripts/lib/build/targets.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const NIXPKGS_LIB = resolve(ROOT, "..", "shared", "nixpkgs-lib", "lib");
@@ -113,10 +113,10 @@ function mustEval(flakeDir: string, part: Part) {
 
 /** A copy of what flake.nix reads (flake.nix, nix/, targets.json), with test operator keys. */
 async function copyFlake(into: string): Promise<string> {
-  await mkdir(join(into, "scripts", "lib"), { recursive: true });
+  await mkdir(join(into, "scripts", "lib", "build"), { recursive: true });
   await cp(join(ROOT, "flake.nix"), join(into, "flake.nix"));
   await cp(join(ROOT, "nix"), join(into, "nix"), { recursive: true });
-  await cp(join(ROOT, "scripts", "lib", "targets.json"), join(into, "scripts", "lib", "targets.json"));
+  await cp(join(ROOT, "scripts", "lib", "build", "targets.json"), join(into, "scripts", "lib", "build", "targets.json"));
   await writeFile(join(into, "nix", "operator-keys.pub"), `# operators\n\n${KEYS[0]}\n# ${KEYS[1]} (revoked)\n${KEYS[1]}\n`);
   return into;
 }
@@ -180,7 +180,7 @@ describe.skipIf(!HAVE_LIB)(
       expect(firewall.nftables).toBe(false);
     });
 
-    // docs/RUNNER_IMAGES.md, "Threat model". The security-* boot tests check the same on a booted
+    // docs/threat-model.md. The security-* boot tests check the same on a booted
     // machine (Nix runner only); these fail here as soon as the configuration says otherwise.
     test.each(TARGETS.map((t) => t.attr))("%s: a host job's user is in no group; only the container daemon's user reaches the runtime; no interface is trusted", (attr) => {
       const access = machines()[attr]!.jobAccess;

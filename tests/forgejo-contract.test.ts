@@ -1,6 +1,6 @@
 /**
  * Contract test: the fixture's JSON responses, and the exported types in
- * scripts/lib/forgejo-types.ts, against Forgejo's own swagger: the extract kept as test data in
+ * scripts/lib/forgejo/types.ts, against Forgejo's own swagger: the extract kept as test data in
  * tests/fixtures/forgejo-openapi-extract.json (Forgejo 505ab87, v14 dev; its `info` names the
  * source), so the contract is checked in every clone.
  */
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
-import { TYPE_KEYS, UNDECLARED_EXTRAS } from "../scripts/lib/forgejo-types.ts";
+import { TYPE_KEYS, UNDECLARED_EXTRAS } from "../scripts/lib/forgejo/types.ts";
 import { SwaggerChecker, type Spec } from "./support/swagger-check.ts";
 
 const EXTRACT = join(import.meta.dir, "fixtures", "forgejo-openapi-extract.json");

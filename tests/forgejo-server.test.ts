@@ -3,7 +3,7 @@
  * /work/shared/reference/forgejo-release-api.md that the fixture emulates, and every fault kind.
  */
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import {
   MAIN_SHA,
@@ -828,4 +828,50 @@ test("stop() removes the temp data dir", async () => {
   expect(existsSync(dir)).toBe(true);
   await s.stop();
   expect(existsSync(dir)).toBe(false);
+});
+
+describe("stopping, and the fixture's own errors", () => {
+  const uploads = (s: ForgejoServer) => s.requests.filter((q) => q.method === "POST" && q.path.endsWith("/assets"));
+
+  test("stop() mid-upload: the upload is cut, and nothing of it runs on after stop() returns", async () => {
+    // A test that stops the server while a stalled upload is in flight (as publish-release's
+    // Ctrl-C and server-going-away tests do): the handler must not wake up later and store the
+    // body into the data dir stop() removed (an ENOENT "internal error" printed into the run).
+    const s = await start();
+    const rel = (await createRelease(s, { tag_name: "boot-v1", draft: true })).json;
+    s.addFault({ kind: "stall", afterBytes: 1000, ms: 1000, method: "POST" });
+    const uploading = upload(s, rel.id, "a", bytes(5000)).then(
+      (r) => r.status,
+      () => "cut",
+    );
+    while (uploads(s).length === 0) await Bun.sleep(10);
+    await Bun.sleep(100);
+    await s.stop();
+    expect(await uploading).toBe("cut");
+    expect(at(uploads(s), 0, "uploads")).toMatchObject({ status: 0 });
+    await Bun.sleep(1200); // past the end of the stall
+    expect(at(uploads(s), 0, "uploads")).toMatchObject({ status: 0 });
+    expect(at(s.state().releases, 0, "releases").assets).toEqual([]);
+  });
+
+  test("an internal error (a bug of the fixture, not a fault a test asked for) is a 500 and fails stop(), naming the request", async () => {
+    const s = await start();
+    const rel = (await createRelease(s, { tag_name: "boot-v1", draft: true })).json;
+    rmSync(s.options.dataDir, { recursive: true }); // the storage gone under the running server
+    const r = await upload(s, rel.id, "a", bytes(10));
+    expect(r.status).toBe(500);
+    await expect(s.stop()).rejects.toThrow(new RegExp(`internal error on POST /api/v1${REPO}/releases/${rel.id}/assets: .*ENOENT`));
+  });
+
+  test("a test that provokes an internal error on purpose takes it: then stop() succeeds", async () => {
+    const s = await start();
+    const rel = (await createRelease(s, { tag_name: "boot-v1", draft: true })).json;
+    rmSync(s.options.dataDir, { recursive: true });
+    expect((await upload(s, rel.id, "a", bytes(10))).status).toBe(500);
+    const errors = s.takeInternalErrors();
+    expect(errors).toHaveLength(1);
+    expect(at(errors, 0, "errors")).toContain(`internal error on POST /api/v1${REPO}/releases/${rel.id}/assets: `);
+    expect(at(errors, 0, "errors")).toContain("ENOENT");
+    await s.stop();
+  });
 });

@@ -4,19 +4,20 @@ import { $ } from "zx/core";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError, parseCommandLine, type CommandSpec } from "../scripts/lib/cli.ts";
-import { ciEnv } from "../scripts/lib/ci.ts";
-import { copyAndHash, hashFile } from "../scripts/lib/hash.ts";
-import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/ipxe.ts";
-import { ForgejoClient } from "../scripts/lib/forgejo.ts";
-import { tuningFromEnv } from "../scripts/lib/http.ts";
-import { addSecret, progress, redact, say } from "../scripts/lib/log.ts";
+import { UsageError } from "../scripts/lib/cli/errors.ts";
+import { parseCommandLine, type CommandSpec } from "../scripts/lib/cli/command-line.ts";
+import { ciEnv } from "../scripts/lib/cli/ci-env.ts";
+import { copyAndHash, hashFile } from "../scripts/lib/build/hash.ts";
+import { IpxeScriptError, rewriteIpxeScript } from "../scripts/lib/build/ipxe-script.ts";
+import { ForgejoClient } from "../scripts/lib/forgejo/client.ts";
+import { tuningFromEnv } from "../scripts/lib/forgejo/http.ts";
+import { addSecret, progress, redact, say } from "../scripts/lib/cli/log.ts";
 import {
   ManifestError, checkDist, formatSums, parseSums, validateManifest, writeManifest, type Manifest,
-} from "../scripts/lib/manifest.ts";
-import { DEFAULT_TARGETS, TARGETS, releaseNames, selectTargets } from "../scripts/lib/targets.ts";
-import { versionLabel } from "../scripts/lib/source.ts";
-import { gitRefusal, isPrereleaseTag, tagProblem } from "../scripts/lib/tags.ts";
+} from "../scripts/lib/build/manifest.ts";
+import { DEFAULT_TARGETS, TARGETS, releaseNames, selectTargets } from "../scripts/lib/build/targets.ts";
+import { versionLabel } from "../scripts/lib/build/source.ts";
+import { gitRefusal, isPrereleaseTag, tagProblem } from "../scripts/lib/trust/tags.ts";
 import { ROOT } from "./support/run.ts";
 
 const scratch = await mkdtemp(join(tmpdir(), "runner-images-lib-"));
@@ -258,9 +259,9 @@ describe("release tags: one rule for the workflow and the publisher", () => {
     expect([isPrereleaseTag("boot-dev-1"), isPrereleaseTag("boot-v1.0.0-rc1"), isPrereleaseTag("boot-v1.10"), isPrereleaseTag("boot-v2026.11.30")]).toEqual([true, true, false, false]);
   });
 
-  /** Runs scripts/lib/tags.ts as the workflow (a push of `ref`, with `env`) or a person (args) does. */
+  /** Runs scripts/lib/trust/tags.ts as the workflow (a push of `ref`, with `env`) or a person (args) does. */
   const tagsScript = (args: string[], env: Record<string, string> = {}) =>
-    Bun.spawnSync([process.execPath, join(ROOT, "scripts", "lib", "tags.ts"), ...args], { env: { PATH: process.env.PATH, ...env }, stdout: "pipe", stderr: "pipe" });
+    Bun.spawnSync([process.execPath, join(ROOT, "scripts", "check-tag.ts"), ...args], { env: { PATH: process.env.PATH, ...env }, stdout: "pipe", stderr: "pipe" });
   const pushOf = (ref: string, event = "push") => ({
     FORGEJO_RUN_ID: "7", FORGEJO_REF: `refs/tags/${ref}`, FORGEJO_REF_NAME: ref, FORGEJO_REF_TYPE: "tag", FORGEJO_EVENT_NAME: event,
   });
@@ -278,7 +279,7 @@ describe("release tags: one rule for the workflow and the publisher", () => {
   test("by hand: --help explains it, a flag is bad input, a tag given checks that tag", () => {
     const help = tagsScript(["--help"]);
     expect(help.exitCode).toBe(0);
-    expect(help.stdout.toString()).toContain("usage: bun scripts/lib/tags.ts [<tag>]");
+    expect(help.stdout.toString()).toContain("usage: bun scripts/check-tag.ts [<tag>]");
     expect(tagsScript(["--bogus"]).exitCode).toBe(2);
     expect(tagsScript(["boot-v1.2"]).exitCode).toBe(0);
     expect(tagsScript(["v1.2"]).exitCode).toBe(2);

@@ -1,14 +1,14 @@
 /**
  * The Nix half, checked without nixpkgs (this runs anywhere `nix-instantiate` does):
  * every .nix file parses, the target names Nix derives from targets.json agree with what
- * scripts/lib/targets.ts exports, and the flake is pinned and wired the way the scripts
+ * scripts/lib/build/targets.ts exports, and the flake is pinned and wired the way the scripts
  * assume. Building and booting the images is `nix flake check`, which needs nixpkgs and KVM.
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { TARGETS } from "../scripts/lib/targets";
+import { TARGETS } from "../scripts/lib/build/targets.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const NIXPKGS_REV = "b18a4b905f8d028dc4476412e6d6891728695379";

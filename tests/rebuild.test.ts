@@ -9,11 +9,12 @@ import { $ } from "zx/core";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatSums, type Manifest } from "../scripts/lib/manifest.ts";
-import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/provenance.ts";
-import { NAMESPACE, sign } from "../scripts/lib/signing.ts";
+import { formatSums, type Manifest } from "../scripts/lib/build/manifest.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/trust/provenance.ts";
+import { NAMESPACE, sign } from "../scripts/lib/trust/signing.ts";
 import { OFFLINE, makeFixture, type Fixture } from "./support/fixture-flake.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
+import { makeSshKey, writeAllowedSigners } from "./support/ssh-keys.ts";
 
 let fixture: Fixture;
 let keys: string;
@@ -26,10 +27,7 @@ let commitB: string;
 beforeAll(async () => {
   fixture = await makeFixture();
   keys = await mkdtemp(join(tmpdir(), "runner-images-rebuild-keys-"));
-  await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -f ${join(keys, "ci")}`;
-  allowedSigners = join(keys, "allowed_signers");
-  const pub = (await Bun.file(join(keys, "ci.pub")).text()).trim().split(" ").slice(0, 2).join(" ");
-  await writeFile(allowedSigners, `ci namespaces="${NAMESPACE.publisher}" ${pub}\n`);
+  allowedSigners = await writeAllowedSigners(join(keys, "allowed_signers"), [["ci", NAMESPACE.publisher, await makeSshKey(join(keys, "ci"))]]);
 
   distA = join(fixture.scratch, "dist-a");
   expect((await runScript("build-images.ts", ["--flake", fixture.dir, "--out", distA, ...OFFLINE])).code).toBe(0);

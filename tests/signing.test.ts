@@ -5,7 +5,6 @@
  * the run is stopped by SIGTERM in the middle of signing.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { $ } from "zx/core";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,19 +12,21 @@ import { join } from "node:path";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript, type RunOptions } from "./support/run.ts";
-import { redact } from "../scripts/lib/log.ts";
-import { SIGNING_KEY_ENV, signingKey } from "../scripts/lib/signing.ts";
+import { makeSshKey, type SshKey } from "./support/ssh-keys.ts";
+import { redact } from "../scripts/lib/cli/log.ts";
+import { SIGNING_KEY_ENV, signingKey } from "../scripts/lib/trust/signing.ts";
 
 const TOKEN = "fjt_signing_0a1b2c3d4e5f6789";
 let scratch: string;
+let ci: SshKey;
 let key: string;
 const servers: ForgejoServer[] = [];
 const dists: string[] = [];
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), "runner-images-signing-"));
-  key = join(scratch, "ci");
-  await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C ci@runner-images -f ${key}`;
+  ci = await makeSshKey(join(scratch, "ci"), { comment: "ci@runner-images" });
+  key = ci.file;
 });
 afterAll(async () => {
   for (const dir of [scratch, ...dists]) await rm(dir, { recursive: true, force: true });
@@ -85,8 +86,7 @@ describe("who may publish unsigned", () => {
     const r = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--signing-key", key]);
     expect(r.code).toBe(0);
     // The repository's allowed_signers has no key yet: the publisher says so, with the fingerprint to add.
-    const fingerprint = (await $({ quiet: true })`ssh-keygen -lf ${key}.pub`).stdout.split(" ")[1]!;
-    expect(r.stderr).toContain(`warning: provenance.intoto.json.sig was made by key ${fingerprint}, which is not in `);
+    expect(r.stderr).toContain(`warning: provenance.intoto.json.sig was made by key ${ci.fingerprint}, which is not in `);
     const names = forge.state().releases[0]!.assets.map((a) => a.name);
     expect(names).toEqual(expect.arrayContaining(["provenance.intoto.json", "provenance.intoto.json.sig"]));
     // Re-running with the same dist and tag writes the same bytes: the release is identical.
@@ -126,7 +126,7 @@ describe("the key file", () => {
     expect(shared.stderr).toContain("is readable by others: chmod 600 it");
 
     const locked = join(scratch, "locked");
-    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${"a passphrase"} -f ${locked}`;
+    await makeSshKey(locked, { passphrase: "a passphrase" });
     const encrypted = await publish(forge, dir, ["--tag", "boot-v1.0.0", "--dry-run", "--signing-key", locked]);
     expect(encrypted.code).toBe(1);
     expect(encrypted.stderr).toContain("signing provenance.intoto.json failed");

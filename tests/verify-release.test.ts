@@ -9,12 +9,13 @@ import { $ } from "zx/core";
 import { mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatSums, type Manifest } from "../scripts/lib/manifest.ts";
-import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/provenance.ts";
-import { NAMESPACE, sign } from "../scripts/lib/signing.ts";
+import { formatSums, type Manifest } from "../scripts/lib/build/manifest.ts";
+import { STATEMENT_FILE, formatStatement, makeStatement } from "../scripts/lib/trust/provenance.ts";
+import { NAMESPACE, sign } from "../scripts/lib/trust/signing.ts";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript } from "./support/run.ts";
+import { makeSshKey, writeAllowedSigners, type SshKey } from "./support/ssh-keys.ts";
 
 const TOKEN = "fjt_verify_a1b2c3d4e5f60718";
 const OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98";
@@ -26,20 +27,15 @@ const dirs: string[] = [];
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), "runner-images-keys-"));
   dirs.push(keys);
+  const made: Record<string, SshKey> = {};
   for (const name of ["ci", "intruder", "maintainer"]) {
-    await $({ quiet: true })`ssh-keygen -q -t ed25519 -N ${""} -C ${`${name}@runner-images`} -f ${join(keys, name)}`;
-    fingerprint[name] = (await $({ quiet: true })`ssh-keygen -lf ${join(keys, `${name}.pub`)}`).stdout.split(" ")[1]!;
+    made[name] = await makeSshKey(join(keys, name), { comment: `${name}@runner-images` });
+    fingerprint[name] = made[name].fingerprint;
   }
-  const pub = async (name: string) => (await Bun.file(join(keys, `${name}.pub`)).text()).trim().split(" ").slice(0, 2).join(" ");
-  allowedSigners = join(keys, "allowed_signers");
-  await writeFile(
-    allowedSigners,
-    [
-      `ci@runner-images namespaces="${NAMESPACE.publisher}" ${await pub("ci")}`,
-      `maintainer@runner-images namespaces="${NAMESPACE.countersignature}" ${await pub("maintainer")}`,
-      "",
-    ].join("\n"),
-  );
+  allowedSigners = await writeAllowedSigners(join(keys, "allowed_signers"), [
+    ["ci@runner-images", NAMESPACE.publisher, made.ci!],
+    ["maintainer@runner-images", NAMESPACE.countersignature, made.maintainer!],
+  ]);
 });
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
@@ -98,6 +94,50 @@ describe("a local dist", () => {
     const expected = d.manifest.artifacts.find((a) => a.name === "runner-x86_64.iso")!.sha256;
     expect(r.stderr).toMatch(new RegExp(`FAIL runner-x86_64\\.iso has SHA-256 [0-9a-f]{64}, the manifest says ${expected}`));
     expect(r.stderr).toContain("error: 1 problem with dist");
+  });
+
+  test("--json lists every check in order with its result: the byte check fails naming the file, the others pass or say why they were skipped", async () => {
+    const d = await dist();
+    await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
+    const iso = join(d.dir, "runner-x86_64.iso");
+    const bytes = await Bun.file(iso).bytes();
+    bytes[1000] = bytes[1000]! ^ 1;
+    await Bun.write(iso, bytes);
+    const r = await verify(["--dist", d.dir, "--json"]);
+    expect(r.code).toBe(1);
+    const result = JSON.parse(r.stdout) as { ok: boolean; problems: string[]; checks: { check: string; outcome: string; reason?: string; details: string[] }[] };
+    expect(result.ok).toBe(false);
+    expect(result.checks.map((c) => [c.check, c.outcome, c.reason ?? null])).toEqual([
+      ["manifest.json matches SHA256SUMS", "ok", null],
+      ["statement parses", "ok", null],
+      ["publisher's signature", "ok", null],
+      ["maintainer's countersignature", "skipped", "not required (--require-countersignature)"],
+      ["statement matches the tag, manifest.json and SHA256SUMS", "ok", null],
+      ["git tag is at the statement's commit", "skipped", "a local dist: there is no server to ask"],
+      ["release holds only the manifest's files", "skipped", "a local directory may hold other files"],
+      ["every file, byte for byte", "failed", null],
+      ["rebuild from the statement's commit", "skipped", "not asked for (--rebuild)"],
+    ]);
+    const bytesCheck = result.checks.find((c) => c.check === "every file, byte for byte")!;
+    expect(bytesCheck.details).toHaveLength(1);
+    expect(bytesCheck.details[0]).toMatch(/^runner-x86_64\.iso has SHA-256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}$/);
+    expect(result.problems).toEqual(bytesCheck.details);
+    expect(result.checks.find((c) => c.check === "publisher's signature")!.details).toEqual([`by ci@runner-images (key ${fingerprint.ci})`]);
+    // The log says the same, in the same order: the failed check, then its problem on a FAIL line.
+    expect(r.stderr).toContain(`[failed]  every file, byte for byte\nFAIL ${bytesCheck.details[0]}\n[skipped] rebuild from the statement's commit: not asked for (--rebuild)`);
+  });
+
+  test("with no statement, the checks that need it are skipped and say which check failed; --allow-unsigned is a skipped signature check", async () => {
+    const d = await dist();
+    const r = await verify(["--dist", d.dir, "--allow-unsigned", "--json"]);
+    expect(r.code).toBe(1);
+    const checks = (JSON.parse(r.stdout) as { checks: { check: string; outcome: string; reason?: string; details: string[] }[] }).checks;
+    const outcome = (name: string) => checks.find((c) => c.check === name);
+    expect(outcome("statement parses")).toMatchObject({ outcome: "failed", details: [expect.stringContaining(`there is no ${STATEMENT_FILE}`)] });
+    expect(outcome("publisher's signature")).toMatchObject({ outcome: "skipped", reason: "--allow-unsigned: nothing proves who made these files" });
+    expect(outcome("statement matches the tag, manifest.json and SHA256SUMS")).toMatchObject({ outcome: "skipped", reason: "statement parses failed" });
+    expect(outcome("git tag is at the statement's commit")).toMatchObject({ outcome: "skipped", reason: "statement parses failed" });
+    expect(outcome("every file, byte for byte")).toMatchObject({ outcome: "ok", details: d.manifest.artifacts.map((a) => a.name) });
   });
 
   test("a manifest edit under a good signature: the signed statement no longer matches it", async () => {

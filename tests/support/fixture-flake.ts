@@ -44,7 +44,7 @@ export async function makeFixture(variant: Variant = "ok", { boot, parent = tmpd
   const dir = join(scratch, "flake");
   await mkdir(dir);
   await cp(join(ROOT, "tests", "fixtures", "flake"), dir, { recursive: true });
-  await cp(join(ROOT, "scripts", "lib", "targets.json"), join(dir, "targets.json"));
+  await cp(join(ROOT, "scripts", "lib", "build", "targets.json"), join(dir, "targets.json"));
   const nonce = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
   // The builder runs as a nixbld user: the marker directory must be writable by it.
   const markers = join(scratch, "markers");

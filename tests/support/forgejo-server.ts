@@ -161,6 +161,17 @@ export interface ForgejoServer {
   setBranch(name: string, sha: string): void;
   state(): { releases: ReleaseView[]; tags: Record<string, string> };
   requests: RequestRecord[];
+  /**
+   * The fixture's own errors so far (each "internal error on METHOD path: stack"), taken: a test
+   * that provokes one on purpose takes it, so that stop() does not fail on it.
+   */
+  takeInternalErrors(): string[];
+  /**
+   * Stops: cuts the connections and any fault's pause short, waits until every request in flight
+   * has ended (so none writes into the data dir afterwards), removes the data dir it made.
+   * Rejects, naming them, when the fixture had internal errors nobody took: a bug of the fixture
+   * fails the test that ran into it, instead of printing a stack trace into a green run.
+   */
   stop(): Promise<void>;
 }
 
@@ -344,6 +355,32 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
   let nextAttId = 101; // a different range than release ids, so mixing them up fails
   let faults: (Fault & { left: number })[] = [];
   const requests: RequestRecord[] = [];
+  const internalErrors: string[] = [];
+  /** Requests whose handler has not returned yet: stop() waits for them. */
+  const inFlight = new Set<Promise<Response>>();
+  const stopping = new AbortController();
+
+  /** A request handler that stop() waits for. */
+  const untilStopped = (handle: (req: Request) => Promise<Response>) => async (req: Request) => {
+    const answer = handle(req);
+    inFlight.add(answer);
+    try {
+      return await answer;
+    } finally {
+      inFlight.delete(answer);
+    }
+  };
+  /**
+   * A fault's pause (stall), cut short by stop(): a stopped server does no more work, so the
+   * request then ends as a cut connection, as it does on a real server that is shut down.
+   */
+  async function pause(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      stopping.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    if (stopping.signal.aborted) throw new ConnectionKill();
+  }
 
   let base = ""; // "http://127.0.0.1:PORT/" (Forgejo's AppURL, with the trailing slash)
   const swaggerUrl = () => `${base}api/swagger`;
@@ -626,7 +663,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     if (f?.kind === "reset" && f.afterBytes <= 0) throw new ConnectionKill();
     if (f?.kind === "stall" && (f.afterBytes ?? 0) <= 0 && !b.stalled) {
       b.stalled = true;
-      await Bun.sleep(f.ms);
+      await pause(f.ms);
     }
     if (!b.req.body) {
       if (f?.kind === "reset") throw new ConnectionKill();
@@ -647,7 +684,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
             c = c.subarray(first);
           }
           b.stalled = true;
-          await Bun.sleep(f.ms);
+          await pause(f.ms);
         }
         b.bytesIn += c.byteLength;
         if (f?.kind === "proxy413" && b.bytesIn > f.maxBody) throw new OverProxyLimit();
@@ -1294,7 +1331,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     port: 0,
     maxRequestBodySize: 8 * 1024 ** 3,
     idleTimeout: 0,
-    async fetch(req) {
+    fetch: untilStopped(async (req: Request): Promise<Response> => {
       const url = new URL(req.url);
       const rec: RequestRecord = {
         method: req.method,
@@ -1364,7 +1401,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         let res = await handle(req, url, b, caller);
         if (b.fault?.kind === "stall" && !b.stalled) {
           b.stalled = true;
-          await Bun.sleep(b.fault.ms); // no body was read: delay the response instead
+          await pause(b.fault.ms); // no body was read: delay the response instead
         }
         if (b.fault?.kind === "reset") throw new ConnectionKill(); // body left unread (early error): kill anyway
         if (afterWork) res = afterWork.html === false ? json(afterWork.status, { message: "", url: swaggerUrl() }) : proxyHtml(afterWork.status);
@@ -1382,10 +1419,15 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
           rec.status = 0;
           return killResponse();
         }
-        console.error("forgejo fixture: internal error", e);
+        if (stopping.signal.aborted) {
+          // The test stopped the server mid-request: its client is gone, nothing is answered.
+          rec.status = 0;
+          return killResponse();
+        }
+        internalErrors.push(`internal error on ${req.method} ${url.pathname}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         return done(apiError(500, String(e)));
       }
-    },
+    }),
   });
 
   base = `http://127.0.0.1:${server.port}/`;
@@ -1487,9 +1529,18 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         tags: Object.fromEntries([...gitTags.values()].map((t) => [t.name, t.sha])),
       };
     },
+    takeInternalErrors() {
+      return internalErrors.splice(0);
+    },
     async stop() {
+      stopping.abort();
       await server.stop(true);
+      await Promise.allSettled([...inFlight]);
       if (ownDataDir && existsSync(dataDir)) rmSync(dataDir, { recursive: true, force: true });
+      const errors = internalErrors.splice(0);
+      if (errors.length) {
+        throw new Error(`forgejo fixture: ${errors.length} internal error(s), a bug of the test server (a test that provokes one on purpose takes it with takeInternalErrors()):\n${errors.join("\n")}`);
+      }
     },
   };
 }

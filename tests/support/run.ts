@@ -23,8 +23,14 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
   return { ...env, ...extra };
 }
 
-export async function runScript(script: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
-  const child = Bun.spawn([process.execPath, join(ROOT, "scripts", script), ...args], {
+/** Runs scripts/<script> (publish-release.ts, …) with `bun`. */
+export function runScript(script: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return runBun(join(ROOT, "scripts", script), args, options);
+}
+
+/** Runs any TypeScript file of the project (demo/demo.ts, …) with `bun`, as runScript does. */
+export async function runBun(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const child = Bun.spawn([process.execPath, file, ...args], {
     cwd: options.cwd ?? ROOT,
     env: options.env ?? cleanEnv(),
     stdin: "ignore",

@@ -18,12 +18,13 @@ import { $ } from "zx/core";
 import { mkdtemp, mkdir, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Failure, UsageError, onInterrupt } from "./cli.ts";
-import { collectTarget } from "./collect.ts";
-import { say } from "./log.ts";
-import type { Artifact, Manifest } from "./manifest.ts";
-import { checkNix, evalTargets, flakeMetadata, nixBuild } from "./nix.ts";
-import { TARGETS, type Target } from "./targets.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import { onInterrupt } from "../cli/run-main.ts";
+import { collectTarget } from "../build/collect.ts";
+import { say } from "../cli/log.ts";
+import type { Artifact, Manifest } from "../build/manifest.ts";
+import { checkNix, evalTargets, flakeMetadata, nixBuild } from "../build/nix.ts";
+import { TARGETS, type Target } from "../build/targets.ts";
 
 export type RebuildDepth = "drv" | "full";
 

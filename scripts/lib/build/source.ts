@@ -4,8 +4,8 @@
  * commit).
  */
 import { $ } from "zx/core";
-import type { CiEnv } from "./ci.ts";
-import { RELEASE_TAG_PREFIX, pushedReleaseTag } from "./tags.ts";
+import type { CiEnv } from "../cli/ci-env.ts";
+import { RELEASE_TAG_PREFIX, pushedReleaseTag } from "../trust/tags.ts";
 
 /** The HEAD commit and the boot-v* tags on it, read with git from a local checkout. */
 export async function gitHead(dir: string): Promise<{ commit: string; tags: string[] } | null> {

@@ -3,7 +3,7 @@
  * a retry and how long to wait, timeouts that fire on stalled progress rather than total time,
  * and one-line explanations of network errors.
  */
-import { Failure, UsageError } from "./cli.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
 
 /** Tuning, overridable from the environment (tests use short values). */
 export interface HttpTuning {

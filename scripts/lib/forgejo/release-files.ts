@@ -5,11 +5,11 @@
  */
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError } from "./cli.ts";
-import type { ForgejoClient } from "./forgejo.ts";
-import type { Release } from "./forgejo-types.ts";
-import { copyAndHash, hashFile, type FileDigest } from "./hash.ts";
-import { SMALL_FILE_LIMIT } from "./manifest.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import type { ForgejoClient } from "./client.ts";
+import type { Release } from "./types.ts";
+import { copyAndHash, hashFile, type FileDigest } from "../build/hash.ts";
+import { SMALL_FILE_LIMIT } from "../build/manifest.ts";
 
 export interface ReleaseFiles {
   /** For messages: "release boot-v1.2.0 of ops/runner-images" or "dist /srv/dist". */

@@ -20,8 +20,9 @@ import { $ } from "zx/core";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Failure, UsageError, onInterrupt } from "./cli.ts";
-import { addSecret } from "./log.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import { onInterrupt } from "../cli/run-main.ts";
+import { addSecret } from "../cli/log.ts";
 import { STATEMENT_FILE } from "./provenance.ts";
 
 export const STATEMENT_SIGNATURE_FILE = `${STATEMENT_FILE}.sig`;
@@ -31,7 +32,7 @@ export const SIGNING_KEY_ENV = "RUNNER_IMAGES_SIGNING_KEY";
 /** The line after a key or trust-anchor error: where the keys are set up (the help cannot say). */
 export const SIGNING_HINT = 'the keys and how to set them up: docs/RUNNER_IMAGES.md, "Signing releases"';
 /** The repository's trust anchor; anyone who can push can change it (auditors pin a key instead). */
-export const REPOSITORY_ALLOWED_SIGNERS = join(import.meta.dir, "..", "..", "allowed_signers");
+export const REPOSITORY_ALLOWED_SIGNERS = join(import.meta.dir, "..", "..", "..", "allowed_signers");
 
 function requireSshKeygen(): void {
   if (!Bun.which("ssh-keygen")) throw new Failure("ssh-keygen is not on PATH: install OpenSSH (Debian: apt install openssh-client)");

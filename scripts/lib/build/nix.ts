@@ -8,7 +8,8 @@
  */
 import { $ } from "zx/core";
 import { resolve } from "node:path";
-import { Failure, UsageError, onInterrupt } from "./cli.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import { onInterrupt } from "../cli/run-main.ts";
 import type { LockedInput } from "./manifest.ts";
 
 const FLAKES = ["--extra-experimental-features", "nix-command flakes"];

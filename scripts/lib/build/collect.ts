@@ -5,10 +5,10 @@
  */
 import { realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure } from "./cli.ts";
+import { Failure } from "../cli/errors.ts";
 import { copyAndHash, hashBytes } from "./hash.ts";
-import { IpxeScriptError, rewriteIpxeScript } from "./ipxe.ts";
-import { formatBytes, progress, say } from "./log.ts";
+import { IpxeScriptError, rewriteIpxeScript } from "./ipxe-script.ts";
+import { formatBytes, progress, say } from "../cli/log.ts";
 import type { Artifact } from "./manifest.ts";
 import type { BuiltTarget } from "./nix.ts";
 import type { Target } from "./targets.ts";

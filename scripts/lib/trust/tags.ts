@@ -1,8 +1,7 @@
-#!/usr/bin/env bun
 /**
  * The one rule for the tags releases are published under, used by publish-release.ts and by the
- * workflow (.forgejo/workflows/boot-images.yml runs this file first, so a tag the trigger fires
- * on but the publisher would refuse fails in seconds, not after the build):
+ * workflow (.forgejo/workflows/boot-images.yml runs scripts/check-tag.ts first, so a tag the
+ * trigger fires on but the publisher would refuse fails in seconds, not after the build):
  *
  * - boot-v<anything>: a release (the workflow's `boot-v*` trigger); with a "-" in it, a
  *   prerelease (boot-v1.2.0-rc1);
@@ -13,17 +12,11 @@
  *   release.go createTag, ErrInvalidTagName; forgejo-release-api.md §15a);
  * - no "/": git allows it, but the workflow's `boot-v*` never matches one (a glob's `*` stops at
  *   "/") and Forgejo's release-by-tag route takes one path segment.
- *
- * Run directly (`bun scripts/lib/tags.ts [tag]`), it checks the tag given, or in CI the tag whose
- * push started the run (a dispatch on a tag publishes under boot-dev-, so it has none), and exits
- * 2 naming the rule broken.
  */
-import { ciEnv, pushedTag, type CiEnv } from "./ci.ts";
+import { pushedTag, type CiEnv } from "../cli/ci-env.ts";
 
 export const RELEASE_TAG_PREFIX = "boot-v";
 export const DEV_TAG_PREFIX = "boot-dev-";
-/** Set by the workflow's tag check to whether the signing secret is set: "true" or "false". */
-export const SIGNING_KEY_IS_SET_ENV = "RUNNER_IMAGES_SIGNING_KEY_IS_SET";
 
 /** A boot-v tag: a release, never published unsigned. */
 export const isReleaseTag = (tag: string) => tag.startsWith(RELEASE_TAG_PREFIX);
@@ -63,41 +56,4 @@ export function tagProblem(tag: string): string | null {
   if (refused) return `git refuses it as a tag name: ${refused}`;
   if (tag.includes("/")) return "it contains /, which the workflow's boot-v* trigger never matches and Forgejo's release look-up cannot take";
   return null;
-}
-
-const USAGE = `usage: bun scripts/lib/tags.ts [<tag>]
-  Checks that <tag> (default: the tag whose push started this CI run) can be published: the
-  one tag rule of publish-release.ts and the workflow. Exit 0 it can, 2 it cannot.`;
-
-if (import.meta.main) {
-  const ci = ciEnv();
-  const arg = process.argv[2];
-  if (arg === "--help" || arg === "-h") {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  if (arg?.startsWith("-") || process.argv.length > 3) {
-    console.error(`error: tags.ts takes one tag name and no flags\n${USAGE}`);
-    process.exit(2);
-  }
-  const tag = arg ?? pushedTag(ci);
-  if (!tag) {
-    console.error("tags.ts: not a tag push; a dispatch publishes under boot-dev-<run>-<sha>, valid by construction");
-  } else {
-    const problem = tagProblem(tag);
-    if (problem) {
-      console.error(`error: tag ${tag} cannot be published: ${problem}; delete it (git push --delete origin ${tag}) and push a tag that follows the rule`);
-      process.exit(2);
-    }
-    // The workflow also says whether the signing secret is set ("true"/"false", never the key):
-    // publish-release.ts refuses a boot-v release unsigned, so say so before a long build.
-    if (isReleaseTag(tag) && process.env[SIGNING_KEY_IS_SET_ENV] === "false") {
-      console.error(
-        `error: tag ${tag} cannot be published: the repository secret RUNNER_IMAGES_SIGNING_KEY is not set, and a boot-v release is never ` +
-          `published unsigned; add it (docs/RUNNER_IMAGES.md, "Signing releases"), then re-run this workflow`,
-      );
-      process.exit(2);
-    }
-    console.error(`tag ${tag} can be published`);
-  }
 }

@@ -9,11 +9,11 @@
  * (bench/). A file changed or replaced during the upload is caught by its size, mtime and inode.
  */
 import { stat } from "node:fs/promises";
-import { Failure } from "./cli.ts";
-import { ForgejoClient, HttpError } from "./forgejo.ts";
-import type { Attachment } from "./forgejo-types.ts";
+import { Failure } from "../cli/errors.ts";
+import { ForgejoClient, HttpError } from "./client.ts";
+import type { Attachment } from "./types.ts";
 import { explainNetworkError, stallGuard } from "./http.ts";
-import { formatBytes, progress } from "./log.ts";
+import { formatBytes, progress } from "../cli/log.ts";
 
 export interface LocalFile {
   name: string;

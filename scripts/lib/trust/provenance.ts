@@ -21,14 +21,14 @@
  * The statement is a pure function of the dist and the tag, so re-publishing the same dist
  * under the same tag writes the same bytes (and an Ed25519 signature over them is the same too).
  */
-import { hashBytes } from "./hash.ts";
-import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "./manifest.ts";
+import { hashBytes } from "../build/hash.ts";
+import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "../build/manifest.ts";
 import { isReleaseTag } from "./tags.ts";
 
 export const STATEMENT_FILE = "provenance.intoto.json";
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 export const PREDICATE_TYPE = "https://slsa.dev/provenance/v1";
-/** How to read the parameters: docs/RUNNER_IMAGES.md, "Signing releases". */
+/** How to read the parameters: docs/signing.md (what is signed). */
 export const BUILD_TYPE = "urn:runner-images:build-images:v1";
 
 /** What a tag promises, as the statement says it: a boot-v release, or a dev prerelease that must never pass for one. */

@@ -10,10 +10,10 @@
 import { rmSync } from "node:fs";
 import { chmod, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { UsageError } from "./cli.ts";
+import { UsageError } from "../cli/errors.ts";
 import { MANIFEST_FILE, SUMS_FILE, readManifest } from "./manifest.ts";
-import { STATEMENT_FILE } from "./provenance.ts";
-import { COUNTERSIGNATURE_FILE, STATEMENT_SIGNATURE_FILE } from "./signing.ts";
+import { STATEMENT_FILE } from "../trust/provenance.ts";
+import { COUNTERSIGNATURE_FILE, STATEMENT_SIGNATURE_FILE } from "../trust/signing.ts";
 
 const stagingPrefix = (out: string) => `.${basename(out)}.partial-`;
 /** Where commit() puts the previous dist for the moment between its two renames. */

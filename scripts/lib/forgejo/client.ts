@@ -5,12 +5,12 @@
  * The token is sent only to the configured origin and never across a redirect: API calls refuse
  * redirects outright, downloads follow them by hand and drop the token when the origin changes.
  */
-import { Failure, UsageError } from "./cli.ts";
-import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./forgejo-types.ts";
+import { Failure, UsageError } from "../cli/errors.ts";
+import type { Attachment, CreateReleaseOption, EditReleaseOption, Permission, Release, Tag } from "./types.ts";
 import { FirstContactTimeout, NetworkError, backoffMs, explainNetworkError, isLoopback, retryableStatus, stallGuard, type HttpTuning } from "./http.ts";
-import type { FileDigest } from "./hash.ts";
-import { debug, say } from "./log.ts";
-import { SMALL_FILE_LIMIT } from "./manifest.ts";
+import type { FileDigest } from "../build/hash.ts";
+import { debug, say } from "../cli/log.ts";
+import { SMALL_FILE_LIMIT } from "../build/manifest.ts";
 
 /** The part of a Repository the publisher reads. */
 export interface RepositoryAccess {

@@ -3,7 +3,7 @@
  * variable twice, as FORGEJO_<X> and GITHUB_<X> (forgejo-release-api.md §16); FORGEJO_ wins,
  * GITHUB_ covers runners older than v7. Outside CI every field is empty and `inCi` is false.
  */
-import type { CiRun } from "./manifest.ts";
+import type { CiRun } from "../build/manifest.ts";
 
 export interface CiEnv {
   inCi: boolean;

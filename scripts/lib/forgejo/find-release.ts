@@ -1,0 +1,44 @@
+/**
+ * verify-release's way to a published release: the server first (a dead or wrong --server is
+ * named within seconds), then the repository, then the release, so that "no repository" and
+ * "no release" are different messages.
+ */
+import { Failure } from "../cli/errors.ts";
+import { say } from "../cli/log.ts";
+import { ciEnv } from "../cli/ci-env.ts";
+import { resolveRepo, resolveServer } from "../cli/server-flags.ts";
+import { readToken } from "../cli/token.ts";
+import { ForgejoClient } from "./client.ts";
+import { tuningFromEnv } from "./http.ts";
+import type { Release } from "./types.ts";
+
+export interface FindReleaseFlags {
+  server: string | undefined;
+  repo: string | undefined;
+  insecureHttp: boolean;
+  tokenFile: string | undefined;
+}
+
+/** `tag` is a tag name or "latest" (the newest published release). */
+export async function findRelease(flags: FindReleaseFlags, tag: string): Promise<{ client: ForgejoClient; release: Release }> {
+  const token = await readToken(flags.tokenFile, { required: false });
+  const ci = ciEnv();
+  const server = resolveServer(flags.server, ci, { insecureHttp: flags.insecureHttp, publishing: false });
+  const { owner, repo } = await resolveRepo(flags.repo, ci);
+  const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
+  // First contact: a dead server is named in seconds, a --server with a path as such (not as --repo's 404).
+  await client.probe();
+  // Forgejo answers 404 both for a repository that does not exist and for a private one the
+  // caller may not see: only the token (or its absence) tells which to suggest.
+  if (!(await client.findRepository())) {
+    throw new Failure(
+      token
+        ? `${server} has no repository ${owner}/${repo} that this token can read: check --repo, and that the token's user has read access`
+        : `${server} has no public repository ${owner}/${repo}: check --repo; if it is private, give a read token (FORGEJO_TOKEN or --token-file)`,
+    );
+  }
+  const release = tag === "latest" ? await client.latestRelease() : await client.releaseByTag(tag);
+  if (!release) throw new Failure(`${owner}/${repo} on ${server} has no ${tag === "latest" ? "published release" : `release ${tag}`}`);
+  if (release.draft) say(`note: ${release.tag_name} is a draft: not yet visible to downloaders`);
+  return { client, release };
+}
