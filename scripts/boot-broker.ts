@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const args = parseCommandLine(COMMAND);
   if (!args) return;
   const { flags } = args;
-  const override = flags.allowHostWithPullRequests === true;
+  const override = flags["allow-host-with-pull-requests"] === true;
 
   // 1. The configuration, with the files it names (token, TLS, legacy secrets).
   if (typeof flags.config !== "string") throw new UsageError("give --config <file>: the broker's configuration (docs/boot-broker.md shows one)");
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const waitMs = waitSeconds * 1000;
   const facts = await checkForgejo(api, waitMs);
   const prsOpen = facts.repository.has_pull_requests !== false || config.forgejo.level !== "repository";
-  say(`Forgejo ${facts.version} at ${config.forgejo.url}: ${facts.mintable ? "mints single-use credentials" : "too old to mint single-use credentials"}`);
+  say(`Forgejo ${facts.version} at ${config.forgejo.url}: ${facts.mintable ? "mints single-use credentials" : "cannot mint single-use credentials"}`);
   if (hostMachines.length && prsOpen) {
     const reason = config.forgejo.level === "repository" ? HOST_WITH_PRS_REASON(client.repoName) : `host mode at ${config.forgejo.level} level takes jobs of every repository there, and the broker cannot check them all for pull requests`;
     if (!override) throw new Failure(`${reason} (host-mode machines: ${hostMachines.join(", ")})`);
@@ -82,9 +82,9 @@ async function main(): Promise<void> {
   }
   if (!facts.mintable) {
     const without = config.machines.filter((m) => !m.legacySecret).map((m) => m.name);
-    if (without.length) throw new Failure(`Forgejo ${facts.version} cannot mint credentials, and ${without.join(", ")} ${without.length === 1 ? "has" : "have"} no legacySecretFile to fall back on`);
-    say(`WARNING: ${LEGACY_WARNING}`);
-    log.write({ event: "long-lived-mode", warning: LEGACY_WARNING, reason: `Forgejo ${facts.version}` });
+    if (without.length) throw new Failure(`${facts.why}; ${without.join(", ")} ${without.length === 1 ? "has" : "have"} no legacySecretFile to fall back on`);
+    say(`WARNING: ${facts.why}. ${LEGACY_WARNING}`);
+    log.write({ event: "long-lived-mode", warning: LEGACY_WARNING, reason: facts.why });
   }
   const minter = new Minter(api, config, log, { mintable: facts.mintable, allowHostWithPullRequests: override });
   minter.notePullRequests(prsOpen);

@@ -11,8 +11,10 @@ import { isTransient, type RepositoryView, type RunnersApi } from "./runners-api
 
 export interface ForgejoFacts {
   version: string;
-  /** Forgejo >= 15: POST .../actions/runners exists. */
+  /** Forgejo >= 15 and the runner endpoints answer: POST .../actions/runners exists. */
   mintable: boolean;
+  /** Why not, when it cannot mint. */
+  why: string;
   repository: RepositoryView;
 }
 
@@ -49,5 +51,18 @@ export async function checkForgejo(api: RunnersApi, maxWaitMs: number, baseMs?: 
     }
     throw error;
   }
-  return { version, mintable: majorVersion(version) >= 15, repository };
+  // Forgejo >= 15 with the repository's Actions unit off answers 404 on the runner endpoints:
+  // it cannot mint either, and that is known now rather than at the first boot.
+  let mintable = majorVersion(version) >= 15;
+  let why = mintable ? "" : `Forgejo ${version} has no runner registration endpoint (it came in 15.0)`;
+  if (mintable) {
+    try {
+      await untilForgejoAnswers("reading the repository's runners", () => api.list(), maxWaitMs, baseMs);
+    } catch (error) {
+      if (!(error instanceof HttpError && error.status === 404)) throw error;
+      mintable = false;
+      why = `Forgejo ${version} answered 404 on ${api.client.repoName}'s runner endpoint: Actions is disabled for the repository`;
+    }
+  }
+  return { version, mintable, why, repository };
 }
