@@ -5,7 +5,7 @@
  * stdout) is collected line by line. Machines ask with curl, as runner-secret.sh does, so a test
  * can choose the source address (`--interface 127.0.0.2`: all of 127/8 is loopback on Linux).
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { $ } from "zx/core";
@@ -21,6 +21,7 @@ export interface Tls {
 
 /** A CA and a server certificate signed by it (openssl), in a fresh directory. */
 export async function makeTls(dir = mkdtempSync(join(tmpdir(), "broker-tls-"))): Promise<Tls> {
+  mkdirSync(dir, { recursive: true });
   const q = $({ quiet: true, cwd: dir });
   await q`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca`;
   await q`openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=broker`;
@@ -78,6 +79,7 @@ export function writeConfig(dir: string, setup: BrokerSetup, format: "json" | "y
 
 /** Starts the broker and waits until it listens (or exits: then `exited` says how). */
 export async function startBroker(setup: BrokerSetup, dir = mkdtempSync(join(tmpdir(), "broker-"))): Promise<BrokerRun> {
+  mkdirSync(dir, { recursive: true });
   const config = writeConfig(dir, setup);
   const proc = Bun.spawn(["bun", join(ROOT, "scripts", "boot-broker.ts"), "--config", config, ...(setup.flags ?? [])], {
     stdin: "ignore",

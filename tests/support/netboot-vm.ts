@@ -34,6 +34,8 @@ const NETBOOT_FIXTURE = join(ROOT, "tests", "fixtures", "netboot");
 export const KERNEL_DIR = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "runner-images", "debian-kernel");
 /** The guest's name for the host's loopback servers (a guestfwd address). */
 export const GUEST_HOST = "10.0.2.100";
+/** The boot broker's URL for this VM's runner.env as the operator script writes it (iPXE variable unexpanded). */
+export const brokerGuestUrl = (port: number) => `https://${GUEST_HOST}:${port}/v1/machines/\${net0/mac:hexhyp}/runner.env`;
 /** The VM's MAC address, and as iPXE's ${net0/mac:hexhyp} spells it in runner.env's name. */
 export const GUEST_MAC = "52:54:00:12:34:56";
 export const GUEST_MAC_HEXHYP = GUEST_MAC.replaceAll(":", "-");
@@ -61,13 +63,16 @@ export async function bootFilesMissing(): Promise<string | null> {
   return null;
 }
 
-/** Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`. */
-export async function makeBootFiles(dir: string): Promise<BootFiles> {
+/**
+ * Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`; with
+ * `ca`, the guest's curl trusts that CA certificate (the boot broker's, tests/support/broker.ts).
+ */
+export async function makeBootFiles(dir: string, ca?: string): Promise<BootFiles> {
   const missing = await bootFilesMissing();
   if (missing) throw new Error(missing);
   await mkdir(dir, { recursive: true });
   const initrd = join(dir, "initrd");
-  await $({ quiet: true })`${join(NETBOOT_FIXTURE, "make-initrd.sh")} ${KERNEL_DIR} ${initrd}`;
+  await $({ quiet: true })`${join(NETBOOT_FIXTURE, "make-initrd.sh")} ${KERNEL_DIR} ${initrd} ${ca ?? ""}`;
   return { kernel: (await cachedKernel())!, initrd };
 }
 
