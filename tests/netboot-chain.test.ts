@@ -8,19 +8,14 @@
  * mints the machine's credential for this boot on a v15 test Forgejo.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stageNetbootRelease, STAGE_MACHINE, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
-import { bootChain, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
+import { bootChain, brokerBootMissing, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
 import { ask } from "./support/broker.ts";
-import { BOOT_ID_HEADER } from "../scripts/lib/broker/runner-env.ts";
-import { ROOT } from "./support/run.ts";
 
-// The machine side of the broker's protocol (nix/runner-secret.sh sends the boot id) comes with
-// issue 19's machine half; until that script is in the tree the chain cannot be served.
-const sendsBootId = readFileSync(join(ROOT, "nix", "runner-secret.sh"), "utf8").includes(BOOT_ID_HEADER);
-const cannotBoot = qemuMissing() ?? (sendsBootId ? null : `nix/runner-secret.sh does not send ${BOOT_ID_HEADER} yet`);
+const cannotBoot = brokerBootMissing();
 
 describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU against the boot broker${cannotBoot ? ` (skipped: ${cannotBoot})` : ""}`, () => {
   let stage: NetbootStage | undefined;

@@ -21,6 +21,7 @@
  *
  * TCG only: /dev/kvm exists on the CI machines but guests reset under it as iPXE starts.
  */
+import { readFileSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -52,6 +53,15 @@ async function cachedKernel(): Promise<string | undefined> {
   const kernels = await readdir(join(KERNEL_DIR, "boot")).catch(() => [] as string[]);
   const vmlinuz = kernels.find((name) => name.startsWith("vmlinuz-"));
   return vmlinuz && join(KERNEL_DIR, "boot", vmlinuz);
+}
+
+/**
+ * Why the VM cannot be served by the boot broker here, or null: QEMU, and the machine side of the
+ * broker's protocol (nix/runner-secret.sh sends Runner-Boot-Id; issue 19's machine half).
+ */
+export function brokerBootMissing(): string | null {
+  const script = readFileSync(join(ROOT, "nix", "runner-secret.sh"), "utf8");
+  return qemuMissing() ?? (script.includes("Runner-Boot-Id") ? null : "nix/runner-secret.sh does not send Runner-Boot-Id yet, which the boot broker requires");
 }
 
 /** Why the bootable fixture cannot be made here, or null when it can. */
