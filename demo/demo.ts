@@ -145,7 +145,7 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   say("  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>");
   say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signer-fingerprint SHA256:<key's>");
   say('  the signing key, its fingerprint and allowed_signers: docs/RUNNER_IMAGES.md, "Signing releases";');
-  say('  then boot it: "Boot over the network" and "Registration"');
+  say('  then boot it: "Boot over the network" and "Registration", runner.env served by the boot broker (docs/boot-broker.md)');
 
   if (keep) {
     say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);
