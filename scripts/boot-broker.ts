@@ -45,7 +45,7 @@ export const COMMAND: CommandSpec = {
         "  CREDENTIALS_DIRECTORY          set by systemd's LoadCredential=; paths in the configuration may start with $CREDENTIALS_DIRECTORY/",
       ].join("\n"),
     },
-    { title: "Exit codes", body: "  0 stopped (or --check passed), 1 Forgejo refused or is unusable, 2 bad configuration or flags" },
+    { title: "Exit codes", body: "  0 --check passed, 1 Forgejo refused or is unusable, 2 bad configuration or flags; serving, it runs until SIGTERM (exit 143) or Ctrl-C (130)" },
   ],
 };
 
