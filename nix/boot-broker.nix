@@ -44,7 +44,7 @@ let
       certFile = "$CREDENTIALS_DIRECTORY/tls-cert";
       keyFile = "$CREDENTIALS_DIRECTORY/tls-key";
     };
-    credentials = { inherit (cfg) unusedDeadlineSeconds forgejoWaitSeconds maxForgejoCalls; };
+    credentials = { inherit (cfg) unusedDeadlineSeconds forgejoWaitSeconds maxForgejoCalls pullRequestCheckSeconds; };
     rateLimit = cfg.rateLimit;
     log.file = "-"; # stdout: the journal
     machines = map (
@@ -168,6 +168,11 @@ in
       type = types.ints.between 1 256;
       default = 8;
       description = "At most this many calls to Forgejo at once, however many machines boot together.";
+    };
+    pullRequestCheckSeconds = mkOption {
+      type = types.ints.between 0 3600;
+      default = 60;
+      description = "For a host-mode request, the repository's has_pull_requests is re-read when older than this.";
     };
     rateLimit = {
       requests = mkOption {

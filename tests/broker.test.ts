@@ -256,6 +256,17 @@ describe("host mode only where pull requests cannot reach", () => {
     expect(run.output()).toContain("push-only release repository");
   });
 
+  test("pull requests enabled after the start: the next host-mode request is refused (403, saying why); container mode is still served", async () => {
+    const fj = await forge();
+    const run = await broker({ forgejoUrl: fj.url, machines: [HOST, CONTAINER], extra: { credentials: { pullRequestCheckSeconds: 0 } } });
+    fj.runners.setHasPullRequests(true);
+    const host = await ask(run, tls, HOST.mac, bootId());
+    expect(host.status).toBe(403);
+    expect(host.body).toContain("host mode is refused: ops/runner-images accepts pull requests");
+    expect((await ask(run, tls, CONTAINER.mac, bootId())).status).toBe(200);
+    expect(fj.runners.list().map((r) => r.ephemeral)).toEqual([false]);
+  });
+
   test("container mode is served there; --allow-host-with-pull-requests serves host mode, loudly", async () => {
     const fj = await forge({ hasPullRequests: true });
     const ctr = await broker({ forgejoUrl: fj.url, machines: [CONTAINER] });

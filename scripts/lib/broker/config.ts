@@ -43,6 +43,8 @@ export interface BrokerConfig {
   forgejoWaitSeconds: number;
   /** At most this many calls to Forgejo at once, whatever the number of machines booting. */
   maxForgejoCalls: number;
+  /** has_pull_requests is re-read for a host-mode request when older than this, seconds. */
+  pullRequestCheckSeconds: number;
   rateLimit: { requests: number; perSeconds: number };
   /** JSON-lines decision log: a file, or "-" for stdout (journald under systemd). */
   logFile: string;
@@ -184,10 +186,11 @@ export function checkConfig(raw: unknown, file: string, env: Record<string, stri
   if (cert && !cert.includes("-----BEGIN CERTIFICATE-----")) wrong("tls.certFile", "is not a PEM certificate");
   if (key && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) wrong("tls.keyFile", "is not a PEM private key");
 
-  const creds = object(top.credentials ?? {}, "credentials", ["unusedDeadlineSeconds", "forgejoWaitSeconds", "maxForgejoCalls"]);
+  const creds = object(top.credentials ?? {}, "credentials", ["unusedDeadlineSeconds", "forgejoWaitSeconds", "maxForgejoCalls", "pullRequestCheckSeconds"]);
   const unusedDeadlineSeconds = number(creds, "unusedDeadlineSeconds", "credentials", 900, 1, 7 * 86400);
   const forgejoWaitSeconds = number(creds, "forgejoWaitSeconds", "credentials", 20, 0, 600);
   const maxForgejoCalls = number(creds, "maxForgejoCalls", "credentials", 8, 1, 256);
+  const pullRequestCheckSeconds = number(creds, "pullRequestCheckSeconds", "credentials", 60, 0, 3600);
 
   const rate = object(top.rateLimit ?? {}, "rateLimit", ["requests", "perSeconds"]);
   const rateLimit = { requests: number(rate, "requests", "rateLimit", 6, 1, 10000), perSeconds: number(rate, "perSeconds", "rateLimit", 600, 1, 86400) };
@@ -236,6 +239,7 @@ export function checkConfig(raw: unknown, file: string, env: Record<string, stri
     unusedDeadlineSeconds,
     forgejoWaitSeconds,
     maxForgejoCalls,
+    pullRequestCheckSeconds,
     rateLimit,
     logFile,
     machines,

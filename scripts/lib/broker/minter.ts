@@ -41,8 +41,6 @@ export interface MinterOptions {
 
 class ForgejoUnavailable extends Error {}
 
-const PR_CHECK_TTL_MS = 60_000;
-
 export const HOST_WITH_PRS_REASON = (repo: string) =>
   `host mode is refused: ${repo} accepts pull requests, and a pull request brings its own workflow, ` +
   `which can ask for the host label and, once approved, read this machine's credential. Fix: make ` +
@@ -172,12 +170,12 @@ export class Minter {
     return { kind: "served", env: { kind: "long-lived", url: this.config.forgejo.runnerUrl, name: machine.name, mode: machine.mode, labels: machine.labels, secret: machine.legacySecret } };
   }
 
-  /** has_pull_requests of the repository, re-read at most once a minute. Org/user level: assumed open. */
+  /** has_pull_requests of the repository, re-read when older than pullRequestCheckSeconds. Org/user level: assumed open. */
   private async pullRequestsOpen(deadline: number, who: Record<string, string>): Promise<boolean> {
     // A credential above repository level takes jobs of every repository there; no one
     // repository's setting can vouch for all of them.
     if (this.config.forgejo.level !== "repository") return true;
-    if (this.prCheck && Date.now() - this.prCheck.at < PR_CHECK_TTL_MS) return this.prCheck.open;
+    if (this.prCheck && Date.now() - this.prCheck.at < this.config.pullRequestCheckSeconds * 1000) return this.prCheck.open;
     const repo = await this.withForgejo(deadline, `reading ${this.repoName()}`, who, () => this.api.repository());
     // Anything but an explicit false counts as open: a server that does not say is not trusted.
     this.prCheck = { at: Date.now(), open: repo.has_pull_requests !== false };
