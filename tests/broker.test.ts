@@ -88,7 +88,7 @@ describe("Forgejo 15: single-use credentials", () => {
     expect(fj.runners.list()[0]?.ephemeral).toBe(false);
   });
 
-  test("the next boot's request deletes the previous boot's registration; one still running a job is not replaced", async () => {
+  test("the next boot's request deletes the previous boot's registration; one whose runner is still online is not replaced", async () => {
     const fj = await forge();
     const run = await broker({ forgejoUrl: fj.url, machines: [HOST] });
     const first = parseEnv((await ask(run, tls, HOST.mac, bootId())).body);
@@ -96,12 +96,21 @@ describe("Forgejo 15: single-use credentials", () => {
     expect(second.status).toBe(200);
     expect(fj.runners.list().map((r) => r.id)).toEqual([Number(parseEnv(second.body).FORGEJO_RUNNER_REGISTRATION_ID)]);
     expect(fj.runners.connect(first.FORGEJO_RUNNER_UUID!, first.FORGEJO_RUNNER_TOKEN!)).toBe(false);
-    // A job running on the current registration: a "new boot" now is someone imitating one.
+    // The current registration's runner is online (connected, then running a job): a "new boot"
+    // now is most likely that job imitating one. Told to retry; nothing replaced or minted.
     const current = parseEnv(second.body);
+    expect(fj.runners.connect(current.FORGEJO_RUNNER_UUID!, current.FORGEJO_RUNNER_TOKEN!)).toBe(true);
+    const whileIdle = await ask(run, tls, HOST.mac, bootId());
+    expect(whileIdle.status).toBe(503);
+    expect(whileIdle.body).toContain("was online within the last minute (idle)");
     expect(fj.runners.fetchTask(current.FORGEJO_RUNNER_UUID!, current.FORGEJO_RUNNER_TOKEN!)).toBe(true);
     const imitation = await ask(run, tls, HOST.mac, bootId());
-    expect(imitation.status).toBe(409);
-    expect(imitation.body).toContain("running a job");
+    expect(imitation.status).toBe(503);
+    expect(imitation.headers).toMatch(/retry-after: 30/i);
+    expect(fj.runners.all()).toHaveLength(2);
+    // The job ends: Forgejo deletes the ephemeral registration, and the next boot is served.
+    expect(fj.runners.finishTask(current.FORGEJO_RUNNER_UUID!, current.FORGEJO_RUNNER_TOKEN!)).toBe(true);
+    expect((await ask(run, tls, HOST.mac, bootId())).status).toBe(200);
     expect(fj.runners.list()).toHaveLength(1);
   });
 

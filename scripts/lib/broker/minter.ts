@@ -113,8 +113,12 @@ export class Minter {
     const previous = this.current.get(machine.name);
     if (previous) {
       const view = await this.withForgejo(deadline, `reading the previous registration of ${machine.name}`, who, () => this.api.get(previous.id));
-      if (view?.status === "active") {
-        return { kind: "refused", status: 409, reason: `the previous registration of this machine (${previous.id}) is running a job; a new boot is served once it has ended` };
+      // Forgejo calls a runner offline a minute after it last reached the server (helper notes
+      // /tmp/research/forgejo.md: models/actions/runner.go @v15.0.3). Until then its runner may
+      // be alive, and a "new boot" may be a job on it asking with a made-up boot id: a machine
+      // that really rebooted asks again (503 is retried) and is served once its old runner is gone.
+      if (view && view.status !== "offline") {
+        return { kind: "refused", status: 503, retryAfter: 30, reason: `the previous registration of this machine (${previous.id}) was online within the last minute (${view.status}); served once it is offline` };
       }
       if (view) {
         await this.withForgejo(deadline, `deleting the previous registration of ${machine.name}`, who, () => this.api.remove(previous.id));
