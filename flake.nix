@@ -136,6 +136,8 @@
     {
       nixosModules.runner = ./nix/runner.nix;
       nixosModules.default = self.nixosModules.runner;
+      # The operator's boot server: serves each runner machine a credential minted per boot.
+      nixosModules.boot-broker = ./nix/boot-broker.nix;
 
       # One machine per target, named like its package: nixosConfigurations.<target>.
       nixosConfigurations = lib.mapAttrs (_: target: mkMachine target [ ]) targets;

@@ -12,6 +12,7 @@
  *   6. deadserver: publish-release.ts with the default network tuning against a refused port, a
  *      host that accepts but never answers, and a server that answered once and then went away:
  *      how long until the operator reads the error (the durations the tests must not time).
+ *   7. bootstorm: bench/boot-storm.ts, 500 machines asking the boot broker within 10 s (its own report).
  *
  * Every client runs as its own process; each measurement is one untimed warm-up round, then
  * --runs rounds (the methods interleaved), and the median is reported. The page cache is warm
@@ -24,7 +25,7 @@
  * is broken (its command failed, or gave a wrong answer), each one named; latest.json is then
  * not written. Exit 2: bad options or a missing tool.
  *
- *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver]
+ *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver,bootstorm]
  *                 [--out bench/results/latest.json]
  */
 import { createCipheriv, randomBytes } from "node:crypto";
@@ -41,7 +42,7 @@ import { MiB, fmtMBs, fmtMiB, fmtS, gnuTime, measure, median, sync, type RunSpec
 import { startSink, type Sink } from "./sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const SECTIONS = ["upload", "hash", "collect", "noop", "startup", "deadserver"] as const;
+const SECTIONS = ["upload", "hash", "collect", "noop", "startup", "deadserver", "bootstorm"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: opts } = parseArgs({
@@ -458,6 +459,20 @@ function machine() {
   };
 }
 
+/** bench/boot-storm.ts as its own process; its JSON report becomes rows. */
+async function benchBootStorm(): Promise<void> {
+  const out = join(WORK, "boot-storm.json");
+  const run = Bun.spawn(["bun", join(ROOT, "bench", "boot-storm.ts"), "--out", out], { stdout: "inherit", stderr: "inherit" });
+  const code = await run.exited;
+  const report = JSON.parse(readFileSync(out, "utf8")) as { latencyMs: { p50: number; p99: number }; forgejoCalls: number; peakForgejoCallsInFlight: number; maxForgejoCalls: number; checks: Record<string, boolean> };
+  const ok = code === 0 && Object.values(report.checks).every(Boolean);
+  rows.push(
+    { section: "bootstorm", name: "boot storm: 500 machines in 10 s, p99", value: `${report.latencyMs.p99} ms`, reference: `p50 ${report.latencyMs.p50} ms`, target: "< 1000 ms", pass: report.latencyMs.p99 < 1000, data: report as unknown as Record<string, unknown> },
+    { section: "bootstorm", name: "boot storm: Forgejo calls, most at once", value: `${report.forgejoCalls}, ${report.peakForgejoCallsInFlight}`, reference: "-", target: `<= ${report.maxForgejoCalls} at once`, pass: report.peakForgejoCallsInFlight <= report.maxForgejoCalls, data: {} },
+    { section: "bootstorm", name: "boot storm: one credential each, none orphaned", value: ok ? "yes" : "no", reference: "-", target: "yes", pass: ok, data: report.checks },
+  );
+}
+
 function table(): string {
   const head = ["measurement", "ours (median)", "reference (median)", "target", "result"];
   const body = rows.map((r) => [r.name, r.value, r.reference, r.target, r.pass === null ? "info" : r.pass ? "PASS" : "FAIL"]);
@@ -494,6 +509,7 @@ try {
     noop: () => benchNoop(big, sha256),
     startup: benchStartup,
     deadserver: benchDeadServer,
+    bootstorm: benchBootStorm,
   };
   // One broken section does not hide the others' results.
   for (const section of SECTIONS) {

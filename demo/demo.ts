@@ -10,7 +10,9 @@
  *      throwaway SSH key that only the demo's own allowed_signers trusts;
  *   4. verify the release with verify-release.ts, as anyone would;
  *   5. when QEMU is installed: boot the netboot chain from the release URL in a VM that reaches
- *      only the two loopback servers, and show the lines that prove it;
+ *      only the loopback servers; its runner.env comes from the boot broker
+ *      (scripts/boot-broker.ts over HTTPS), which mints a registration for that boot on a v15
+ *      test Forgejo; show the lines that prove it, the registration and the broker's log;
  *   6. print what to run against a real Forgejo.
  * Everything is removed at the end; with --keep the server stays up until Ctrl-C.
  */
@@ -28,8 +30,9 @@ import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-serve
 import { cleanEnv } from "../tests/support/run.ts";
 import { makeSshKey, writeAllowedSigners } from "../tests/support/ssh-keys.ts";
 import {
-  bootChain, bootFilesMissing, cmdlineSeen, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript, qemuMissing, serveFiles,
+  bootChain, bootFilesMissing, brokerBootMissing, brokerGuestUrl, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript,
 } from "../tests/support/netboot-vm.ts";
+import { ask, makeTls, startBroker, type Tls } from "../tests/support/broker.ts";
 
 const COMMAND: CommandSpec = {
   name: "demo.ts",
@@ -98,13 +101,14 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   say(`runner-images demo: build, publish, verify and boot a release on this machine`);
   say(`(working in ${work}; servers on 127.0.0.1 only; removed at the end)`);
 
-  const cannotBoot = skipBoot ? "--skip-boot was given" : (qemuMissing() ?? (await bootFilesMissing()));
+  const cannotBoot = skipBoot ? "--skip-boot was given" : (brokerBootMissing() ?? (await bootFilesMissing()));
 
   step(1, "build the fixture's images with real nix, offline");
-  if (!cannotBoot) say("  the netboot target is bootable: Debian's kernel and a busybox initrd that runs nix/runner-secret.sh");
+  if (!cannotBoot) say("  the netboot target is bootable: Debian's kernel and a busybox initrd that runs nix/runner-secret.sh (trusting the boot broker's throwaway CA)");
+  const tls = cannotBoot ? null : await makeTls(join(work, "tls"));
   const fixture = await makeFixture(cannotBoot ? "ok" : "bootable", {
     parent: work,
-    boot: cannotBoot ? undefined : await makeBootFiles(join(work, "boot")),
+    boot: cannotBoot ? undefined : await makeBootFiles(join(work, "boot"), tls!.ca),
   });
   const dist = join(work, "dist");
   await run("build-images.ts", ["--flake", fixture.dir, "--out", dist, ...OFFLINE]);
@@ -130,7 +134,7 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   if (cannotBoot) {
     say(`  skipped: ${cannotBoot}`);
   } else {
-    await boot(forge, download, work, stops);
+    await boot(forge, download, work, stops, tls!);
   }
 
   say("\nWhat you do next, with your Forgejo (a token with write:repository; the real images need nixpkgs):");
@@ -138,7 +142,7 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   say("  FORGEJO_TOKEN=... bun --smol scripts/publish-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signing-key <key>");
   say("  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.0.0 --signer-fingerprint SHA256:<key's>");
   say('  the signing key, its fingerprint and allowed_signers: docs/RUNNER_IMAGES.md, "Signing releases";');
-  say('  then boot it: "Boot over the network" and "Registration"');
+  say('  then boot it: "Boot over the network" and "Registration", runner.env served by the boot broker (docs/boot-broker.md)');
 
   if (keep) {
     say(`\nThe server stays up: try  curl ${download}/SHA256SUMS`);
@@ -148,24 +152,25 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   }
 }
 
-/** Step 5: the operator's iPXE script chains the release; the serial console and the servers prove it. */
-async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[]): Promise<void> {
-  // A throwaway runner secret, as `forgejo-cli actions register` would make one; never shown.
-  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(20))).toString("hex");
-  addSecret(secret);
-  const config = serveFiles({
-    [`/runners/${GUEST_MAC_HEXHYP}.env`]: `FORGEJO_RUNNER_SECRET=${secret}\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=demo-vm\n`,
-  });
-  stops.push(() => config.stop());
-  const script = operatorScript(guestUrl(`${download}/netboot-x86_64.ipxe`), `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`);
-  say("  the operator's iPXE script (the VM's DHCP boot file; the VM reaches only the two loopback servers):");
+/** Step 5: the operator's iPXE script chains the release; the serial console, the servers and the broker's log prove it. */
+async function boot(forge: ForgejoServer, download: string, work: string, stops: (() => unknown)[], tls: Tls): Promise<void> {
+  // The boot broker, as an operator runs it, against a second test Forgejo that speaks v15's
+  // runner API; the VM's machine entry says 127.0.0.1 because QEMU's relay connects from there.
+  const runners = await startForgejo({ version: "15.0.3", hasPullRequests: false });
+  stops.push(() => runners.stop());
+  const broker = await startBroker({ tls, forgejoUrl: runners.url, machines: [{ name: "demo-vm", mac: GUEST_MAC, address: "127.0.0.1", mode: "container", labels: ["docker"] }] }, join(work, "broker"));
+  stops.push(() => broker.stop());
+  if (!broker.port) throw new Failure(`the boot broker did not start:\n${broker.output()}`);
+  say(`  the boot broker (bun scripts/boot-broker.ts --config …) serves ${broker.url}, minting on a v15 test Forgejo at ${runners.url}`);
+  const script = operatorScript(guestUrl(`${download}/netboot-x86_64.ipxe`), brokerGuestUrl(broker.port));
+  say("  the operator's iPXE script (the VM's DHCP boot file; the VM reaches only the loopback servers):");
   for (const line of script.trim().split("\n")) say(`    ${line}`);
   say("  the VM's serial console (TCG, about 20 s):");
   const before = forge.requests.length;
   let wrapped = ""; // iPXE wraps its lines at 80 columns
   const result = await bootChain({
     script,
-    ports: [Number(new URL(download).port), config.port],
+    ports: [Number(new URL(download).port), broker.port],
     workDir: join(work, "vm"),
     started: (vm) => onInterrupt(() => vm.kill()),
     onLine: (line) => {
@@ -176,26 +181,35 @@ async function boot(forge: ForgejoServer, download: string, work: string, stops:
     },
   });
   const cmdline = cmdlineSeen(result.serial);
-  const fetched = config.requests.filter((r) => r.status === 200).map((r) => r.path);
   const loaded = forge.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path.split("/").pop());
   say(`  the release server saw downloads of: ${loaded.join(", ")}`);
-  say(`  the config server saw downloads of: ${fetched.join(", ")}`);
+  const minted = runners.runners.list();
+  for (const r of minted) say(`  the registration the broker minted for this boot: id ${r.id}, name ${r.name}, ephemeral ${r.ephemeral} (container mode)`);
+  const served = broker.log().find((l) => l.event === "served");
+  // The same boot asking again, and someone at another address: both refused, neither mints.
+  const again = served ? await ask(broker, tls, GUEST_MAC_HEXHYP, String(served.boot), "127.0.0.1") : null;
+  const elsewhere = await ask(broker, tls, GUEST_MAC_HEXHYP, crypto.randomUUID(), "127.0.0.2");
+  say(`  a second request for that boot: ${again?.status} ${again?.body.trim()}`);
+  say(`  a request from 127.0.0.2: ${elsewhere.status} ${elsewhere.body.trim()}`);
+  say("  the broker's decision log (JSON lines; no token or uuid is ever in it):");
+  for (const line of broker.log()) say(`    ${JSON.stringify(line)}`);
   const chained = ["netboot-x86_64.ipxe", "bzImage-x86_64", "initrd-x86_64"].every((name) => loaded.includes(name));
   const registered = result.serial.includes("netboot-fixture: .runner 600 root ");
-  if (!result.completed || !chained || !cmdline?.includes("runner.config_url=") || fetched.length === 0 || !registered) {
-    throw new Failure(`the netboot chain did not complete${result.timedOut ? " (timed out)" : ""}; the serial console said:\n${result.serial}`);
+  if (!result.completed || !chained || !cmdline?.includes("runner.config_url=") || !served || minted.length !== 1 || !registered || again?.status !== 409 || elsewhere.status !== 403) {
+    throw new Failure(`the netboot chain did not complete${result.timedOut ? " (timed out)" : ""}; the serial console said:\n${result.serial}\nthe broker said:\n${broker.output()}`);
   }
   say("  proven: iPXE chained the release script and loaded bzImage-x86_64 and initrd-x86_64 by relative URL;");
   say("  the kernel command line holds the release script's parameters plus the operator's runner.config_url;");
-  say("  the initrd's nix/runner-secret.sh fetched the machine's runner.env from that URL and wrote the runner credential");
+  say(`  the initrd's nix/runner-secret.sh asked the boot broker over HTTPS and wrote registration ${minted[0]!.id}'s credential, minted for this boot;`);
+  say("  the broker refused a second request of that boot (409) and a request from another address (403)");
 }
 
-/** The fixture's ".runner" line without forgejo-runner's long WARNING field (the token is redacted by say). */
+/** The fixture's ".runner" line without forgejo-runner's long WARNING field, and never the token. */
 function credentialShort(line: string): string {
   const m = /^(netboot-fixture: \.runner \S+ \S+ \S+) (\{.*\})$/.exec(line);
   if (!m) return line;
-  const { uuid, name, address, token } = JSON.parse(m[2]!) as Record<string, string>;
-  return `${m[1]} ${JSON.stringify({ uuid, name, address, token })}`;
+  const { uuid, name, address } = JSON.parse(m[2]!) as Record<string, string>;
+  return `${m[1]} ${JSON.stringify({ uuid, name, address, token: "[redacted]" })}`;
 }
 
 await runMain(async () => {

@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { qemuMissing } from "./support/netboot-vm.ts";
+import { brokerBootMissing } from "./support/netboot-vm.ts";
 import { cleanEnv, ROOT, runBun, runScript } from "./support/run.ts";
 
 const DEMO = join(ROOT, "demo", "demo.ts");
@@ -36,13 +36,17 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
   expect(stderr).toContain("signature  good, by demo@runner-images");
   expect(stderr).toContain("verified: 4 files match the statement, signed by demo@runner-images");
-  if (qemuMissing() === null) {
-    expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=http:\/\/10\.0\.2\.100:\d+\/runners\/52-54-00-12-34-56\.env/);
+  if (brokerBootMissing() === null) {
+    expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=https:\/\/10\.0\.2\.100:\d+\/v1\/machines\/52-54-00-12-34-56\/runner\.env/);
     expect(stderr).toContain("the release server saw downloads of: netboot-x86_64.ipxe, bzImage-x86_64, initrd-x86_64");
-    expect(stderr).toMatch(/netboot-fixture: \.runner 600 root \/run\/forgejo-runner\/container\.runner \{"uuid":"[0-9a-f-]{36}","name":"demo-vm","address":"http:\/\/forgejo\.invalid","token":"\[redacted\]"\}/);
+    expect(stderr).toMatch(/netboot-fixture: \.runner 600 root \/run\/forgejo-runner\/container\.runner \{"uuid":"[0-9a-f-]{36}","name":"demo-vm-[0-9a-f-]{36}","address":"http:\/\/127\.0\.0\.1:\d+","token":"\[redacted\]"\}/);
+    expect(stderr).toMatch(/the registration the broker minted for this boot: id \d+, name demo-vm-[0-9a-f-]{36}/);
+    expect(stderr).toMatch(/a second request for that boot: 409 /);
+    expect(stderr).toMatch(/a request from 127\.0\.0\.2: 403 /);
+    expect(stderr).toContain('"event":"served"');
     expect(stderr).toContain("proven:");
   } else {
-    expect(stderr).toContain(`skipped: ${qemuMissing()}`);
+    expect(stderr).toContain(`skipped: ${brokerBootMissing()}`);
   }
   // What to run next with a real server: flags the scripts know, and a release verify-release accepts.
   const next = nextCommands(stderr);

@@ -3,26 +3,27 @@
  * fixture: Debian's kernel and a busybox initrd), published by publish-release.ts to the
  * Forgejo-compatible server, booted by real iPXE in QEMU chaining the release's
  * netboot-x86_64.ipxe from its download URL through the operator's script of the runbook.
- * The guest reaches only the two loopback servers (tests/support/netboot-vm.ts says how).
+ * The guest reaches only the loopback servers (tests/support/netboot-vm.ts says how): the release's
+ * Forgejo and the boot broker (scripts/boot-broker.ts over HTTPS, its CA in the initrd), which
+ * mints the machine's credential for this boot on a v15 test Forgejo.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stageNetbootRelease, STAGE_ENV_PATH, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
-import { bootChain, cmdlineSeen, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
+import { stageNetbootRelease, STAGE_MACHINE, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
+import { bootChain, brokerBootMissing, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
+import { ask } from "./support/broker.ts";
 
-const cannotBoot = qemuMissing();
-const SECRET = "0123456789abcdef0123456789abcdef01234567";
-const RUNNER_ENV = `FORGEJO_RUNNER_SECRET=${SECRET}\nFORGEJO_URL=http://forgejo.invalid\nFORGEJO_RUNNER_NAME=vm1\n`;
+const cannotBoot = brokerBootMissing();
 
-describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU${cannotBoot ? ` (skipped: ${cannotBoot})` : ""}`, () => {
+describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU against the boot broker${cannotBoot ? ` (skipped: ${cannotBoot})` : ""}`, () => {
   let stage: NetbootStage | undefined;
   let releaseScript: string;
   let boot: BootResult;
 
   beforeAll(async () => {
-    stage = await stageNetbootRelease(RUNNER_ENV);
+    stage = await stageNetbootRelease({ broker: true });
     releaseScript = await (await fetch(stage.downloadUrl)).text();
     stage.forge.requests.length = 0; // from here on: what the booting machine asked for
     boot = await bootChain({ script: stage.script, ports: stage.ports, workDir: join(stage.scratch, "vm") });
@@ -52,24 +53,39 @@ describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU$
     expect(cmdlineSeen(boot.serial)).toBe(imageParams.replace("${cmdline}", operatorCmdline(configUrl)));
   });
 
-  test("the initrd's registration script fetched the machine's runner.env from runner.config_url", () => {
+  test("the initrd's registration script asked the broker over HTTPS, and the broker minted one registration for this boot", () => {
     expect(boot.serial).toContain("forgejo-runner-secret: fetching the runner configuration named by the runner.config_url kernel parameter");
-    expect(stage!.config.requests).toEqual([{ method: "GET", path: STAGE_ENV_PATH, status: 200 }]);
+    const { run, forge } = stage!.broker!;
+    const served = run.log().filter((l) => l.event === "served");
+    expect(served).toHaveLength(1);
+    const live = forge.runners.list();
+    expect(live).toHaveLength(1);
+    expect(served[0]).toMatchObject({ machine: STAGE_MACHINE.name, mac: GUEST_MAC, source: "127.0.0.1", credential: "minted", registration: live[0]!.id });
+    expect(served[0]!.boot).toMatch(/^[0-9a-f-]{36}$/);
+    expect(live[0]!.name).toBe(`${STAGE_MACHINE.name}-${served[0]!.boot}`);
   });
 
-  test("the registration script wrote the runner's credential from the fetched runner.env, mode 0600", () => {
+  test("the registration script wrote the minted credential (uuid and token of that registration), mode 0600", () => {
     expect(boot.serial).toContain("netboot-fixture: runner-secret.sh exit 0");
     const line = /^netboot-fixture: \.runner (\d+) (\S+) (\S+) (.*)$/m.exec(boot.serial);
     expect(line?.slice(1, 4)).toEqual(["600", "root", "/run/forgejo-runner/container.runner"]);
-    const runner = JSON.parse(line![4]!) as Record<string, unknown>;
-    // forgejo-runner's uuidFromSecret: the secret's first 16 characters as the UUID's bytes.
-    const hex = Buffer.from(SECRET.slice(0, 16)).toString("hex");
-    expect(runner).toMatchObject({
-      uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
-      name: "vm1",
-      token: SECRET,
-      address: "http://forgejo.invalid",
-    });
+    const runner = JSON.parse(line![4]!) as { uuid: string; token: string; id: number; address: string };
+    const { forge } = stage!.broker!;
+    const registration = forge.runners.list()[0]!;
+    expect(runner).toMatchObject({ uuid: registration.uuid, id: registration.id, address: forge.url });
+    // The token is the registration's own: Forgejo lets a runner connect with it.
+    expect(forge.runners.connect(runner.uuid, runner.token)).toBe(true);
+  });
+
+  test("a second request in that boot is refused (409), and one from another address (403); neither mints", async () => {
+    const { run, forge, tls } = stage!.broker!;
+    const boot = String(run.log().find((l) => l.event === "served")!.boot);
+    const again = await ask(run, tls, GUEST_MAC_HEXHYP, boot, "127.0.0.1");
+    expect(again.status).toBe(409);
+    const elsewhere = await ask(run, tls, GUEST_MAC_HEXHYP, crypto.randomUUID(), "127.0.0.2");
+    expect(elsewhere.status).toBe(403);
+    expect(forge.runners.all()).toHaveLength(1);
+    expect(run.log().filter((l) => l.event === "refused").map((l) => l.status)).toEqual([409, 403]);
   });
 });
 

@@ -35,6 +35,8 @@ let
     symlinkJoin = args: drv args.name { inherit (args) paths; };
     runCommand = name: env: script: drv name { inherit env script; };
     jq = drv "jq" { };
+    # nixosModules.boot-broker's default runtime (lib.getExe reads meta.mainProgram).
+    bun = drv "bun-0.0.0-stub" { meta.mainProgram = "bun"; };
     coreutils = drv "coreutils" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };

@@ -61,6 +61,12 @@ export interface ForgejoOptions {
   dataDir?: string;
   /** Called after every answered request, e.g. to check an invariant of state() at every step. */
   onRequest?: (request: RequestRecord) => void;
+  /** The repository's pull-request unit (GET /repos/{o}/{r} has_pull_requests). Default true. */
+  hasPullRequests?: boolean;
+  /** The repository's Actions unit; off, the runner endpoints answer 404 (reqOwner). Default true. */
+  actionsEnabled?: boolean;
+  /** Listen on this loopback port (default: any free one), to come back up where a client expects it. */
+  port?: number;
 }
 
 interface FaultMatch {
@@ -147,7 +153,7 @@ export interface RequestRecord {
 export interface ForgejoServer {
   url: string;
   apiUrl: string;
-  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup" | "onRequest">> & {
+  options: Required<Omit<ForgejoOptions, "dataDir" | "draftTagLookup" | "onRequest" | "hasPullRequests" | "actionsEnabled" | "port">> & {
     dataDir: string;
     draftTagLookup: "all" | "writers" | "none";
   };
@@ -161,6 +167,8 @@ export interface ForgejoServer {
   setBranch(name: string, sha: string): void;
   state(): { releases: ReleaseView[]; tags: Record<string, string> };
   requests: RequestRecord[];
+  /** The Actions runner registrations (v15 endpoints) and what a runner does with one. */
+  runners: RunnerControls;
   /**
    * The fixture's own errors so far (each "internal error on METHOD path: stack"), taken: a test
    * that provokes one on purpose takes it, so that stop() does not fail on it.
@@ -181,7 +189,38 @@ export const DEFAULT_TOKENS: Record<string, TokenSpec> = {
   "read-token": { user: "reader", access: "read" },
   "none-token": { user: "stranger", access: "none" },
   "actions-token": { user: "forgejo-actions", access: "write", actions: true },
+  /** The repository owner's own token (user `ops`, the default owner): the runner endpoints want an owner. */
+  "owner-token": { user: "ops", access: "write" },
 };
+
+/** A runner registration as the test sees it (deleted ones are gone from the list, as in Forgejo). */
+export interface RunnerRecordView {
+  id: number;
+  uuid: string;
+  name: string;
+  ephemeral: boolean;
+  status: "offline" | "idle" | "active";
+  /** Set when the runner declared itself (connected); "" before. */
+  version: string;
+  labels: string[];
+  /** Tasks it was given. */
+  tasks: number;
+}
+export interface RunnerControls {
+  list(): RunnerRecordView[];
+  /** Every registration ever made, deleted ones included (deleted: true). */
+  all(): (RunnerRecordView & { deleted: boolean })[];
+  /** The runner connects with uuid+token and declares labels (Declare). False: unregistered runner. */
+  connect(uuid: string, token: string, labels?: string[]): boolean;
+  /** FetchTask: true when it was given a task. An ephemeral runner gets one task, ever (HasTaskForRunner). */
+  fetchTask(uuid: string, token: string): boolean;
+  /** The task ends (final UpdateTask, or StopTask): an ephemeral runner is deleted then. */
+  finishTask(uuid: string, token: string): boolean;
+  setHasPullRequests(open: boolean): void;
+  setActionsEnabled(on: boolean): void;
+  /** Requests to the runner endpoints: how many, and the most at once. */
+  stats: { calls: number; inFlight: number; peakInFlight: number };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Internal model
@@ -341,6 +380,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "forgejo-fixture-"));
   mkdirSync(dataDir, { recursive: true });
   const startedUnix = now();
+  let hasPullRequests = opts.hasPullRequests ?? true;
+  let actionsEnabled = opts.actionsEnabled ?? true;
 
   const userIds = new Map<string, number>([[owner, 1]]);
   const userId = (login: string) => {
@@ -571,11 +612,11 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     has_wiki: true,
     wiki_branch: "main",
     globally_editable_wiki: false,
-    has_pull_requests: true,
+    has_pull_requests: hasPullRequests,
     has_projects: true,
     has_releases: true,
     has_packages: true,
-    has_actions: true,
+    has_actions: actionsEnabled,
     ignore_whitespace_conflicts: false,
     allow_merge_commits: true,
     allow_rebase: true,
@@ -1011,6 +1052,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const perm = permOf(caller);
     if (rm[1]!.toLowerCase() !== owner.toLowerCase() || rm[2]!.toLowerCase() !== repoName.toLowerCase() || perm === "none") return notFound();
     const sub = rm[3] ?? "";
+    if (sub === "/actions/runners" || sub.startsWith("/actions/runners/")) return runnerRoutes(method, sub.slice("/actions/runners".length), url, b, caller, perm);
     const isWrite = method !== "GET";
     const requireWriter = () => {
       if (!caller.spec) fail(apiError(401, "token is required"));
@@ -1324,11 +1366,136 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     return json(201, toTag(t));
   }
 
+  // ---- Actions runners (Forgejo v15.0+): forgejo-ephemeral-runners.md §1 and §2 ---------------
+  // A self-contained block: the registration endpoints at repository level, and what a runner
+  // does with a registration (connect, fetch a task, finish it) as far as a test can model the
+  // runner protocol without speaking it.
+
+  interface RunnerRow {
+    id: number;
+    uuid: string;
+    token: string;
+    name: string;
+    ephemeral: boolean;
+    version: string;
+    labels: string[];
+    tasks: number;
+    running: boolean;
+    deleted: boolean;
+  }
+  const runnerRows: RunnerRow[] = [];
+  let nextRunnerId = 5; // not 1: an id mixed up with a count fails
+  const runnerStats = { calls: 0, inFlight: 0, peakInFlight: 0 };
+  const runnerView = (r: RunnerRow): RunnerRecordView => ({
+    id: r.id,
+    uuid: r.uuid,
+    name: r.name,
+    ephemeral: r.ephemeral,
+    status: r.running ? "active" : r.version ? "idle" : "offline",
+    version: r.version,
+    labels: [...r.labels],
+    tasks: r.tasks,
+  });
+  /** modules/structs/repo_actions.go ActionRunner. */
+  const toActionRunner = (r: RunnerRow) => {
+    const v = runnerView(r);
+    const repoId = 1;
+    return { id: v.id, uuid: v.uuid, owner_id: 0, repo_id: repoId, name: v.name, status: v.status, version: v.version, labels: v.labels, description: "", ephemeral: v.ephemeral };
+  };
+  /** The interceptor (routers/api/actions/runner/interceptor.go): a deleted runner's uuid is rewritten, so it never authenticates. */
+  const runnerByCredential = (uuid: string, token: string) => runnerRows.find((r) => !r.deleted && r.uuid === uuid && r.token === token);
+  /** models/actions/runner.go DeleteRunner: uuid rewritten to ffffffff-…, row soft-deleted. */
+  const deleteRunnerRow = (r: RunnerRow) => {
+    r.deleted = true;
+    r.uuid = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+  };
+
+  async function runnerRoutes(method: string, rest: string, url: URL, b: BodyCtx, caller: Caller, perm: Perm): Promise<Response> {
+    // v14 has only /registration-token and /jobs here (§1.3): the rest is 404.
+    if (!atLeast(15)) return notFound();
+    if (!caller.spec) return apiError(401, "token is required");
+    // tokenRequiresScopes: write for POST/DELETE, read otherwise (§1.1).
+    if (method !== "GET" && (caller.spec.scope ?? "write") !== "write") {
+      return apiError(403, "token does not have at least one of required scope(s), required=[write:repository], token scope=read:repository");
+    }
+    // reqOwner(unit.TypeActions): the unit first (404), then ownership (403), §1.1.
+    if (!actionsEnabled) return notFound();
+    if (caller.spec.user.toLowerCase() !== owner.toLowerCase() || perm !== "write") return apiError(403, "user should be the owner of the repo");
+    const live = () => runnerRows.filter((r) => !r.deleted);
+    if (rest === "" && method === "GET") {
+      const { page, limit } = paging(url);
+      const all = live();
+      return json(200, all.slice((page - 1) * limit, page * limit).map(toActionRunner), pageHeaders(url, all.length, limit, page));
+    }
+    if (rest === "" && method === "POST") {
+      const body = await readJson(b, { name: "string", description: "string", ephemeral: "boolean" }, ["name"]);
+      const row: RunnerRow = {
+        id: nextRunnerId++,
+        uuid: crypto.randomUUID(),
+        token: randomHex(40),
+        name: String(body.name),
+        ephemeral: body.ephemeral === true,
+        version: "",
+        labels: [],
+        tasks: 0,
+        running: false,
+        deleted: false,
+      };
+      runnerRows.push(row);
+      return json(201, { id: row.id, uuid: row.uuid, token: row.token });
+    }
+    const m = /^\/(\d+)$/.exec(rest);
+    const row = m ? live().find((r) => r.id === Number(m[1])) : undefined;
+    if (m && method === "GET") return row ? json(200, toActionRunner(row)) : notFound();
+    if (m && method === "DELETE") {
+      if (!row) return notFound();
+      deleteRunnerRow(row);
+      return new Response(null, { status: 204 });
+    }
+    return notFound();
+  }
+
+  const runnerControls: RunnerControls = {
+    list: () => runnerRows.filter((r) => !r.deleted).map(runnerView),
+    all: () => runnerRows.map((r) => ({ ...runnerView(r), deleted: r.deleted })),
+    connect(uuid, token, labels = []) {
+      const r = runnerByCredential(uuid, token);
+      if (!r) return false;
+      r.version = "v12.10.1"; // Declare overwrites version and labels (runner.go lines 112-135)
+      r.labels = [...labels];
+      return true;
+    },
+    fetchTask(uuid, token) {
+      const r = runnerByCredential(uuid, token);
+      // services/actions/task.go PickTask: an ephemeral runner with any task row gets none.
+      if (!r || (r.ephemeral && r.tasks > 0)) return false;
+      r.tasks++;
+      r.running = true;
+      if (!r.version) r.version = "v12.10.1";
+      return true;
+    },
+    finishTask(uuid, token) {
+      const r = runnerByCredential(uuid, token);
+      if (!r || !r.running) return false;
+      r.running = false;
+      // UpdateTask with a final result deletes an ephemeral runner in the same RPC (§2).
+      if (r.ephemeral) deleteRunnerRow(r);
+      return true;
+    },
+    setHasPullRequests(open) {
+      hasPullRequests = open;
+    },
+    setActionsEnabled(on) {
+      actionsEnabled = on;
+    },
+    stats: runnerStats,
+  };
+
   // ---- the server ----------------------------------------------------------------------------
 
   const server = Bun.serve({
     hostname: "127.0.0.1",
-    port: 0,
+    port: opts.port ?? 0,
     maxRequestBodySize: 8 * 1024 ** 3,
     idleTimeout: 0,
     fetch: untilStopped(async (req: Request): Promise<Response> => {
@@ -1343,11 +1510,28 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       };
       requests.push(rec);
       const b: BodyCtx = { req, bytesIn: 0, stalled: false };
+      const runnerCall = url.pathname.includes("/actions/runners");
+      if (runnerCall) {
+        runnerStats.calls++;
+        runnerStats.peakInFlight = Math.max(runnerStats.peakInFlight, ++runnerStats.inFlight);
+      }
+      let counted = runnerCall;
       const done = (res: Response) => {
+        if (counted) {
+          counted = false;
+          runnerStats.inFlight--;
+        }
         rec.status = res.status;
         rec.bytesIn = b.bytesIn;
         opts.onRequest?.(rec);
         return res;
+      };
+      const kill = () => {
+        if (counted) {
+          counted = false;
+          runnerStats.inFlight--;
+        }
+        return killResponse();
       };
       try {
         const f = takeFault(req, url.pathname, "front");
@@ -1356,7 +1540,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         if (f) {
           switch (f.kind) {
             case "close":
-              return killResponse();
+              return kill();
             case "proxy413":
               if (req.headers.has("content-length")) return done(proxyHtml(413));
               b.fault = f; // chunked: 413 once more than maxBody bytes have come in
@@ -1387,7 +1571,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
             }
             case "reset": {
               const hasBody = req.body !== null && (req.headers.has("transfer-encoding") || Number(req.headers.get("content-length") ?? 0) > 0);
-              if (!hasBody) return killResponse(); // nothing to read: drop the connection before any work
+              if (!hasBody) return kill(); // nothing to read: drop the connection before any work
               b.fault = f;
               break;
             }
@@ -1417,7 +1601,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
         if (e instanceof ConnectionKill || e instanceof BrokenBody) {
           rec.bytesIn = b.bytesIn;
           rec.status = 0;
-          return killResponse();
+          return kill();
         }
         if (stopping.signal.aborted) {
           // The test stopped the server mid-request: its client is gone, nothing is answered.
@@ -1452,6 +1636,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       dataDir,
     },
     requests,
+    runners: runnerControls,
     addFault(f: Fault) {
       faults.push({ ...f, left: f.times ?? 1 });
     },

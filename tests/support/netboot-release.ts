@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFixture, OFFLINE } from "./fixture-flake.ts";
 import { startForgejo, type ForgejoServer } from "./forgejo-server.ts";
-import { GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript, serveFiles } from "./netboot-vm.ts";
+import { GUEST_MAC, GUEST_MAC_HEXHYP, brokerGuestUrl, guestUrl, makeBootFiles, operatorScript, serveFiles } from "./netboot-vm.ts";
+import { makeTls, startBroker, type BrokerRun, type Tls } from "./broker.ts";
 import { cleanEnv, runScript } from "./run.ts";
 
 export const STAGE_REPO = "alice/images";
@@ -18,9 +19,21 @@ export const STAGE_TAG = "boot-v1.0.0";
 /** Where the config server has the machine's runner.env: the runbook's ${net0/mac:hexhyp}.env. */
 export const STAGE_ENV_PATH = `/runners/${GUEST_MAC_HEXHYP}.env`;
 
+/** The VM's entry in the broker's configuration: QEMU's relay connects from the host's loopback. */
+export const STAGE_MACHINE = { name: "vm1", mac: GUEST_MAC, address: "127.0.0.1", mode: "container" as const, labels: ["docker"] };
+
+/** The boot broker the VM asks instead of a file server, and the Forgejo (v15) it mints on. */
+export interface BrokerStage {
+  run: BrokerRun;
+  forge: ForgejoServer;
+  tls: Tls;
+}
+
 export interface NetbootStage {
   forge: ForgejoServer;
-  config: ReturnType<typeof serveFiles>;
+  /** The static file server (stageNetbootRelease with a runner.env), or null with the broker. */
+  config: ReturnType<typeof serveFiles> | null;
+  broker: BrokerStage | null;
   /** The release's netboot-x86_64.ipxe as a host URL. */
   downloadUrl: string;
   /** runner.config_url as the operator script sets it (guest address, iPXE variable unexpanded). */
@@ -34,14 +47,20 @@ export interface NetbootStage {
   stop(): Promise<void>;
 }
 
-export async function stageNetbootRelease(runnerEnv: string): Promise<NetbootStage> {
+/**
+ * With a runner.env text, a file server serves it; with `{ broker: true }`, the VM asks the boot
+ * broker (scripts/boot-broker.ts over HTTPS, its CA in the initrd) for a credential minted for
+ * its boot on a second, v15 test Forgejo.
+ */
+export async function stageNetbootRelease(source: string | { broker: true }): Promise<NetbootStage> {
   const scratch = await mkdtemp(join(tmpdir(), "runner-images-netboot-"));
   const stops: (() => unknown)[] = [() => rm(scratch, { recursive: true, force: true })];
   const stop = async () => {
     for (const s of stops.reverse()) await s();
   };
   try {
-    const fixture = await makeFixture("bootable", { parent: scratch, boot: await makeBootFiles(join(scratch, "boot")) });
+    const tls = typeof source === "string" ? null : await makeTls(join(scratch, "tls-dir"));
+    const fixture = await makeFixture("bootable", { parent: scratch, boot: await makeBootFiles(join(scratch, "boot"), tls?.ca) });
     const dist = join(scratch, "dist");
     const built = await runScript("build-images.ts", ["--flake", fixture.dir, "--out", dist, "--target", "netboot-x86_64", ...OFFLINE]);
     if (built.code !== 0) throw new Error(`build-images.ts failed:\n${built.stderr}`);
@@ -56,17 +75,35 @@ export async function stageNetbootRelease(runnerEnv: string): Promise<NetbootSta
     });
     if (published.code !== 0) throw new Error(`publish-release.ts failed:\n${published.stderr}`);
 
-    const config = serveFiles({ [STAGE_ENV_PATH]: runnerEnv });
-    stops.push(() => config.stop());
     const downloadUrl = `${forge.url}/${STAGE_REPO}/releases/download/${STAGE_TAG}/netboot-x86_64.ipxe`;
-    const configUrl = `${guestUrl(config.url)}/runners/\${net0/mac:hexhyp}.env`;
+    let config: ReturnType<typeof serveFiles> | null = null;
+    let broker: BrokerStage | null = null;
+    let configUrl: string;
+    let configPort: number;
+    if (typeof source === "string") {
+      const files = serveFiles({ [STAGE_ENV_PATH]: source });
+      stops.push(() => files.stop());
+      config = files;
+      configUrl = `${guestUrl(files.url)}/runners/\${net0/mac:hexhyp}.env`;
+      configPort = files.port;
+    } else {
+      const runners = await startForgejo({ version: "15.0.3", hasPullRequests: false });
+      stops.push(() => runners.stop());
+      const run = await startBroker({ tls: tls!, forgejoUrl: runners.url, machines: [STAGE_MACHINE] }, join(scratch, "broker"));
+      stops.push(() => run.stop());
+      if (!run.port) throw new Error(`the boot broker did not start:\n${run.output()}`);
+      broker = { run, forge: runners, tls: tls! };
+      configUrl = brokerGuestUrl(run.port);
+      configPort = run.port;
+    }
     return {
       forge,
       config,
+      broker,
       downloadUrl,
       configUrl,
       script: operatorScript(guestUrl(downloadUrl), configUrl),
-      ports: [Number(new URL(forge.url).port), config.port],
+      ports: [Number(new URL(forge.url).port), configPort],
       scratch,
       stop,
     };

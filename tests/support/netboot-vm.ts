@@ -21,6 +21,7 @@
  *
  * TCG only: /dev/kvm exists on the CI machines but guests reset under it as iPXE starts.
  */
+import { readFileSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +35,8 @@ const NETBOOT_FIXTURE = join(ROOT, "tests", "fixtures", "netboot");
 export const KERNEL_DIR = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "runner-images", "debian-kernel");
 /** The guest's name for the host's loopback servers (a guestfwd address). */
 export const GUEST_HOST = "10.0.2.100";
+/** The boot broker's URL for this VM's runner.env as the operator script writes it (iPXE variable unexpanded). */
+export const brokerGuestUrl = (port: number) => `https://${GUEST_HOST}:${port}/v1/machines/\${net0/mac:hexhyp}/runner.env`;
 /** The VM's MAC address, and as iPXE's ${net0/mac:hexhyp} spells it in runner.env's name. */
 export const GUEST_MAC = "52:54:00:12:34:56";
 export const GUEST_MAC_HEXHYP = GUEST_MAC.replaceAll(":", "-");
@@ -52,6 +55,15 @@ async function cachedKernel(): Promise<string | undefined> {
   return vmlinuz && join(KERNEL_DIR, "boot", vmlinuz);
 }
 
+/**
+ * Why the VM cannot be served by the boot broker here, or null: QEMU, and the machine side of the
+ * broker's protocol (nix/runner-secret.sh sends Runner-Boot-Id; issue 19's machine half).
+ */
+export function brokerBootMissing(): string | null {
+  const script = readFileSync(join(ROOT, "nix", "runner-secret.sh"), "utf8");
+  return qemuMissing() ?? (script.includes("Runner-Boot-Id") ? null : "nix/runner-secret.sh does not send Runner-Boot-Id yet, which the boot broker requires");
+}
+
 /** Why the bootable fixture cannot be made here, or null when it can. */
 export async function bootFilesMissing(): Promise<string | null> {
   if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run bash scripts/setup.sh (or tests/fixtures/netboot/fetch-kernel.sh alone)`;
@@ -61,13 +73,16 @@ export async function bootFilesMissing(): Promise<string | null> {
   return null;
 }
 
-/** Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`. */
-export async function makeBootFiles(dir: string): Promise<BootFiles> {
+/**
+ * Debian's kernel from the cache and a freshly built fixture initrd, written into `dir`; with
+ * `ca`, the guest's curl trusts that CA certificate (the boot broker's, tests/support/broker.ts).
+ */
+export async function makeBootFiles(dir: string, ca?: string): Promise<BootFiles> {
   const missing = await bootFilesMissing();
   if (missing) throw new Error(missing);
   await mkdir(dir, { recursive: true });
   const initrd = join(dir, "initrd");
-  await $({ quiet: true })`${join(NETBOOT_FIXTURE, "make-initrd.sh")} ${KERNEL_DIR} ${initrd}`;
+  await $({ quiet: true })`${join(NETBOOT_FIXTURE, "make-initrd.sh")} ${KERNEL_DIR} ${initrd} ${ca ?? ""}`;
   return { kernel: (await cachedKernel())!, initrd };
 }
 
