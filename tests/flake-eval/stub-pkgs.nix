@@ -36,6 +36,9 @@ let
     runCommand = name: env: script: drv name { inherit env script; };
     jq = drv "jq" { };
     coreutils = drv "coreutils" { };
+    findutils = drv "findutils" { };
+    curl = drv "curl" { };
+    openssh = drv "openssh" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };
 
