@@ -347,7 +347,7 @@ let
         # ... cannot see other users' processes, and cannot attach to its own runner
         machine.fail(as_host_job("ps -e -o user= | grep -vx forgejo-runner-host"))
         machine.succeed("test \"$(sysctl -n kernel.yama.ptrace_scope)\" = 1")
-        # Residual risk, documented in docs/runner-machine.md: a host job CAN read host.token (the
+        # Residual risk, documented in docs/machine-credential.md: a host job CAN read host.token (the
         # runner starts host jobs with its own uid); single-use when the boot broker minted it.
 
         # The unit's ExecStopPost, run the way systemd runs it when `one-job` ends. (Here one-job

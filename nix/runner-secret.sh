@@ -35,8 +35,8 @@
 # <RUNNER_DIR>/host.env (RUNNER_URL and RUNNER_UUID, not secret) for
 # `forgejo-runner one-job --url --uuid --token-url file:...`, after which the machine reboots
 # (nix/runner.nix). Only one mode is written, so a machine is one kind of runner. A long-lived
-# credential in host mode is accepted with a warning: every host job can read it (docs/runner-
-# machine.md, "What a host job can do with the credential").
+# credential in host mode is accepted with a warning: every host job can read it
+# (docs/machine-credential.md, "What a job can do with the credential").
 #
 # The long-lived secret becomes a uuid and a token as forgejo-runner v12 does it
 # (internal/app/cmd/create-runner-file.go uuidFromSecret: the uuid is the first 16 characters of

@@ -23,7 +23,7 @@
 # mirror project-mirrors/forgejo-runner at 0988a0cb, 2025-12-10), and for one-job's connection
 # flags and exit statuses the upstream history in ppaslan/runner at 483dc418 (v12.8.2, "RUN@12.8.2"
 # below). Why the design is what it is, and what it cannot protect against:
-# docs/runner-machine.md and docs/RUNNER_IMAGES.md, "Threat model".
+# docs/machine-credential.md and docs/RUNNER_IMAGES.md, "Threat model".
 {
   config,
   lib,
@@ -607,7 +607,7 @@ in
     # Host mode: one job, then a reboot (afterHostJob), whatever happened. The job runs as
     # ${hostUser}. Its token was single-use if runner.env brought a broker-minted registration
     # (Forgejo gives such a runner no second task); a long-lived secret is readable by the job
-    # (docs/runner-machine.md).
+    # (docs/machine-credential.md).
     systemd.services.forgejo-runner-host = runnerUnit // {
       description = "Forgejo Actions runner (one host job per boot)";
       after = [
