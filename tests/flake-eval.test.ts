@@ -225,7 +225,7 @@ describe.skipIf(!HAVE_LIB)(
     }
     const attrs = TARGETS.map((t) => t.attr);
 
-    // docs/runner-machine.md, "One job per boot". systemd runs ExecStopPost with EXIT_CODE,
+    // docs/machine-credential.md, "One job per boot". systemd runs ExecStopPost with EXIT_CODE,
     // EXIT_STATUS and SERVICE_RESULT set (systemd.exec(5)), after any end of the main process;
     // "+" runs it as root. Its commands (stub store paths here) are replaced by recorders.
     describe("after the host runner's one-job ends, however it ends (its ExecStopPost, run under bash)", () => {
@@ -329,7 +329,7 @@ describe.skipIf(!HAVE_LIB)(
     test.each(attrs)("%s: host mode runs one-job --wait with the connection runner-secret.sh writes (url, uuid, token file)", async (attr) => {
       const { wiring, jobAccess } = machines()[attr]!;
       const script = await readFile(join(ROOT, "nix", "runner-secret.sh"), "utf8");
-      const dir = wiring.secretEnv.RUNNER_DIR;
+      const dir = wiring.secretEnv.RUNNER_DIR!;
       // the environment file: its name and the variables the script writes into it
       const envFile = script.match(/install_file "\$RUNNER_DIR\/([\w.]+)" 0644 root/)?.[1];
       expect(`${dir}/${envFile}`).toBe(wiring.host.EnvironmentFile);
@@ -580,14 +580,14 @@ describe.skipIf(!HAVE_LIB)(
       expect(Object.keys(writes).sort()).toEqual(["container", "host"]);
       for (const [mode, unit] of Object.entries(unitOf)) {
         const { ownerVar, name } = writes[mode]!;
-        const runner = runners[unit];
+        const runner = runners[unit]!;
         const file = `${secretEnv.RUNNER_DIR}/${name}`;
         expect({ mode, owner: secretEnv[ownerVar] }).toEqual({ mode, owner: runner.user });
         expect({ mode, condition: runner.condition }).toEqual({ mode, condition: file });
         // container: the daemon reads the `.runner` file; host: one-job reads the token file
         // (its command line: the test "host mode runs one-job --wait with the connection ...")
         if (mode === "container") expect({ mode, runnerFile: runner.config.runner.file }).toEqual({ mode, runnerFile: file });
-        else expect({ mode, tokenUrl: runners[unit].tokenUrl }).toEqual({ mode, tokenUrl: `file:${file}` });
+        else expect({ mode, tokenUrl: runner.tokenUrl }).toEqual({ mode, tokenUrl: `file:${file}` });
       }
     });
 
