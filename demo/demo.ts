@@ -30,7 +30,7 @@ import { startForgejo, type ForgejoServer } from "../tests/support/forgejo-serve
 import { cleanEnv } from "../tests/support/run.ts";
 import { makeSshKey, writeAllowedSigners } from "../tests/support/ssh-keys.ts";
 import {
-  bootChain, bootFilesMissing, brokerBootMissing, brokerGuestUrl, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript,
+  bootChain, bootFilesMissing, qemuMissing, brokerGuestUrl, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, makeBootFiles, operatorScript,
 } from "../tests/support/netboot-vm.ts";
 import { ask, makeTls, startBroker, type Tls } from "../tests/support/broker.ts";
 
@@ -101,7 +101,7 @@ async function demo(work: string, stops: (() => unknown)[], keep: boolean, skipB
   say(`runner-images demo: build, publish, verify and boot a release on this machine`);
   say(`(working in ${work}; servers on 127.0.0.1 only; removed at the end)`);
 
-  const cannotBoot = skipBoot ? "--skip-boot was given" : (brokerBootMissing() ?? (await bootFilesMissing()));
+  const cannotBoot = skipBoot ? "--skip-boot was given" : (qemuMissing() ?? (await bootFilesMissing()));
 
   step(1, "build the fixture's images with real nix, offline");
   if (!cannotBoot) say("  the netboot target is bootable: Debian's kernel and a busybox initrd that runs nix/runner-secret.sh (trusting the boot broker's throwaway CA)");

@@ -140,10 +140,17 @@ let
         machine.wait_for_unit("forgejo-runner-secret.service")
         # root-owned directory, the credential readable only by its runner's user
         machine.succeed("test \"$(stat -c '%a %U' /run/forgejo-runner)\" = '755 root'")
-        machine.succeed(f"test \"$(stat -c '%a %U' /run/forgejo-runner/{mode}.runner)\" = '600 {users[mode]}'")
-        machine.fail(f"test -e /run/forgejo-runner/{other}.runner")
-        machine.succeed(f"grep -F '\"uuid\": \"${expectedUuid}\"' /run/forgejo-runner/{mode}.runner")
-        machine.succeed(f"grep -F '\"address\": \"${forgejoUrl}\"' /run/forgejo-runner/{mode}.runner")
+        # container mode: the daemon's .runner; host mode: the token for one-job --token-url,
+        # and the url and uuid for its command line (nix/runner-secret.sh)
+        files = {"container": "container.runner", "host": "host.token"}
+        machine.succeed(f"test \"$(stat -c '%a %U' /run/forgejo-runner/{files[mode]})\" = '600 {users[mode]}'")
+        machine.fail(f"test -e /run/forgejo-runner/{files[other]}")
+        if mode == "container":
+            machine.succeed("grep -F '\"uuid\": \"${expectedUuid}\"' /run/forgejo-runner/container.runner")
+            machine.succeed("grep -F '\"address\": \"${forgejoUrl}\"' /run/forgejo-runner/container.runner")
+        else:
+            machine.succeed("grep -Fx 'RUNNER_UUID=${expectedUuid}' /run/forgejo-runner/host.env")
+            machine.succeed("grep -Fx 'RUNNER_URL=${forgejoUrl}' /run/forgejo-runner/host.env")
         # only this mode's runner passed its condition (it cannot reach forgejo.invalid, so it
         # keeps retrying; registration against a live server is not tested here)
         machine.succeed(f"systemctl show -p ConditionResult --value {units[mode]} | grep -qx yes")
@@ -160,7 +167,7 @@ let
         machine.succeed("systemctl show -p ConditionResult --value forgejo-runner.service | grep -qx no")
         machine.succeed("systemctl show -p ConditionResult --value forgejo-runner-host.service | grep -qx no")
         machine.fail("test -e /run/forgejo-runner/container.runner")
-        machine.fail("test -e /run/forgejo-runner/host.runner")
+        machine.fail("test -e /run/forgejo-runner/host.token")
 
     # A shell command as a host job runs it: the host runner's user, with the sandboxing of
     # forgejo-runner-host.service (nix/runner.nix). (systemd-run --wait --pipe --quiet -p:
@@ -340,22 +347,24 @@ let
         # ... cannot see other users' processes, and cannot attach to its own runner
         machine.fail(as_host_job("ps -e -o user= | grep -vx forgejo-runner-host"))
         machine.succeed("test \"$(sysctl -n kernel.yama.ptrace_scope)\" = 1")
-        # Residual risk, documented in the runbook: a host job CAN read host.runner (the runner
-        # starts host jobs with its own uid). Hence one job per boot and a repository-scoped runner.
+        # Residual risk, documented in docs/machine-credential.md: a host job CAN read host.token (the
+        # runner starts host jobs with its own uid); single-use when the boot broker minted it.
 
         # The unit's ExecStopPost, run the way systemd runs it when `one-job` ends. (Here one-job
-        # cannot reach forgejo.invalid, so it only ever exits 1 and restarts.)
+        # never starts: its first ExecStartPre waits for forgejo.invalid to answer.)
         after_job = "$(systemctl show -p ExecStopPost --value forgejo-runner-host.service | grep -o '/nix/store/[^ ;]*-after-job')"
-        # exit status 1, no task taken: no reboot, the credential stays
-        machine.succeed(f"EXIT_CODE=exited EXIT_STATUS=1 {after_job}")
-        machine.succeed("sleep 5 && test -e /run/forgejo-runner/host.runner")
+        machine.wait_until_succeeds("journalctl -b -u forgejo-runner-host.service | grep -F 'https://forgejo.invalid does not answer'", timeout=120)
+        # the SSH host key fingerprints are in the journal (and on the console), as ssh-keygen has them
+        machine.wait_for_unit("runner-ssh-host-keys.service", timeout=120)
+        machine.succeed("journalctl -b -u runner-ssh-host-keys.service | grep -F \"runner-ssh-host-key: $(ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub)\"")
 
-        # A job leaves a detached process and files behind, then its runner ends with status 0
-        # (one-job after a task). The machine must reboot and come back clean.
+        # A job leaves a detached process and files behind, then its runner ends with status 1
+        # (any status: an error after steps ran, e.g. a log.Fatal). The machine must reboot and
+        # come back clean.
         machine.succeed("runuser -u forgejo-runner-host -- touch /var/lib/forgejo-runner-host/planted")
         machine.succeed("runuser -u forgejo-runner-host -- setsid -f sleep 100000")
         machine.succeed("pgrep -u forgejo-runner-host -x sleep")
-        machine.execute(f"EXIT_CODE=exited EXIT_STATUS=0 {after_job}", check_return=False)
+        machine.execute(f"EXIT_CODE=exited EXIT_STATUS=1 {after_job}", check_return=False)
         # wait_for_console_text, connected, execute(check_return=): test driver Machine API
         # (not re-read beyond start(allow_reboot=) @ 019697db: from memory)
         machine.wait_for_console_text("reboot: Restarting system")

@@ -11,23 +11,45 @@
 #   2. kernel parameter  <CMDLINE_PARAM>=<url>: fetched over HTTPS (netboot; set by the
 #      operator's iPXE script, `set cmdline runner.config_url=https://...`);
 #   3. a filesystem labelled <CONFIG_LABEL> holding <CONFIG_FILE_NAME> (ISO: a config stick).
-# The configuration is a small env file, parsed and never sourced:
-#   FORGEJO_RUNNER_SECRET=<40 hex characters>   required, from `forgejo-cli actions register`
+# The configuration is a small env file, parsed and never sourced. It holds one of two credentials:
+#   a single-use registration, minted for this boot by the boot broker (Forgejo >= 15):
+#     FORGEJO_RUNNER_UUID=<uuid>                 the registration's uuid
+#     FORGEJO_RUNNER_TOKEN=<40 hex characters>   its token
+#     FORGEJO_RUNNER_REGISTRATION_ID=<n>         optional, public: the id Forgejo and the broker log
+#     FORGEJO_RUNNER_EPHEMERAL=1|0               optional: 1 = single-use (what host mode wants)
+#   or the operator's long-lived secret (older Forgejo, or no broker):
+#     FORGEJO_RUNNER_SECRET=<40 hex characters>  from `forgejo-cli actions register`
+# and with either:
 #   FORGEJO_URL=https://forgejo.example.org     required unless the image has a default
 #   FORGEJO_RUNNER_NAME=rack1-node3             optional
 #   FORGEJO_RUNNER_MODE=container|host          optional, default container (see below)
 #   RUNNER_ALLOW_INSECURE_HTTP=1                optional, lab networks only: http:// FORGEJO_URL
+# (the broker's side of this format: docs/boot-broker.md; other keys, such as the broker's
+# informational FORGEJO_RUNNER_LABELS, are ignored: the image's own labels are declared).
 #
-# Modes. `container` (the default) writes <RUNNER_DIR>/container.runner for the container-only
-# daemon; `host` writes <RUNNER_DIR>/host.runner for the one-job host runner, which reboots
-# the machine after every job. Only one is written, so a machine is one kind of runner.
+# Modes. `container` (the default) writes <RUNNER_DIR>/container.runner, the runner's own
+# `.runner` JSON, for the container-only `daemon`. `daemon` refuses an ephemeral registration
+# (forgejo-runner >= 12.8.0, internal/app/cmd/daemon.go), so a single-use credential is refused
+# here for container mode, with that reason. `host` writes <RUNNER_DIR>/host.token (the token
+# alone, no trailing newline: runners before 12.9 read a --token-url file verbatim) and
+# <RUNNER_DIR>/host.env (RUNNER_URL and RUNNER_UUID, not secret) for
+# `forgejo-runner one-job --url --uuid --token-url file:...`, after which the machine reboots
+# (nix/runner.nix). Only one mode is written, so a machine is one kind of runner. A long-lived
+# credential in host mode is accepted with a warning: every host job can read it
+# (docs/machine-credential.md, "What a job can do with the credential").
 #
-# The credential is the runner's own `.runner` JSON, written here byte for byte as forgejo-runner
-# v12 writes it (internal/pkg/config/registration.go SaveRegistration: json.Encoder, two-space
-# indent, trailing newline; uuid from internal/app/cmd/create-runner-file.go uuidFromSecret; the
-# token is the whole secret). `create-runner-file` is not used: it pings the instance before it
-# saves the file and takes the secret in its argv. Here the secret only ever passes through bash
-# builtins (read, printf into files), never a command's arguments.
+# The long-lived secret becomes a uuid and a token as forgejo-runner v12 does it
+# (internal/app/cmd/create-runner-file.go uuidFromSecret: the uuid is the first 16 characters of
+# the secret read as bytes; the token is the whole secret). `.runner` is written byte for byte as
+# forgejo-runner v12 writes it (internal/pkg/config/registration.go SaveRegistration:
+# json.Encoder, two-space indent, trailing newline). `create-runner-file` is not used: it pings
+# the instance before it saves the file and takes the secret in its argv. Here the secret and the
+# token only ever pass through bash builtins (read, printf into files), never a command's
+# arguments.
+#
+# The request for runner.env carries the header `Runner-Boot-Id: <this boot's id>` (the kernel's
+# /proc/sys/kernel/random/boot_id, new at every boot): the boot broker hands out one credential per
+# machine and boot id, and answers a second request of the same boot with 409, which is final.
 #
 # Plain http is refused for both the configuration URL and FORGEJO_URL. Opt-ins, for lab
 # networks, each logged as a warning: the kernel parameter runner.allow_insecure_http=1 (the
@@ -47,6 +69,7 @@
 #   CONTAINER_USER [forgejo-runner]  HOST_USER [forgejo-runner-host]: owners of the credential
 #   WORK_PARENT [/tmp]: where the private scratch directory goes
 #   FETCH_ATTEMPTS [10]  FETCH_FIRST_DELAY [1]  FETCH_MAX_DELAY [60]: back-off, in seconds
+#   BOOT_ID_FILE [/proc/sys/kernel/random/boot_id]: sent as Runner-Boot-Id
 #   CURL_CA_BUNDLE: curl's own variable, for a private CA
 set -euo pipefail
 
@@ -58,6 +81,7 @@ set -euo pipefail
 : "${RUNNER_DIR:=/run/forgejo-runner}" "${CONTAINER_USER:=forgejo-runner}" "${HOST_USER:=forgejo-runner-host}"
 : "${WORK_PARENT:=/tmp}"
 : "${FETCH_ATTEMPTS:=10}" "${FETCH_FIRST_DELAY:=1}" "${FETCH_MAX_DELAY:=60}"
+: "${BOOT_ID_FILE:=/proc/sys/kernel/random/boot_id}"
 
 # forgejo-runner v12 internal/pkg/config/registration.go, registrationWarning
 readonly REGISTRATION_WARNING="This file is automatically generated by forgejo-runner. Do not edit it manually unless you know what you are doing. Removing this file will cause act runner to re-register as a new runner."
@@ -96,6 +120,15 @@ insecure_boot=no
 # An absolute http(s) URL without spaces, quotes or backslashes (it goes into a curl config line).
 is_url() { [[ $1 =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/?=\&%+,:@-]*)?$ ]]; }
 
+readonly UUID_RE='^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+
+# This boot's id, for the Runner-Boot-Id header, or nothing if the kernel gives none.
+boot_id=""
+if [ -r "$BOOT_ID_FILE" ]; then
+  read -r boot_id <"$BOOT_ID_FILE" || true
+  [[ $boot_id =~ $UUID_RE ]] || boot_id=""
+fi
+
 # Fetch $1 into $env_file over https (http only with the boot opt-in), retrying with back-off
 # while the network or the server comes up. The URL is not logged: it may be a capability.
 fetch_config() {
@@ -110,16 +143,19 @@ fetch_config() {
   log "fetching the runner configuration named by the ${CMDLINE_PARAM} kernel parameter"
   while :; do
     status=0
-    # The URL reaches curl on stdin (a config line), not in its argv.
+    # The URL reaches curl on stdin (config lines), not in its argv; so does the boot id.
     http_code=$(curl --config - --proto "$protocols" --proto-redir "$protocols" \
       --location --max-redirs 5 --fail --silent --connect-timeout 10 --max-time 60 \
       --max-filesize 65536 --output "$env_file" --write-out '%{http_code}' \
-      <<<"url = \"$url\"") || status=$?
+      <<<"url = \"$url\"${boot_id:+$'\n'header = \"Runner-Boot-Id: $boot_id\"}") || status=$?
     case $status in
       0) return 0 ;;
       1) fail "the configuration server answered with (or redirected to) a URL that is not https" ;;
       22) case $http_code in
           408 | 429 | 5??) ;;
+          # The boot broker's answers (docs/boot-broker.md); its log says which rule refused.
+          403) fail "the configuration server answered HTTP 403 (refused: this machine's address, or host mode for a repository that takes pull requests; see the broker's log)" ;;
+          409) fail "the configuration server answered HTTP 409 (this boot's credential was already handed out: someone else asked first, or a second request of the same boot); not retrying" ;;
           *) fail "the configuration server answered HTTP $http_code" ;;
         esac ;;
       6 | 7 | 28 | 35 | 52 | 55 | 56) ;; # no DNS, no route, refused, timed out, cut off: not up yet
@@ -152,7 +188,10 @@ read_from_label() {
   mount -o ro,nosuid,nodev,noexec "$dev" "$mnt" || fail "could not mount the filesystem labelled $CONFIG_LABEL"
   [ -f "$mnt/$CONFIG_FILE_NAME" ] || fail "the filesystem labelled $CONFIG_LABEL has no $CONFIG_FILE_NAME"
   log "reading the runner configuration from the filesystem labelled $CONFIG_LABEL"
-  head -c 65536 "$mnt/$CONFIG_FILE_NAME" >"$env_file" || fail "could not read $CONFIG_FILE_NAME"
+  # A stick written on Linux often holds a 0600 file of the operator's own uid (ext4 keeps owners,
+  # vfat has none): reading it as root needs CAP_DAC_READ_SEARCH, which the unit keeps for this.
+  head -c 65536 "$mnt/$CONFIG_FILE_NAME" >"$env_file" ||
+    fail "could not read $CONFIG_FILE_NAME on the filesystem labelled $CONFIG_LABEL (owner and mode: $(stat -c '%u %a' "$mnt/$CONFIG_FILE_NAME"))"
   umount "$mnt"
 }
 
@@ -191,11 +230,15 @@ else
 fi
 
 # --- what it says ------------------------------------------------------------------------------
-secret="" url="" name="" mode="" insecure_env=""
+secret="" uuid="" token="" registration_id="" ephemeral="" url="" name="" mode="" insecure_env=""
 while IFS= read -r line || [ -n "$line" ]; do
   line=${line%$'\r'} # files written on Windows
   case $line in
     FORGEJO_RUNNER_SECRET=*) secret=$(unquote "${line#*=}") ;;
+    FORGEJO_RUNNER_UUID=*) uuid=$(unquote "${line#*=}") ;;
+    FORGEJO_RUNNER_TOKEN=*) token=$(unquote "${line#*=}") ;;
+    FORGEJO_RUNNER_REGISTRATION_ID=*) registration_id=$(unquote "${line#*=}") ;;
+    FORGEJO_RUNNER_EPHEMERAL=*) ephemeral=$(unquote "${line#*=}") ;;
     FORGEJO_URL=*) url=$(unquote "${line#*=}") ;;
     FORGEJO_RUNNER_NAME=*) name=$(unquote "${line#*=}") ;;
     FORGEJO_RUNNER_MODE=*) mode=$(unquote "${line#*=}") ;;
@@ -203,7 +246,27 @@ while IFS= read -r line || [ -n "$line" ]; do
   esac
 done <"$env_file"
 
-[[ $secret =~ ^[0-9a-fA-F]{40}$ ]] || fail "FORGEJO_RUNNER_SECRET is missing or is not 40 hexadecimal characters"
+# The credential, as a uuid and a token either way; `described` says which kind, for the log.
+if [ -n "$secret" ] && [ -n "$uuid$token" ]; then
+  fail "${CONFIG_FILE_NAME} holds both FORGEJO_RUNNER_SECRET and FORGEJO_RUNNER_UUID/FORGEJO_RUNNER_TOKEN; give one credential"
+elif [ -n "$uuid$token" ]; then
+  [[ $uuid =~ $UUID_RE ]] || fail "FORGEJO_RUNNER_UUID is missing or is not a UUID"
+  [[ $token =~ ^[0-9a-fA-F]{40}$ ]] || fail "FORGEJO_RUNNER_TOKEN is missing or is not 40 hexadecimal characters"
+  [[ $registration_id =~ ^(0|[1-9][0-9]{0,17})?$ ]] || fail "FORGEJO_RUNNER_REGISTRATION_ID must be a number"
+  case $ephemeral in
+    1) described="single-use registration ${registration_id:-?}, uuid $uuid" ;;
+    0 | "") ephemeral=0 described="registration ${registration_id:-?}, uuid $uuid" ;;
+    *) fail "FORGEJO_RUNNER_EPHEMERAL must be 1 or 0" ;;
+  esac
+  default_suffix=${uuid:0:8}
+else
+  [[ $secret =~ ^[0-9a-fA-F]{40}$ ]] || fail "FORGEJO_RUNNER_SECRET is missing or is not 40 hexadecimal characters"
+  # The first 16 characters of the secret are the runner's public identifier (the rest is the
+  # secret proper), so they may appear in names and logs.
+  uuid=$(uuid_from_secret "$secret") token=$secret ephemeral=0
+  described="runner id ${secret:0:16}"
+  default_suffix=${secret:0:8}
+fi
 
 url=${url:-$DEFAULT_URL}
 url=${url%/}
@@ -217,37 +280,61 @@ if [[ $url == http://* ]]; then
   log "WARNING: FORGEJO_URL is plain http (insecure opt-in): the runner token and every job's secrets cross the network in clear"
 fi
 
-case ${mode:-container} in
+mode=${mode:-container}
+case $mode in
   container) owner=$CONTAINER_USER file=$RUNNER_DIR/container.runner ;;
-  host) owner=$HOST_USER file=$RUNNER_DIR/host.runner ;;
+  host) owner=$HOST_USER file=$RUNNER_DIR/host.token ;;
   *) fail "FORGEJO_RUNNER_MODE must be container or host" ;;
 esac
+if [ "$mode" = container ] && [ "$ephemeral" = 1 ]; then
+  fail "a single-use (ephemeral) registration cannot run in container mode: forgejo-runner daemon refuses ephemeral runners since 12.8.0 (the broker mints a reusable one for container machines)"
+fi
+if [ "$mode" = host ] && [ "$ephemeral" != 1 ]; then
+  log "WARNING: host mode with a long-lived credential: every host job can read it and, with it, take later jobs of its scope until it is deleted in Forgejo; use single-use registrations (Forgejo 15 or later and the boot broker)"
+fi
 
-# The first 16 characters of the secret are the runner's public identifier (the rest is the
-# secret proper), so they may appear in names and logs.
-runner_id=${secret:0:16}
-name=${name:-"$DEFAULT_NAME-${runner_id:0:8}"}
-[[ $name =~ ^[A-Za-z0-9._-]{1,64}$ ]] || fail "FORGEJO_RUNNER_NAME may only hold letters, digits, '.', '_' and '-' (at most 64)"
+name=${name:-"$DEFAULT_NAME-$default_suffix"}
+[[ $name =~ ^[A-Za-z0-9._-]{1,100}$ ]] || fail "FORGEJO_RUNNER_NAME may only hold letters, digits, '.', '_' and '-' (at most 100)"
 
 # --- the credential ----------------------------------------------------------------------------
 # RUNNER_DIR belongs to root and nobody else may write to it, so nobody can plant a symlink where
-# the credential goes; the file is written under a temporary name and renamed into place.
+# a credential goes; each file is written under a temporary name and renamed into place.
 [ -e "$RUNNER_DIR" ] || mkdir -m 0755 "$RUNNER_DIR" || fail "cannot create $RUNNER_DIR"
 if [ -L "$RUNNER_DIR" ] || [ "$(stat -c '%u %A' "$RUNNER_DIR")" != "0 drwxr-xr-x" ]; then
   fail "$RUNNER_DIR must be a directory owned by root with mode 0755"
 fi
-rm -f "$RUNNER_DIR/container.runner" "$RUNNER_DIR/host.runner"
+# host.runner: what images before the single-use credentials wrote; the host runner must find
+# no `.runner` file, whose connection would conflict with its --url/--uuid/--token-url.
+rm -f "$RUNNER_DIR/container.runner" "$RUNNER_DIR/host.token" "$RUNNER_DIR/host.env" "$RUNNER_DIR/host.runner"
 
-tmp=$(mktemp -p "$RUNNER_DIR" .runner.XXXXXX) || fail "cannot write to $RUNNER_DIR"
-printf '{\n  "WARNING": "%s",\n  "id": 0,\n  "uuid": "%s",\n  "name": "%s",\n  "token": "%s",\n  "address": "%s",\n  "labels": null\n}\n' \
-  "$REGISTRATION_WARNING" "$(uuid_from_secret "$secret")" "$name" "$secret" "$url" >"$tmp"
-# 0600 and owned by the runner's user: the runner rewrites the file after declaring its labels
-# (internal/app/cmd/daemon.go and job.go, config.SaveRegistration: os.Create on the file itself,
-# so the user needs write access to the file, not to the directory).
-# chmod before chown: the unit keeps only CAP_CHOWN and CAP_SYS_ADMIN (CapabilityBoundingSet=),
-# and changing the mode of a file root no longer owns needs CAP_FOWNER (chmod(2), EPERM).
-if ! { chmod 0600 "$tmp" && chown "$owner:" "$tmp" && mv -f "$tmp" "$file"; }; then
-  rm -f "$tmp"
-  fail "cannot hand the credential to $owner"
+# Moves a finished temporary file into place as $1, mode $2, owned by $3.
+# chmod before chown: the unit keeps only CAP_CHOWN, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH
+# (CapabilityBoundingSet=), and changing the mode of a file root no longer owns needs CAP_FOWNER
+# (chmod(2), EPERM).
+install_file() {
+  if ! { chmod "$2" "$tmp" && chown "$3:" "$tmp" && mv -f "$tmp" "$1"; }; then
+    rm -f "$tmp"
+    fail "cannot hand the credential to $3"
+  fi
+}
+
+if [ "$mode" = container ]; then
+  tmp=$(mktemp -p "$RUNNER_DIR" .runner.XXXXXX) || fail "cannot write to $RUNNER_DIR"
+  printf '{\n  "WARNING": "%s",\n  "id": %s,\n  "uuid": "%s",\n  "name": "%s",\n  "token": "%s",\n  "address": "%s",\n  "labels": null\n}\n' \
+    "$REGISTRATION_WARNING" "${registration_id:-0}" "$uuid" "$name" "$token" "$url" >"$tmp"
+  # 0600 and owned by the runner's user: the runner rewrites the file after declaring its labels
+  # (internal/app/cmd/daemon.go, config.SaveRegistration: os.Create on the file itself, so the
+  # user needs write access to the file, not to the directory).
+  install_file "$file" 0600 "$owner"
+else
+  # The connection: not secret, read by systemd (EnvironmentFile= of forgejo-runner-host.service).
+  tmp=$(mktemp -p "$RUNNER_DIR" .env.XXXXXX) || fail "cannot write to $RUNNER_DIR"
+  printf 'RUNNER_URL=%s\nRUNNER_UUID=%s\n' "$url" "$uuid" >"$tmp"
+  install_file "$RUNNER_DIR/host.env" 0644 root
+  # The token, without a newline (read verbatim before runner 12.9), for --token-url file:...;
+  # written last: the host runner's unit waits for this file (ConditionPathExists=).
+  tmp=$(mktemp -p "$RUNNER_DIR" .token.XXXXXX) || fail "cannot write to $RUNNER_DIR"
+  printf '%s' "$token" >"$tmp"
+  install_file "$file" 0600 "$owner"
 fi
-log "runner credential ready: mode ${mode:-container}, runner id $runner_id, name '$name', instance $url"
+log "runner credential ready: mode $mode, $described, name '$name', instance $url"

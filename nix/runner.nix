@@ -5,18 +5,25 @@
 # runs `forgejo-runner register`, which the forgejo-runner 12.x in nixos-26.05 deprecates and
 # which fails against current Forgejo servers (NixOS/nixpkgs#560912), and it re-registers a new
 # runner whenever its state is lost, which on a RAM-only machine is every boot. Instead:
-#   forgejo-runner-secret.service  finds runner.env on the boot medium and writes the runner's
-#                                  `.runner` credential itself, offline (runner-secret.sh);
+#   forgejo-runner-secret.service  finds runner.env on the boot medium (or asks the boot broker
+#                                  for it) and writes the runner's credential itself
+#                                  (runner-secret.sh): a single-use registration minted for this
+#                                  boot, or the operator's long-lived secret;
 #   forgejo-runner.service         container mode (the default): `forgejo-runner daemon` with
 #                                  docker:// labels only, as a user in the docker group;
 #   forgejo-runner-host.service    host mode (opt-in, FORGEJO_RUNNER_MODE=host in runner.env):
-#                                  `forgejo-runner one-job` as an unprivileged user, then a
-#                                  reboot, so every host job starts on a fresh machine.
+#                                  `forgejo-runner one-job --wait` as an unprivileged user, under a
+#                                  hard time limit, then a reboot after ANY end of it, so every
+#                                  host job starts on a fresh machine;
+#   runner-ssh-host-keys.service   prints the SSH host key fingerprints on the console and in
+#                                  the journal, so an operator can check them on first contact.
 # Each runner unit is skipped unless its own credential file exists, so a machine is one kind.
 #
 # Sources read for the runner side: forgejo-runner v12 (code.forgejo.org/forgejo/runner/v12,
-# mirror project-mirrors/forgejo-runner at 0988a0cb, 2025-12-10). Why the design is what it is,
-# and what it cannot protect against: docs/threat-model.md.
+# mirror project-mirrors/forgejo-runner at 0988a0cb, 2025-12-10), and for one-job's connection
+# flags and exit statuses the upstream history in ppaslan/runner at 483dc418 (v12.8.2, "RUN@12.8.2"
+# below). Why the design is what it is, and what it cannot protect against:
+# docs/machine-credential.md and docs/threat-model.md.
 {
   config,
   lib,
@@ -40,7 +47,15 @@ let
   # Where stage 1 puts a runner.env the boot loader added to the initramfs (runner-secret.sh).
   initrdEnvDir = "/run/forgejo-runner-initrd";
   containerRunnerFile = "${credentialDir}/container.runner";
-  hostRunnerFile = "${credentialDir}/host.runner";
+  # Host mode's connection (runner-secret.sh): the token alone, without a newline, for
+  # `--token-url file:`; and RUNNER_URL and RUNNER_UUID (not secret) for the unit's command line.
+  hostTokenFile = "${credentialDir}/host.token";
+  hostEnvFile = "${credentialDir}/host.env";
+  # A `.runner` file would conflict with the connection from the command line ("server
+  # connection conflict", RUN@12.8.2 internal/app/cmd/args.go connectionFromArguments, after
+  # config.FromRegistration in job.go). runner-secret.sh deletes this one at every boot and never
+  # writes it; the host config names it so that no `.runner` in the working directory is read.
+  hostNoRegistrationFile = "${credentialDir}/host.runner";
   runnerHome = "${cfg.stateDisk.mountPoint}/forgejo-runner";
   # systemd StateDirectory=: /var/lib/<name>, on the RAM root (never the state disk), owned by
   # the unit's User=.
@@ -92,12 +107,17 @@ let
   hostConfig = yaml.generate "forgejo-runner-host.yaml" {
     log.level = "info";
     runner = {
-      file = hostRunnerFile;
+      file = hostNoRegistrationFile;
       capacity = 1;
+      # The connection from the command line has no --label, so it takes these (RUN@12.8.2
+      # internal/pkg/config/config.go New: runner.labels become the default labels of every
+      # connection that has none).
       labels = cfg.hostLabels;
     };
     # A cache lives exactly one job on a machine that reboots after each: not worth a server.
     cache.enabled = false;
+    # The job's work directory, and the action cache too (RUN@12.8.2 internal/app/run/runner.go:
+    # ActionCacheDir = host.workdir_parent): both inside HOME, which is emptied before the job.
     host.workdir_parent = "${hostHome}/work";
   };
 
@@ -121,25 +141,72 @@ let
     wants = [ "network-online.target" ];
   };
 
-  # ExecStopPost of the host runner, as root. systemd sets EXIT_CODE and EXIT_STATUS for
-  # ExecStop/ExecStopPost (systemd.exec(5), "Environment Variables in Spawned Processes";
-  # systemd/systemd#3818). `one-job` exits with status 1 only before it takes a task: no task
-  # was waiting, the instance was unreachable, or the configuration or credential did not load
-  # (runner v12 internal/app/cmd/job.go runJob, internal/app/job/job.go Run; once a task is
-  # taken, Runner.Run returns nil whatever happens, a workflow that does not parse included,
-  # internal/app/run/runner.go; main.go turns SIGTERM/SIGINT into a cancelled context, so a
-  # signalled task ends with 0 too). Anything else (0 after a task, a kill, a crash, variables
-  # missing) means a job may have run: the credential goes and the machine reboots, from RAM.
-  # One exception, a residual risk in docs/threat-model.md: a log.Fatal (exit 1)
-  # when a called reusable workflow's `on:` does not decode (act/model/workflow.go On).
+  # First ExecStartPre of the host runner: wait until Forgejo answers at all. `one-job` declares
+  # itself first and exits 1 when that fails (RUN@12.8.2 internal/app/cmd/daemon.go createRunner,
+  # job.go runJob), and any exit reboots the machine: without this, a Forgejo outage would be a
+  # reboot loop, re-downloading the image each time. Any HTTP answer will do (curl without --fail
+  # exits 0 for every status). This is the project's code, before any job on this boot.
+  waitForForgejo = pkgs.writeShellScript "forgejo-runner-host-wait-for-forgejo" ''
+    until status=0; ${pkgs.curl}/bin/curl --silent --output /dev/null --proto =https,http --connect-timeout 10 --max-time 20 "$RUNNER_URL/api/v1/version" || status=$?; [ "$status" = 0 ]; do
+      echo "forgejo-runner-host: $RUNNER_URL does not answer (curl exit status $status); waiting ''${WAIT_SECONDS}s before starting one-job"
+      ${pkgs.coreutils}/bin/sleep "$WAIT_SECONDS"
+    done
+  '';
+
+  # Second ExecStartPre of the host runner, as root ("+"): HOME emptied before the job. It holds the
+  # work directory and the action cache (hostConfig above), and whatever else a job could leave
+  # for the next. The machine reboots after every job, so on a RAM root HOME is new anyway; this
+  # makes it a rule of the unit, not a property of the boot. rm does not follow symlinks a job
+  # planted, and stays on this filesystem. A HOME that cannot be emptied fails the start, and
+  # the unit's failure reboots the machine (afterHostJob).
   # (pkgs.writeShellScript name text: trivial-builders, not re-read: from memory.)
-  afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
-    if [ "''${EXIT_CODE:-}" = exited ] && [ "''${EXIT_STATUS:-}" = 1 ]; then
-      exit 0 # no job ran; Restart= asks for the next one
+  emptyHostHome = pkgs.writeShellScript "forgejo-runner-host-empty-home" ''
+    ${pkgs.findutils}/bin/find ${hostHome} -mindepth 1 -maxdepth 1 -exec ${pkgs.coreutils}/bin/rm -rf --one-file-system -- {} +
+    if [ -n "$(${pkgs.coreutils}/bin/ls -A ${hostHome})" ]; then
+      echo "forgejo-runner-host: could not empty ${hostHome}; not starting a job"
+      exit 1
     fi
-    echo "forgejo-runner-host: a job ran (runner ended: ''${EXIT_CODE:-unknown} ''${EXIT_STATUS:-}); rebooting for a clean machine"
-    ${pkgs.coreutils}/bin/rm -f ${hostRunnerFile}
+  '';
+
+  # ExecStopPost of the host runner, as root ("+"): after ANY end of `one-job` the credential
+  # goes and the machine reboots, from RAM. No exit status is read as "no job ran":
+  #   - 0 follows a task whatever its result, and also a SIGTERM while waiting or during a task
+  #     (RUN@12.8.2 main.go signal.NotifyContext; internal/app/poll/single.go Poll returns nil);
+  #   - 1 is any error, including a log.Fatal in the middle of a task (a called reusable
+  #     workflow whose `on:` does not decode, act/model/workflow.go On), after steps of the job
+  #     may have run;
+  #   - 2 is "no task received" without --wait (RUN@12.8.2 cmd.go, poll.ErrNoTaskReceived; this
+  #     unit always waits);
+  #   - a signal, a crash, or systemd's RuntimeMaxSec= (SERVICE_RESULT=timeout).
+  # systemd runs ExecStopPost after the main process ended for any reason, also when a start
+  # step failed, and sets EXIT_CODE, EXIT_STATUS and SERVICE_RESULT for it (systemd.exec(5),
+  # "Environment Variables in Spawned Processes"; systemd.service(5) ExecStopPost=: from memory,
+  # not re-read). They are only logged. KillMode=control-group (the default) has ended everything
+  # the job left running, setsid or not, before this runs.
+  afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
+    echo "forgejo-runner-host: one-job ended (''${EXIT_CODE:-unknown} ''${EXIT_STATUS:-}, result ''${SERVICE_RESULT:-unknown}); removing its credential and rebooting for a clean machine"
+    ${pkgs.coreutils}/bin/rm -f ${hostTokenFile} ${hostEnvFile}
     ${config.systemd.package}/bin/systemctl --no-block reboot
+  '';
+
+  # The SSH host keys are new at every boot (nothing persists): print their fingerprints where an
+  # operator can read them without trusting the network, the console, and in the journal.
+  # `ssh-keygen -l -f <public key>` prints "<bits> SHA256:<hash> <comment> (<type>)" (OpenSSH
+  # ssh-keygen(1); from memory). HOST_KEY_DIR: where services.openssh keeps them by default
+  # (/etc/ssh/ssh_host_<type>_key, nixos/modules/services/networking/ssh/sshd.nix hostKeys; not
+  # re-read at nixos-26.05: from memory).
+  printHostKeys = pkgs.writeShellScript "runner-ssh-host-keys" ''
+    found=0
+    for key in "$HOST_KEY_DIR"/ssh_host_*_key.pub; do
+      [ -f "$key" ] || continue
+      fingerprint=$(${pkgs.openssh}/bin/ssh-keygen -l -f "$key") || continue
+      echo "runner-ssh-host-key: $fingerprint"
+      found=1
+    done
+    if [ "$found" != 1 ]; then
+      echo "runner-ssh-host-key: no SSH host key in $HOST_KEY_DIR"
+      exit 1
+    fi
   '';
 
   release = cfg.release;
@@ -200,6 +267,19 @@ in
           {option}`runnerImage.hostPackages` (and Nix with flakes) on PATH, one job per boot:
           the machine reboots after each.
         '';
+
+    hostOneJobTimeout = mkOption {
+      type = types.strMatching "[1-9][0-9]*(s|min|h)";
+      default = "6h";
+      example = "90min";
+      description = ''
+        Hard limit on one host-mode `forgejo-runner one-job`: waiting for a job plus running it
+        (systemd RuntimeMaxSec=). When it is reached the runner is stopped and the machine
+        reboots, as after any job, and fetches a new credential. An idle host machine therefore
+        reboots once per this time. Forgejo itself stops a task after its ENDLESS_TASK_TIMEOUT
+        (3h by default).
+      '';
+    };
 
     capacity = mkOption {
       type = types.ints.positive;
@@ -460,10 +540,13 @@ in
         ReadWritePaths = [ "-${initrdEnvDir}" ];
         ProtectHome = true;
         NoNewPrivileges = true;
-        # mount needs CAP_SYS_ADMIN, chown CAP_CHOWN; nothing else.
+        # mount needs CAP_SYS_ADMIN, chown CAP_CHOWN; CAP_DAC_READ_SEARCH reads a runner.env
+        # that is another user's 0600 file on an ext4 stick (the operator's own uid, where the
+        # stick was written). Not CAP_DAC_OVERRIDE: the script writes only its own files.
         CapabilityBoundingSet = [
           "CAP_SYS_ADMIN"
           "CAP_CHOWN"
+          "CAP_DAC_READ_SEARCH"
         ];
         # AF_NETLINK: udevadm settle; AF_UNIX: udev's control socket and name resolution.
         RestrictAddressFamilies = [
@@ -521,9 +604,10 @@ in
       };
     };
 
-    # Host mode: one job, then a reboot (afterHostJob). The job runs as ${hostUser}, with the
-    # credential it could read removed before the reboot; KillMode=control-group (the default)
-    # also ends anything the job left running, setsid or not, before the reboot.
+    # Host mode: one job, then a reboot (afterHostJob), whatever happened. The job runs as
+    # ${hostUser}. Its token was single-use if runner.env brought a broker-minted registration
+    # (Forgejo gives such a runner no second task); a long-lived secret is readable by the job
+    # (docs/machine-credential.md).
     systemd.services.forgejo-runner-host = runnerUnit // {
       description = "Forgejo Actions runner (one host job per boot)";
       after = [
@@ -531,34 +615,83 @@ in
         "network-online.target"
         "nix-daemon.socket" # nixos/modules/services/system/nix-daemon.nix (not re-read: from memory)
       ];
-      unitConfig = {
-        ConditionPathExists = hostRunnerFile;
-        # Poll for a job forever (each poll is one short `one-job` run). Unit.StartLimitIntervalSec,
-        # Service.Restart, Service.ExecStopPost and KillMode are settings in systemd
-        # src/core/load-fragment-gperf.gperf.in @ 00f37365; that 0 disables the start rate
-        # limit (systemd.unit(5)) is from memory, not re-read.
-        StartLimitIntervalSec = 0;
-      };
+      unitConfig.ConditionPathExists = hostTokenFile;
       path = cfg.hostPackages;
-      environment.HOME = hostHome;
+      environment = {
+        HOME = hostHome;
+        WAIT_SECONDS = "15";
+      };
       serviceConfig = {
         User = hostUser;
         Group = hostUser;
-        # StateDirectory*, ProtectProc, PrivateTmp, NoNewPrivileges: exec-context settings in
-        # systemd src/core/load-fragment-gperf.gperf.in @ 00f37365
+        # StateDirectory*, ProtectProc, PrivateTmp, NoNewPrivileges, EnvironmentFile,
+        # RuntimeMaxSec, TimeoutStartSec, Restart, ExecStartPre, ExecStopPost: settings in systemd
+        # src/core/load-fragment-gperf.gperf.in @ 00f37365
         StateDirectory = hostStateName;
         StateDirectoryMode = "0700";
         WorkingDirectory = hostHome;
-        # `one-job`: fetch one task, run it, exit (runner v12 internal/app/cmd/cmd.go, job.go).
-        ExecStart = "${cfg.package}/bin/forgejo-runner one-job --config ${hostConfig}";
+        ExecStartPre = [
+          "${waitForForgejo}"
+          "+${emptyHostHome}"
+        ];
+        # The wait above may last as long as an outage; the start steps have no time limit.
+        TimeoutStartSec = "infinity";
+        # RUNNER_URL and RUNNER_UUID, written by runner-secret.sh next to the token; systemd
+        # replaces ''${NAME} on the command line by the value, as one argument (systemd.service(5),
+        # "Command lines": from memory).
+        EnvironmentFile = hostEnvFile;
+        # `one-job` with the connection on its command line (RUN@12.8.2 internal/app/cmd/cmd.go:
+        # --url, --uuid, --token-url, -w/--wait; forgejo-runner 12.8.0 and later, see the
+        # assertion below). --wait: poll until a task comes, instead of exiting 2 when none is
+        # waiting (a reboot per poll). It never gives up by itself, not even when the credential
+        # was deleted (internal/app/poll/single.go), hence RuntimeMaxSec=.
+        ExecStart = lib.concatStringsSep " " [
+          "${cfg.package}/bin/forgejo-runner one-job --config ${hostConfig}"
+          "--url \${RUNNER_URL} --uuid \${RUNNER_UUID} --token-url file:${hostTokenFile} --wait"
+        ];
+        # The hard limit on waiting plus the job; then systemd stops the unit (SIGTERM, and
+        # SIGKILL after TimeoutStopSec=) and the machine reboots with SERVICE_RESULT=timeout.
+        RuntimeMaxSec = cfg.hostOneJobTimeout;
         ExecStopPost = "+${afterHostJob}";
-        Restart = "always";
-        RestartSec = 10;
+        # Never again on the same boot: the next job gets a new machine (afterHostJob).
+        Restart = "no";
         # Other users' processes (the container runtime, sshd sessions) are invisible to the job.
         ProtectProc = "invisible";
         PrivateTmp = true;
         NoNewPrivileges = true;
       };
     };
+
+    systemd.services.runner-ssh-host-keys = {
+      description = "Print the SSH host key fingerprints";
+      wantedBy = [ "multi-user.target" ];
+      # sshd-keygen.service makes the keys in current NixOS, sshd's own start did before; ordering
+      # after a unit that does not exist is no error (systemd.unit(5) After=: from memory).
+      after = [
+        "sshd-keygen.service"
+        "sshd.service"
+      ];
+      environment.HOST_KEY_DIR = "/etc/ssh";
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = printHostKeys;
+        # StandardOutput=journal+console: systemd.exec(5) (from memory); an exec-context setting
+        # in load-fragment-gperf.gperf.in @ 00f37365.
+        StandardOutput = "journal+console";
+      };
+    };
+
+    # `one-job --url/--uuid/--token-url` came with forgejo-runner 12.8.0 (#1457; the release is
+    # inferred from the Forgejo repository's runner bumps: ../shared/reference/
+    # forgejo-ephemeral-runners.md, 3.1). An older runner would reject the flags and the host
+    # machine would reboot in a loop. (assertions: nixos/modules/misc/assertions.nix; not
+    # re-read: from memory. lib.versionAtLeast: nixpkgs lib strings.nix @ de42d442.)
+    assertions = [
+      {
+        assertion = lib.versionAtLeast cfg.package.version "12.8.0";
+        message = "runnerImage.package: host mode needs forgejo-runner 12.8.0 or later (one-job --url --uuid --token-url), this is ${cfg.package.version}";
+      }
+    ];
   };
 }

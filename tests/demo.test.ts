@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { brokerBootMissing } from "./support/netboot-vm.ts";
+import { qemuMissing } from "./support/netboot-vm.ts";
 import { cleanEnv, ROOT, runBun, runScript } from "./support/run.ts";
 
 const DEMO = join(ROOT, "demo", "demo.ts");
@@ -36,7 +36,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
   expect(stderr).toMatch(/published: http:\/\/127\.0\.0\.1:\d+\/demo\/runner-images\/releases\/tag\/boot-v0\.1\.0/);
   expect(stderr).toContain("signature  good, by demo@runner-images");
   expect(stderr).toContain("verified: 4 files match the statement, signed by demo@runner-images");
-  if (brokerBootMissing() === null) {
+  if (qemuMissing() === null) {
     expect(stderr).toMatch(/netboot-fixture: cmdline: .* runner\.config_url=https:\/\/10\.0\.2\.100:\d+\/v1\/machines\/52-54-00-12-34-56\/runner\.env/);
     expect(stderr).toContain("the release server saw downloads of: netboot-x86_64.ipxe, bzImage-x86_64, initrd-x86_64");
     expect(stderr).toMatch(/netboot-fixture: \.runner 600 root \/run\/forgejo-runner\/container\.runner \{"uuid":"[0-9a-f-]{36}","name":"demo-vm-[0-9a-f-]{36}","address":"http:\/\/127\.0\.0\.1:\d+","token":"\[redacted\]"\}/);
@@ -46,7 +46,7 @@ test("bun run demo builds, publishes, verifies (signed) and boots a release, the
     expect(stderr).toContain('"event":"served"');
     expect(stderr).toContain("proven:");
   } else {
-    expect(stderr).toContain(`skipped: ${brokerBootMissing()}`);
+    expect(stderr).toContain(`skipped: ${qemuMissing()}`);
   }
   // What to run next with a real server: flags the scripts know, and a release verify-release accepts.
   const next = nextCommands(stderr);

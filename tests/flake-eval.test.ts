@@ -11,8 +11,8 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
+import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { TARGETS, type ImageKind } from "../scripts/lib/build/targets.ts";
@@ -56,6 +56,10 @@ interface MachineFacts {
     hostUserGroups: string[];
     hostCredential: string;
     hostAfterJob: string;
+    hostBeforeJob: string[];
+    hostEnvironment: Record<string, string>;
+    hostHome: string;
+    hostTokenFile: string;
     containerUser: string;
     containerUserGroups: string[];
     trustedInterfaces: string[];
@@ -64,8 +68,11 @@ interface MachineFacts {
   wiring: {
     secretEnv: Record<string, string>;
     runners: Record<"forgejo-runner" | "forgejo-runner-host", { user: string; condition: string; config: any }>;
+    host: { ExecStart: string; EnvironmentFile: string; RuntimeMaxSec: string; TimeoutStartSec: string; Restart: string };
     containerPorts: Record<string, number[]>;
   };
+  hostKeys: { script: string; environment: Record<string, string>; wantedBy: string[]; after: string[]; StandardOutput: string; Type: string };
+  assertions: { assertion: boolean; message: string }[];
   runnerImage: Record<string, unknown>;
 }
 
@@ -193,51 +200,197 @@ describe.skipIf(!HAVE_LIB)(
       expect(access.ptraceScope).toBe(1);
     });
 
-    // systemd runs ExecStopPost with EXIT_CODE and EXIT_STATUS set (systemd.exec(5)); "+" runs it
-    // as root. Its commands (stub store paths here) are replaced by recorders.
-    describe("after the host runner ends (its ExecStopPost, run under bash)", () => {
-      async function afterJob(attr: string, env: Record<string, string>) {
-        const { hostAfterJob } = machines()[attr]!.jobAccess;
-        expect(hostAfterJob.startsWith("+")).toBe(true);
-        const dir = await mkdtemp(join(scratch, "after-job-"));
-        const recorded = join(dir, "commands");
-        await writeFile(recorded, "");
-        const commands = new Set<string>();
-        const script = hostAfterJob.slice(1).replace(/\/nix\/store\/[0-9a-z]{32}-[^/\s]+\/bin\/([\w-]+)/g, (_, command: string) => {
-          commands.add(command);
-          return join(dir, command);
-        });
-        for (const command of commands) {
-          await writeFile(join(dir, command), `#!/bin/bash\nprintf '%s\\n' "${command} $*" >>${recorded}\n`, { mode: 0o755 });
-        }
-        const result = spawnSync("bash", ["-euo", "pipefail", "-c", script], { encoding: "utf8", env: { PATH: process.env.PATH, ...env } });
-        return { ...result, commands: (await readFile(recorded, "utf8")).split("\n").filter(Boolean) };
-      }
-      const attrs = TARGETS.map((t) => t.attr);
-
-      test.each(attrs)("%s: exit status 1 (one-job took no task): no reboot, the credential stays", async (attr) => {
-        const result = await afterJob(attr, { EXIT_CODE: "exited", EXIT_STATUS: "1" });
-        expect(result.status).toBe(0);
-        expect(result.commands).toEqual([]);
+    /**
+     * Runs one of the project's unit scripts (as evaluated: its text) under bash. Store-path
+     * commands in it become recorders in a scratch directory, except those in `real`, which
+     * become the command of that name on this machine's PATH; `paths` replaces literal paths.
+     */
+    async function runUnitScript(script: string, env: Record<string, string>, real: string[] = [], paths: Record<string, string> = {}) {
+      const dir = await mkdtemp(join(scratch, "unit-script-"));
+      const recorded = join(dir, "commands");
+      await writeFile(recorded, "");
+      const commands = new Set<string>();
+      let text = script.replace(/\/nix\/store\/[0-9a-z]{32}-[^/\s]+\/bin\/([\w-]+)/g, (_, command: string) => {
+        if (real.includes(command)) return Bun.which(command) ?? `/nonexistent/${command}`;
+        commands.add(command);
+        return join(dir, command);
       });
+      for (const [from, to] of Object.entries(paths)) text = text.split(from).join(to);
+      for (const command of commands) {
+        await writeFile(join(dir, command), `#!/bin/bash\nprintf '%s\\n' "${command} $*" >>${recorded}\n`, { mode: 0o755 });
+      }
+      const child = Bun.spawn(["bash", "-euo", "pipefail", "-c", text], { env: { PATH: process.env.PATH, ...env }, stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+      return { status, stdout, stderr, commands: (await readFile(recorded, "utf8")).split("\n").filter(Boolean) };
+    }
+    const attrs = TARGETS.map((t) => t.attr);
 
-      const afterATask: [string, Record<string, string>][] = [
-        ["exit 0 after a task", { EXIT_CODE: "exited", EXIT_STATUS: "0" }],
-        ["exit 2 (a Go panic)", { EXIT_CODE: "exited", EXIT_STATUS: "2" }],
-        ["killed by a signal", { EXIT_CODE: "killed", EXIT_STATUS: "KILL" }],
-        ["a core dump", { EXIT_CODE: "dumped", EXIT_STATUS: "ABRT" }],
+    // docs/machine-credential.md, "One job per boot". systemd runs ExecStopPost with EXIT_CODE,
+    // EXIT_STATUS and SERVICE_RESULT set (systemd.exec(5)), after any end of the main process;
+    // "+" runs it as root. Its commands (stub store paths here) are replaced by recorders.
+    describe("after the host runner's one-job ends, however it ends (its ExecStopPost, run under bash)", () => {
+      const ends: [string, Record<string, string>][] = [
+        ["exit 0 (after a task, or SIGTERM while waiting)", { EXIT_CODE: "exited", EXIT_STATUS: "0", SERVICE_RESULT: "success" }],
+        ["exit 1 (an error, a log.Fatal in a task included)", { EXIT_CODE: "exited", EXIT_STATUS: "1", SERVICE_RESULT: "exit-code" }],
+        ["exit 2 (no task received)", { EXIT_CODE: "exited", EXIT_STATUS: "2", SERVICE_RESULT: "exit-code" }],
+        ["killed by a signal", { EXIT_CODE: "killed", EXIT_STATUS: "KILL", SERVICE_RESULT: "signal" }],
+        ["a core dump", { EXIT_CODE: "dumped", EXIT_STATUS: "ABRT", SERVICE_RESULT: "core-dump" }],
+        ["its hard time limit (RuntimeMaxSec=)", { EXIT_CODE: "killed", EXIT_STATUS: "TERM", SERVICE_RESULT: "timeout" }],
         ["no exit information", {}],
       ];
-      test.each(attrs.flatMap((attr) => afterATask.map(([what, env]) => [attr, what, env] as const)))(
+      test.each(attrs.flatMap((attr) => ends.map(([what, env]) => [attr, what, env] as const)))(
         "%s: %s: the credential goes, then the machine reboots",
         async (attr, _what, env) => {
-          const result = await afterJob(attr, env);
+          const { hostAfterJob, hostTokenFile } = machines()[attr]!.jobAccess;
+          const { EnvironmentFile } = machines()[attr]!.wiring.host;
+          expect(hostAfterJob.startsWith("+")).toBe(true);
+          const result = await runUnitScript(hostAfterJob.slice(1), env);
           expect(result.status).toBe(0);
           expect(result.stdout).toContain("rebooting for a clean machine");
-          expect(result.commands).toEqual([`rm -f ${machines()[attr]!.jobAccess.hostCredential}`, "systemctl --no-block reboot"]);
+          if (env.SERVICE_RESULT) expect(result.stdout).toContain(`result ${env.SERVICE_RESULT}`);
+          expect(result.commands).toEqual([`rm -f ${hostTokenFile} ${EnvironmentFile}`, "systemctl --no-block reboot"]);
         },
       );
+
+      test.each(attrs)("%s: the unit never restarts one-job on the same boot, and has a hard time limit", (attr) => {
+        const { Restart, RuntimeMaxSec } = machines()[attr]!.wiring.host;
+        expect(Restart).toBe("no");
+        expect(RuntimeMaxSec).toBe(machines()[attr]!.runnerImage["runnerImage.hostOneJobTimeout"] as string);
+        expect(RuntimeMaxSec).toMatch(/^[1-9][0-9]*(s|min|h)$/);
+      });
     });
+
+    describe("before the host runner's one-job (its ExecStartPre steps, run under bash)", () => {
+      // one-job exits 1 at once when Forgejo does not answer its Declare, and every exit reboots
+      test.each(attrs)("%s: it waits, without a time limit, until Forgejo answers, then goes on", async (attr) => {
+        const { hostBeforeJob, hostEnvironment } = machines()[attr]!.jobAccess;
+        const [wait] = hostBeforeJob;
+        expect(wait!.startsWith("+")).toBe(false); // as the runner's user: nothing needs root here
+        expect(machines()[attr]!.wiring.host.TimeoutStartSec).toBe("infinity");
+        expect(Number(hostEnvironment.WAIT_SECONDS)).toBeGreaterThan(0);
+        const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+        const port = probe.port;
+        probe.stop(true);
+        let late: ReturnType<typeof Bun.serve> | undefined;
+        const timer = setTimeout(() => {
+          // any answer will do: a 404 from a server that is up
+          late = Bun.serve({ hostname: "127.0.0.1", port, fetch: () => new Response("no", { status: 404 }) });
+        }, 2500);
+        const result = await runUnitScript(wait!, { RUNNER_URL: `http://127.0.0.1:${port}`, WAIT_SECONDS: "1" }, ["curl", "sleep"]);
+        clearTimeout(timer);
+        late?.stop(true);
+        expect(result.status).toBe(0);
+        expect(result.stdout).toContain(`forgejo-runner-host: http://127.0.0.1:${port} does not answer (curl exit status 7); waiting 1s before starting one-job`);
+        expect(late).toBeDefined();
+      }, 30_000);
+
+      test.each(attrs)("%s: HOME is emptied: files, hidden files, directories (one the job made unreadable) and symlinks go; what a symlink points at stays", async (attr) => {
+        const { hostHome } = machines()[attr]!.jobAccess;
+        const hostBeforeJob = machines()[attr]!.jobAccess.hostBeforeJob.at(-1)!;
+        expect(hostBeforeJob.startsWith("+")).toBe(true);
+        // HOME holds the work directory and the action cache (the runner's host.workdir_parent)
+        const { config } = machines()[attr]!.wiring.runners["forgejo-runner-host"];
+        expect(config.host.workdir_parent.startsWith(`${hostHome}/`)).toBe(true);
+        const dir = await mkdtemp(join(scratch, "home-"));
+        const home = join(dir, "home");
+        const outside = join(dir, "outside");
+        await mkdir(join(home, "work", "owner", "repo", ".git", "hooks"), { recursive: true });
+        await writeFile(join(home, "work", "owner", "repo", ".git", "hooks", "post-checkout"), "#!/bin/sh\n");
+        await mkdir(join(home, ".cache", "act"), { recursive: true });
+        await writeFile(join(home, ".bashrc"), "planted\n");
+        await writeFile(join(home, ".gitconfig"), "[core]\n");
+        await mkdir(join(home, "locked"));
+        await writeFile(join(home, "locked", "x"), "x");
+        await mkdir(outside);
+        await writeFile(join(outside, "keep"), "keep");
+        await symlink(outside, join(home, "link-to-outside"));
+        spawnSync("chmod", ["000", join(home, "locked")]);
+        const result = await runUnitScript(hostBeforeJob.slice(1), {}, ["find", "rm", "ls"], { [hostHome]: home });
+        expect(result.stderr).toBe("");
+        expect(result.status).toBe(0);
+        expect(readdirSync(home)).toEqual([]);
+        expect(readdirSync(outside)).toEqual(["keep"]);
+      });
+
+      test.each(attrs)("%s: a HOME that cannot be emptied fails the start (and the failure reboots)", async (attr) => {
+        const { hostHome } = machines()[attr]!.jobAccess;
+        const hostBeforeJob = machines()[attr]!.jobAccess.hostBeforeJob.at(-1)!;
+        const home = join(await mkdtemp(join(scratch, "home-")), "home");
+        await mkdir(home);
+        await writeFile(join(home, "stays"), "");
+        // rm that removes nothing: as if a file could not be deleted
+        const result = await runUnitScript(hostBeforeJob.slice(1), {}, ["find", "ls"], { [hostHome]: home });
+        expect(result.status).toBe(1);
+        expect(result.stdout).toContain("could not empty");
+      });
+    });
+
+    // The host runner's connection: what runner-secret.sh writes is what the command line reads.
+    test.each(attrs)("%s: host mode runs one-job --wait with the connection runner-secret.sh writes (url, uuid, token file)", async (attr) => {
+      const { wiring, jobAccess } = machines()[attr]!;
+      const script = await readFile(join(ROOT, "nix", "runner-secret.sh"), "utf8");
+      const dir = wiring.secretEnv.RUNNER_DIR!;
+      // the environment file: its name and the variables the script writes into it
+      const envFile = script.match(/install_file "\$RUNNER_DIR\/([\w.]+)" 0644 root/)?.[1];
+      expect(`${dir}/${envFile}`).toBe(wiring.host.EnvironmentFile);
+      const written = [...(script.match(/printf '((?:\w+=%s\\n)+)'/)?.[1] ?? "").matchAll(/([A-Z_]+)=%s/g)].map((m) => m[1]);
+      expect(written.sort()).toEqual(["RUNNER_URL", "RUNNER_UUID"]);
+      const argv = wiring.host.ExecStart.split(" ");
+      expect(argv[0]).toMatch(/\/bin\/forgejo-runner$/);
+      expect(argv[1]).toBe("one-job");
+      const flag = (name: string) => argv[argv.indexOf(name) + 1];
+      expect(flag("--url")).toBe("${RUNNER_URL}");
+      expect(flag("--uuid")).toBe("${RUNNER_UUID}");
+      expect(flag("--token-url")).toBe(`file:${jobAccess.hostTokenFile}`);
+      expect(argv).toContain("--wait");
+      // no `.runner` file the connection would conflict with: the one the config names is one
+      // the script deletes and never writes
+      const runnerFile = wiring.runners["forgejo-runner-host"].config.runner.file;
+      expect(runnerFile.startsWith(`${dir}/`)).toBe(true);
+      const name = runnerFile.slice(dir.length + 1);
+      expect(script).toContain(`rm -f "$RUNNER_DIR/container.runner" "$RUNNER_DIR/host.token" "$RUNNER_DIR/host.env" "$RUNNER_DIR/${name}"`);
+      expect(script).not.toMatch(new RegExp(`(install_file|>) *"?\\$RUNNER_DIR/${name.replace(".", "\\.")}`));
+    });
+
+    test.each(attrs)("%s: an image whose forgejo-runner predates one-job's connection flags (12.8.0) does not build", async (attr) => {
+      expect(machines()[attr]!.assertions.map((a) => a.message)).toEqual([expect.stringContaining("forgejo-runner 12.8.0 or later")]);
+    });
+
+    test("the runner version assertion holds from 12.8.0 on", async () => {
+      const versions = { "12.7.3": false, "12.8.0": true, "12.10.1": true, "13.1.0": true };
+      for (const [version, holds] of Object.entries(versions)) {
+        const result = await evalWithNetbootDefinition(`runner-${version}`, `runnerImage.package = { type = "derivation"; name = "forgejo-runner-${version}"; version = "${version}"; outPath = "/nix/store/${"0".repeat(32)}-forgejo-runner-${version}"; };`);
+        expect(result.ok, result.stderr).toBe(true);
+        const machine = Object.values<MachineFacts>(result.value).find((m) => m.isoFileName === null)!;
+        expect({ version, holds: machine.assertions[0]!.assertion }).toEqual({ version, holds });
+      }
+    });
+
+    // issue 20 item 10: the machine's SSH host keys are new at every boot; an operator checks them
+    // against the console before trusting a first `ssh`.
+    test.each(attrs)("%s: the SSH host key fingerprints are printed to the console and the journal at boot, as ssh-keygen computes them", async (attr) => {
+      const { hostKeys } = machines()[attr]!;
+      expect(hostKeys.StandardOutput).toBe("journal+console");
+      expect(hostKeys.wantedBy).toContain("multi-user.target");
+      expect(hostKeys.after).toEqual(expect.arrayContaining(["sshd-keygen.service", "sshd.service"]));
+      expect(hostKeys.environment.HOST_KEY_DIR).toBe("/etc/ssh");
+      const keyDir = await mkdtemp(join(scratch, "ssh-"));
+      const expected: string[] = [];
+      for (const type of ["ed25519", "ecdsa"]) {
+        const key = join(keyDir, `ssh_host_${type}_key`);
+        expect(spawnSync("ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "root@forgejo-runner", "-f", key]).status).toBe(0);
+        expected.push(spawnSync("ssh-keygen", ["-l", "-f", `${key}.pub`], { encoding: "utf8" }).stdout.trim());
+      }
+      const result = await runUnitScript(hostKeys.script, { HOST_KEY_DIR: keyDir }, ["ssh-keygen"]);
+      expect(result.status).toBe(0);
+      const lines = result.stdout.trim().split("\n");
+      expect(lines.sort()).toEqual(expected.map((fp) => `runner-ssh-host-key: ${fp}`).sort());
+      for (const line of lines) expect(line).toMatch(/^runner-ssh-host-key: \d+ SHA256:[A-Za-z0-9+/]{43} root@forgejo-runner \((ED25519|ECDSA)\)$/);
+      // no keys: a line saying so, and the unit fails (visible in `systemctl --failed`)
+      const none = await runUnitScript(hostKeys.script, { HOST_KEY_DIR: await mkdtemp(join(scratch, "ssh-none-")) }, ["ssh-keygen"]);
+      expect(none.status).toBe(1);
+      expect(none.stdout).toContain("runner-ssh-host-key: no SSH host key in");
+    }, 30_000);
 
     test("the ISO is written under the name targets.json publishes", async () => {
       const packages = mustEval(flakeDir, "packages");
@@ -415,7 +568,9 @@ describe.skipIf(!HAVE_LIB)(
     // anywhere leaves the runner skipped (its condition never met), or reading the other
     // mode's credential, or the file owned by a user the daemon is not.
     test.each(TARGETS.map((t) => t.attr))("%s: each mode's credential is written for, waited for and read by its own runner", async (attr) => {
-      const { secretEnv, runners } = machines()[attr]!.wiring;
+      const { secretEnv, runners: units, host } = machines()[attr]!.wiring;
+      const tokenUrl = host.ExecStart.split(" ")[host.ExecStart.split(" ").indexOf("--token-url") + 1];
+      const runners = { ...units, "forgejo-runner-host": { ...units["forgejo-runner-host"], tokenUrl } } as Record<string, (typeof units)["forgejo-runner"] & { tokenUrl?: string }>;
       // What the script writes, per mode: `<mode>) owner=$<USER VAR> file=$RUNNER_DIR/<name>`.
       const script = await readFile(join(ROOT, "nix", "runner-secret.sh"), "utf8");
       const writes = Object.fromEntries(
@@ -425,11 +580,14 @@ describe.skipIf(!HAVE_LIB)(
       expect(Object.keys(writes).sort()).toEqual(["container", "host"]);
       for (const [mode, unit] of Object.entries(unitOf)) {
         const { ownerVar, name } = writes[mode]!;
-        const runner = runners[unit];
+        const runner = runners[unit]!;
         const file = `${secretEnv.RUNNER_DIR}/${name}`;
         expect({ mode, owner: secretEnv[ownerVar] }).toEqual({ mode, owner: runner.user });
         expect({ mode, condition: runner.condition }).toEqual({ mode, condition: file });
-        expect({ mode, runnerFile: runner.config.runner.file }).toEqual({ mode, runnerFile: file });
+        // container: the daemon reads the `.runner` file; host: one-job reads the token file
+        // (its command line: the test "host mode runs one-job --wait with the connection ...")
+        if (mode === "container") expect({ mode, runnerFile: runner.config.runner.file }).toEqual({ mode, runnerFile: file });
+        else expect({ mode, tokenUrl: runner.tokenUrl }).toEqual({ mode, tokenUrl: `file:${file}` });
       }
     });
 

@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stageNetbootRelease, STAGE_MACHINE, STAGE_REPO, STAGE_TAG, type NetbootStage } from "./support/netboot-release.ts";
-import { bootChain, brokerBootMissing, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
+import { bootChain, cmdlineSeen, GUEST_MAC, GUEST_MAC_HEXHYP, guestUrl, operatorCmdline, operatorScript, qemuMissing, serveFiles, type BootResult } from "./support/netboot-vm.ts";
 import { ask } from "./support/broker.ts";
 
-const cannotBoot = brokerBootMissing();
+const cannotBoot = qemuMissing();
 
 describe.skipIf(cannotBoot !== null)(`the published netboot chain boots in QEMU against the boot broker${cannotBoot ? ` (skipped: ${cannotBoot})` : ""}`, () => {
   let stage: NetbootStage | undefined;

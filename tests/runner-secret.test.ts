@@ -22,8 +22,14 @@ const UUID = "30313233-3435-3637-3839-616263646566";
 // The part that is not a public identifier. It shares no 8 characters with the public part (which
 // the script logs as the runner id), so a leak of any piece of it shows.
 const SECRET_PROPER = SECRET.slice(16);
-const SECRET_PIECES = Array.from({ length: SECRET_PROPER.length - 7 }, (_, i) => SECRET_PROPER.slice(i, i + 8));
-/** The pieces of the secret proper that `text` holds (none, if nothing leaked). */
+// A single-use registration as the boot broker hands it out (docs/boot-broker.md): the uuid and
+// id are public, the token is not.
+const REG_UUID = "d4637a60-7fea-4075-a81c-7e4ae01bdf0d";
+const TOKEN = "e1f3d26e034687a2b6856c4c6c3d87a469ff3bea";
+const REG_ID = "5";
+const pieces = (text: string) => Array.from({ length: text.length - 7 }, (_, i) => text.slice(i, i + 8));
+const SECRET_PIECES = [...pieces(SECRET_PROPER), ...pieces(TOKEN)];
+/** The pieces of the secret proper or of the token that `text` holds (none, if nothing leaked). */
 const leakedPieces = (text: string) => SECRET_PIECES.filter((piece) => text.includes(piece));
 const CONTAINER_USER = "nobody";
 const HOST_USER = "daemon";
@@ -57,6 +63,8 @@ let https: ReturnType<typeof Bun.serve>;
 let http: ReturnType<typeof Bun.serve>;
 /** What the servers answer at /runner.env; set per test. */
 let served = "";
+/** The Runner-Boot-Id header of each request to the https server, in order. */
+let bootIds: (string | null)[] = [];
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), "runner-secret-test-"));
@@ -89,8 +97,11 @@ afterAll(async () => {
 
 function route(req: Request): Response {
   const path = new URL(req.url).pathname;
+  bootIds.push(req.headers.get("runner-boot-id"));
   if (path === "/to-http") return Response.redirect(`http://127.0.0.1:${http.port}/runner.env`, 302);
   if (path === "/missing") return new Response("no", { status: 404 });
+  // the boot broker's answer to a second request of the same boot (docs/boot-broker.md)
+  if (path === "/served-already") return new Response("this boot was served", { status: 409 });
   return new Response(served);
 }
 
@@ -116,6 +127,7 @@ async function run(cmdline: string, extra: Record<string, string> = {}, during?:
   const argvLog = join(dir, "argv");
   await writeFile(argvLog, "");
   const runnerDir = join(dir, "run-forgejo-runner");
+  await writeFile(join(dir, "boot_id"), `${BOOT_ID}\n`);
   const child = Bun.spawn([...asTheUnit, "/bin/bash", SCRIPT], {
     env: {
       PATH: wrappers,
@@ -132,6 +144,7 @@ async function run(cmdline: string, extra: Record<string, string> = {}, during?:
       DEFAULT_NAME: "boot-test",
       FETCH_ATTEMPTS: "3",
       FETCH_FIRST_DELAY: "1",
+      BOOT_ID_FILE: join(dir, "boot_id"),
       ...extra,
     },
     stdout: "pipe",
@@ -150,14 +163,27 @@ async function run(cmdline: string, extra: Record<string, string> = {}, during?:
   return { code, log, argv, dir, runnerDir };
 }
 
+const BOOT_ID = "6f1e9c3a-52d4-4b7e-9a0c-2d8f4e6b1a37";
 const configUrl = (path = "/runner.env") => `runner.config_url=https://127.0.0.1:${https.port}${path}`;
 const good = { FORGEJO_RUNNER_SECRET: SECRET, FORGEJO_URL: "https://forgejo.example.org", FORGEJO_RUNNER_NAME: "rack1-node3" };
-const credential = (o: Outcome, mode = "container") => join(o.runnerDir, `${mode}.runner`);
+const credential = (o: Outcome, mode = "container") => join(o.runnerDir, mode === "host" ? "host.token" : `${mode}.runner`);
+/** The broker's runner.env for a single-use registration (Forgejo >= 15). */
+const minted = (mode: string, ephemeral = mode === "host" ? "1" : "0") => ({
+  FORGEJO_URL: "https://forgejo.example.org",
+  FORGEJO_RUNNER_NAME: `rack1-node3-${BOOT_ID}`,
+  FORGEJO_RUNNER_MODE: mode,
+  FORGEJO_RUNNER_UUID: REG_UUID,
+  FORGEJO_RUNNER_TOKEN: TOKEN,
+  FORGEJO_RUNNER_REGISTRATION_ID: REG_ID,
+  FORGEJO_RUNNER_EPHEMERAL: ephemeral,
+  FORGEJO_RUNNER_LABELS: "nix-host-one-job",
+});
+const ls = (dir: string) => Bun.spawnSync(["ls", "-A", dir]).stdout.toString().split("\n").filter(Boolean).sort();
 const exists = (path: string) => Bun.file(path).exists();
 
 describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
   test("runs with the unit's capability bounding set, read from nix/runner.nix", () => {
-    expect([...UNIT_CAPABILITIES].sort()).toEqual(["chown", "sys_admin"]);
+    expect([...UNIT_CAPABILITIES].sort()).toEqual(["chown", "dac_read_search", "sys_admin"]);
   });
 
   test("fetches runner.env over https and writes the runner's own .runner: exact bytes, uuid from the secret, 0600, the runner user's, in a root-owned 0755 directory", async () => {
@@ -195,14 +221,70 @@ describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
     expect(curl).toEqual(expect.arrayContaining(["--proto", "=https", "--proto-redir", "=https"]));
   });
 
-  test("a `host` mode runner.env gives host.runner, owned by the host runner's user, and no container credential", async () => {
+  test("a single-use registration in host mode: the token alone, without a newline, 0600 and the host runner's; url and uuid beside it; no warning", async () => {
+    served = env(minted("host"));
+    bootIds = [];
+    const o = await run(configUrl());
+    expect(o.code).toBe(0);
+    expect(o.log).toContain(`runner credential ready: mode host, single-use registration ${REG_ID}, uuid ${REG_UUID}, name 'rack1-node3-${BOOT_ID}', instance https://forgejo.example.org`);
+    expect(o.log).not.toContain("WARNING");
+    expect(await readFile(credential(o, "host"), "utf8")).toBe(TOKEN);
+    const token = await stat(credential(o, "host"));
+    expect({ uid: token.uid, mode: token.mode & 0o7777 }).toEqual({ uid: uidOf(HOST_USER), mode: 0o600 });
+    expect(await readFile(join(o.runnerDir, "host.env"), "utf8")).toBe(`RUNNER_URL=https://forgejo.example.org\nRUNNER_UUID=${REG_UUID}\n`);
+    const connection = await stat(join(o.runnerDir, "host.env"));
+    expect({ uid: connection.uid, mode: connection.mode & 0o7777 }).toEqual({ uid: 0, mode: 0o644 });
+    // nothing else: no container credential, no `.runner` that would conflict with the flags
+    expect(ls(o.runnerDir)).toEqual(["host.env", "host.token"]);
+    // the request said which boot it is for
+    expect(bootIds).toEqual([BOOT_ID]);
+  });
+
+  test("a long-lived secret in host mode: token and uuid derived as forgejo-runner does, with a warning that every host job can read it", async () => {
     served = env({ ...good, FORGEJO_RUNNER_MODE: "host" });
     const o = await run(configUrl());
     expect(o.code).toBe(0);
-    expect(await exists(credential(o))).toBe(false);
-    const st = await stat(credential(o, "host"));
-    expect({ uid: st.uid, mode: st.mode & 0o7777 }).toEqual({ uid: uidOf(HOST_USER), mode: 0o600 });
-    expect(await readFile(credential(o, "host"), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
+    expect(await readFile(credential(o, "host"), "utf8")).toBe(SECRET);
+    expect(await readFile(join(o.runnerDir, "host.env"), "utf8")).toBe(`RUNNER_URL=https://forgejo.example.org\nRUNNER_UUID=${UUID}\n`);
+    expect(o.log).toContain("WARNING: host mode with a long-lived credential: every host job can read it");
+    expect(ls(o.runnerDir)).toEqual(["host.env", "host.token"]);
+  });
+
+  test("a reusable registration in container mode: the daemon's .runner with its uuid, token and id", async () => {
+    served = env(minted("container"));
+    const o = await run(configUrl());
+    expect(o.code).toBe(0);
+    const runner = JSON.parse(await readFile(credential(o), "utf8"));
+    expect(runner).toMatchObject({ id: Number(REG_ID), uuid: REG_UUID, token: TOKEN, name: `rack1-node3-${BOOT_ID}`, address: "https://forgejo.example.org" });
+    expect(o.log).toContain(`runner credential ready: mode container, registration ${REG_ID}, uuid ${REG_UUID}`);
+    expect(ls(o.runnerDir)).toEqual(["container.runner"]);
+  });
+
+  test("a single-use registration in container mode is refused: the daemon refuses ephemeral runners", async () => {
+    served = env(minted("container", "1"));
+    const o = await run(configUrl());
+    expect(o.code).toBe(1);
+    expect(o.log).toContain("a single-use (ephemeral) registration cannot run in container mode: forgejo-runner daemon refuses ephemeral runners since 12.8.0");
+    expect(ls(o.runnerDir)).toEqual([]);
+  });
+
+  test("a 409 from the boot broker (this boot was served already) is final: one request, no credential", async () => {
+    served = env(minted("host"));
+    const o = await run(configUrl("/served-already"));
+    expect(o.code).toBe(1);
+    expect(o.log).toContain("the configuration server answered HTTP 409 (this boot's credential was already handed out");
+    expect(o.argv.filter((a) => a[0] === "curl").length).toBe(1);
+    expect(await exists(credential(o, "host"))).toBe(false);
+  });
+
+  test("a name of up to 100 characters (the broker's <machine>-<boot id>) is accepted, 101 is not", async () => {
+    const long = "m".repeat(100);
+    served = env({ ...minted("host"), FORGEJO_RUNNER_NAME: long });
+    expect((await run(configUrl())).code).toBe(0);
+    served = env({ ...minted("host"), FORGEJO_RUNNER_NAME: `${long}x` });
+    const o = await run(configUrl());
+    expect(o.code).toBe(1);
+    expect(o.log).toContain("FORGEJO_RUNNER_NAME may only hold letters, digits, '.', '_' and '-' (at most 100)");
   });
 
   test("the name defaults to <DEFAULT_NAME>-<first 8 characters of the runner id>, the URL to DEFAULT_URL (trailing slash dropped)", async () => {
@@ -247,6 +329,13 @@ describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
     ["a plain http FORGEJO_URL", configUrl, { ...good, FORGEJO_URL: "http://forgejo.example.org" }, "FORGEJO_URL is a plain http URL; use https"],
     ["a name with spaces", configUrl, { ...good, FORGEJO_RUNNER_NAME: "rack 1" }, "FORGEJO_RUNNER_NAME may only hold"],
     ["an unknown mode", configUrl, { ...good, FORGEJO_RUNNER_MODE: "vm" }, "FORGEJO_RUNNER_MODE must be container or host"],
+    ["both a secret and a registration", configUrl, { ...minted("host"), FORGEJO_RUNNER_SECRET: SECRET }, "runner.env holds both FORGEJO_RUNNER_SECRET and FORGEJO_RUNNER_UUID/FORGEJO_RUNNER_TOKEN; give one credential"],
+    ["a registration without its token", configUrl, { ...minted("host"), FORGEJO_RUNNER_TOKEN: "" }, "FORGEJO_RUNNER_TOKEN is missing or is not 40 hexadecimal characters"],
+    ["a token that is not 40 hex characters", configUrl, { ...minted("host"), FORGEJO_RUNNER_TOKEN: `${TOKEN.slice(0, 39)}z` }, "FORGEJO_RUNNER_TOKEN is missing or is not 40 hexadecimal characters"],
+    ["a token without its registration's uuid", configUrl, { ...minted("host"), FORGEJO_RUNNER_UUID: "" }, "FORGEJO_RUNNER_UUID is missing or is not a UUID"],
+    ["a uuid that is not one", configUrl, { ...minted("host"), FORGEJO_RUNNER_UUID: `${REG_UUID.slice(0, 35)}"` }, "FORGEJO_RUNNER_UUID is missing or is not a UUID"],
+    ["a registration id that is not a number", configUrl, { ...minted("host"), FORGEJO_RUNNER_REGISTRATION_ID: "05" }, "FORGEJO_RUNNER_REGISTRATION_ID must be a number"],
+    ["an ephemeral flag that is neither 1 nor 0", configUrl, { ...minted("host"), FORGEJO_RUNNER_EPHEMERAL: "yes" }, "FORGEJO_RUNNER_EPHEMERAL must be 1 or 0"],
   ];
   test.each(rejections)("refuses %s: exit 1, one line saying why, no credential", async (_what, cmdline, lines, message) => {
     served = env(lines);
@@ -254,7 +343,7 @@ describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
     expect(o.code).toBe(1);
     expect(o.log).toContain(`forgejo-runner-secret: ${message}`);
     expect(o.log).toContain("the runner will not start");
-    expect(await exists(credential(o))).toBe(false);
+    expect(ls(o.runnerDir)).toEqual([]);
   });
 
   test("a TLS certificate curl does not trust is refused, without retrying", async () => {
@@ -291,7 +380,7 @@ describe.skipIf(!isRoot)("runner-secret.sh (as root, like the unit)", () => {
     served = env(good);
     let late: ReturnType<typeof Bun.serve> | undefined;
     const o = await run(`runner.config_url=https://127.0.0.1:${port}/runner.env`, { FETCH_ATTEMPTS: "5" }, async () => {
-      await Bun.sleep(1500);
+      await Bun.sleep(2200);
       late = Bun.serve({ hostname: "127.0.0.1", port, tls: { cert: tls.cert, key: tls.key }, fetch: route });
     });
     late?.stop(true);
@@ -400,6 +489,34 @@ func main() {
       expect(o.argv.find((a) => a[0] === "mount")).toEqual(expect.arrayContaining(["-o", "ro,nosuid,nodev,noexec"]));
       expect(o.argv.some((a) => a[0] === "umount")).toBe(true);
       expect(Bun.spawnSync(["findmnt", "--source", device]).exitCode).not.toBe(0);
+    } finally {
+      Bun.spawnSync(["losetup", "--detach", device]);
+    }
+  });
+
+  // issue 22, audit item 4: ext4 keeps owners, so a stick written by the operator holds a 0600
+  // file of their uid, in a root directory that may be theirs and 0700 too. The unit runs as root
+  // without CAP_DAC_OVERRIDE; CAP_DAC_READ_SEARCH (in its bounding set) lets it read the file.
+  test.skipIf(!loopDevices)("reads a runner.env that is another user's 0600 file, in a 0700 directory of theirs, on an ext4 stick", async () => {
+    const dir = await mkdtemp(join(scratch, "ext4-"));
+    const content = join(dir, "content");
+    await mkdir(content);
+    await writeFile(join(content, "runner.env"), env(good), { mode: 0o600 });
+    Bun.spawnSync(["chown", "-R", "1000:1000", content]);
+    await chmod(content, 0o700);
+    const image = join(dir, "stick.img");
+    const made = Bun.spawnSync(["mke2fs", "-q", "-t", "ext4", "-L", "RUNNER-CFG", "-E", "root_owner=1000:1000", "-d", content, image, "4M"], { stderr: "pipe" });
+    expect(made.stderr.toString()).toBe("");
+    const loop = Bun.spawnSync(["losetup", "--find", "--show", "--read-only", image], { stdout: "pipe", stderr: "pipe" });
+    const device = loop.stdout.toString().trim();
+    expect(device).toStartWith("/dev/loop");
+    try {
+      const byLabel = await mkdtemp(join(scratch, "by-label-"));
+      await symlink(device, join(byLabel, "RUNNER-CFG"));
+      const o = await run("quiet", { LABEL_DEVICE_DIR: byLabel });
+      expect(o.log).toContain("reading the runner configuration from the filesystem labelled RUNNER-CFG");
+      expect(o.code).toBe(0);
+      expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
     } finally {
       Bun.spawnSync(["losetup", "--detach", device]);
     }

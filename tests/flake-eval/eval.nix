@@ -104,10 +104,23 @@ let
         runners = lib.genAttrs [ "forgejo-runner" "forgejo-runner-host" ] (name: {
           user = config.systemd.services.${name}.serviceConfig.User;
           condition = config.systemd.services.${name}.unitConfig.ConditionPathExists;
+          # the word after --config: the YAML's value as compact JSON (no spaces in these values)
           config = builtins.fromJSON (
-            lib.last (lib.splitString " --config " asText.${name}.serviceConfig.ExecStart)
+            builtins.head (
+              lib.splitString " " (lib.last (lib.splitString " --config " asText.${name}.serviceConfig.ExecStart))
+            )
           );
         });
+        # the host runner's command line and the files it names (runner-secret.sh writes them)
+        host = {
+          inherit (config.systemd.services.forgejo-runner-host.serviceConfig)
+            ExecStart
+            EnvironmentFile
+            RuntimeMaxSec
+            TimeoutStartSec
+            Restart
+            ;
+        };
         containerPorts = lib.mapAttrs (_: i: i.allowedTCPPorts or [ ]) (config.networking.firewall.interfaces or { });
       };
       jobAccess =
@@ -124,11 +137,28 @@ let
           # The host runner's ExecStopPost as a script's text: nix/runner.nix evaluated once more
           # against this machine's config, with a writeShellScript that returns its text.
           hostAfterJob = asText.forgejo-runner-host.serviceConfig.ExecStopPost;
+          # ... and its ExecStartPre, which empties HOME (the runner's HOME, from the unit).
+          hostBeforeJob = asText.forgejo-runner-host.serviceConfig.ExecStartPre;
+          hostEnvironment = host.environment;
+          hostHome = host.environment.HOME;
+          hostTokenFile = host.unitConfig.ConditionPathExists;
           containerUser = container.serviceConfig.User;
           containerUserGroups = groupsOf container.serviceConfig.User;
           trustedInterfaces = config.networking.firewall.trustedInterfaces or [ ];
           ptraceScope = config.boot.kernel.sysctl."kernel.yama.ptrace_scope" or null;
         };
+      # The unit that prints the SSH host key fingerprints: its script as text, its environment.
+      hostKeys =
+        let
+          unit = config.systemd.services.runner-ssh-host-keys;
+        in
+        {
+          script = asText.runner-ssh-host-keys.serviceConfig.ExecStart;
+          inherit (unit) environment wantedBy after;
+          inherit (unit.serviceConfig) StandardOutput Type;
+        };
+      # NixOS assertions the project's modules declare (NixOS fails the build on a false one).
+      assertions = map (a: { inherit (a) assertion message; }) (config.assertions or [ ]);
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
       );

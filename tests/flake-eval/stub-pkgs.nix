@@ -38,6 +38,9 @@ let
     # nixosModules.boot-broker's default runtime (lib.getExe reads meta.mainProgram).
     bun = drv "bun-0.0.0-stub" { meta.mainProgram = "bun"; };
     coreutils = drv "coreutils" { };
+    findutils = drv "findutils" { };
+    curl = drv "curl" { };
+    openssh = drv "openssh" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };
 

@@ -55,15 +55,6 @@ async function cachedKernel(): Promise<string | undefined> {
   return vmlinuz && join(KERNEL_DIR, "boot", vmlinuz);
 }
 
-/**
- * Why the VM cannot be served by the boot broker here, or null: QEMU, and the machine side of the
- * broker's protocol (nix/runner-secret.sh sends Runner-Boot-Id; issue 19's machine half).
- */
-export function brokerBootMissing(): string | null {
-  const script = readFileSync(join(ROOT, "nix", "runner-secret.sh"), "utf8");
-  return qemuMissing() ?? (script.includes("Runner-Boot-Id") ? null : "nix/runner-secret.sh does not send Runner-Boot-Id yet, which the boot broker requires");
-}
-
 /** Why the bootable fixture cannot be made here, or null when it can. */
 export async function bootFilesMissing(): Promise<string | null> {
   if (!(await cachedKernel())) return `no Debian kernel in ${KERNEL_DIR}: run bash scripts/setup.sh (or tests/fixtures/netboot/fetch-kernel.sh alone)`;
