@@ -144,6 +144,34 @@ describe("promote and sync", () => {
     await expectOn(m, "boot-v1.1.0");
   });
 
+  test("sync-mirror interrupted (SIGINT, SIGKILL) while the new release downloads: the channel pointer and the held serial stay", async () => {
+    const m = fresh();
+    expect((await promote("stable", "boot-v1.0.0")).code).toBe(0);
+    expect((await sync(m)).code).toBe(0);
+    expect((await promote("stable", "boot-v1.1.0")).code).toBe(0);
+    const before = await snapshot(m);
+    for (const signal of ["SIGINT", "SIGKILL"] as const) {
+      s.forge.addFault({ kind: "stall", method: "GET", path: /\/releases\/download\/boot-v1\.1\.0\/.*\.iso$/, ms: 5_000 });
+      const from = s.forge.requests.length;
+      const r = await runScript("sync-mirror.ts", [...server(), "--channel", "stable", "--mirror", m, "--channel-signers", s.allowedSigners, "--allowed-signers", s.allowedSigners], {
+        env: cleanEnv(),
+        started: async (child) => {
+          while (!s.forge.requests.slice(from).some((q) => q.path.endsWith(".iso"))) await Bun.sleep(20);
+          child.kill(signal);
+        },
+      });
+      expect(r.code).toBe(signal === "SIGINT" ? 130 : 137);
+      // SIGKILL cannot stop the verify-release it started: that one finishes or fails on its own, and moves the pointer only to the whole, verified release.
+      if (signal === "SIGKILL") await Bun.sleep(7_000);
+      const after = await snapshot(m);
+      expect(after.held).toBe(before.held);
+      if (signal === "SIGINT") expect(after).toEqual(before);
+      else expect([before.pointer, "releases/boot-v1.1.0"]).toContain(after.pointer);
+    }
+    expect((await sync(m)).code).toBe(0);
+    await expectOn(m, "boot-v1.1.0");
+  });
+
   test("bad input: a channel name that is no name, and promote without the maintainer key", async () => {
     const r = await sync(fresh(), "../etc");
     expect(r.code).toBe(2);
