@@ -47,6 +47,8 @@ describe("a mirror of whole releases", () => {
     expect((await download("boot-v1.1.0", m)).code).toBe(0);
     await expectWhole(m, "boot-v1.1.0");
     expect((await readdir(join(m, "releases"))).sort()).toEqual(["boot-v1.0.0", "boot-v1.1.0"]);
+    // The boot entry chains the release directory itself: one release per boot, whatever the pointer does meanwhile.
+    expect(await Bun.file(join(m, "current.ipxe")).text()).toBe("#!ipxe\n# written by runner-images: current -> releases/boot-v1.1.0\nchain releases/boot-v1.1.0/netboot-x86_64.ipxe\n");
   });
 
   test("an older release is refused unless the downgrade is named; the pointer stays", async () => {

@@ -4,6 +4,7 @@
  *   <mirror>/releases/<tag>/      one directory per release, each whole
  *   <mirror>/current -> releases/<tag>    what verify-release --download moved it to
  *   <mirror>/<channel> -> releases/<tag>  what sync-mirror --channel moved it to
+ *   <mirror>/<pointer>.ipxe               chains releases/<tag>/netboot-x86_64.ipxe (one release per boot)
  *
  * A release is staged in a new directory under releases/ (the same file system, so the move in
  * is a rename), checked there, renamed to releases/<tag>, and only then does a pointer move: a
@@ -20,6 +21,8 @@ import { compareReleaseTags } from "./mirror-order.ts";
 export const RELEASES_DIR = "releases";
 export const CURRENT_POINTER = "current";
 const STAGING_PREFIX = ".staging-";
+/** The netboot entry script of a release (scripts/lib/build/targets.json's netboot target). */
+export const BOOT_SCRIPT = "netboot-x86_64.ipxe";
 
 /** Writable now, not after every byte was downloaded (a read-only mount, a path under a file). */
 export async function checkMirrorWritable(mirror: string, flag = "--download"): Promise<void> {
@@ -86,7 +89,22 @@ export async function installRelease(mirror: string, staging: string, release: M
   const now = new Date();
   await utimes(target, now, now); // the newest release, for --keep
   await switchPointer(mirror, pointer, release.tag);
+  await writeBootScript(mirror, pointer, release.tag);
   return target;
+}
+
+/**
+ * <mirror>/<pointer>.ipxe chains releases/<tag>/netboot-x86_64.ipxe: iPXE resolves the
+ * script's relative kernel and initrd against the URL it chained, so a machine that boots
+ * this file loads all three from one release directory, even if the pointer moves mid-boot
+ * (the old directory stays: --keep). The tag goes into an iPXE script, where ${…} expands:
+ * only letters, digits, dots, dashes and underscores get there.
+ */
+export async function writeBootScript(mirror: string, pointer: string, tag: string): Promise<void> {
+  if (!/^[A-Za-z0-9._-]+$/.test(tag)) throw new Failure(`${JSON.stringify(tag)} cannot go into an iPXE script (only letters, digits, . _ -)`);
+  const temporary = join(mirror, `.${pointer}.ipxe.${process.pid}`);
+  await writeFile(temporary, `#!ipxe\n# written by runner-images: ${pointer} -> ${RELEASES_DIR}/${tag}\nchain ${RELEASES_DIR}/${tag}/${BOOT_SCRIPT}\n`);
+  await rename(temporary, join(mirror, `${pointer}.ipxe`));
 }
 
 /** A temporary symlink renamed over the pointer: rename(2) replaces it atomically. */
