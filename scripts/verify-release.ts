@@ -7,19 +7,22 @@
  *
  * The steps, in order:
  *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint), and that
- *      --download DIR can be written;
+ *      --download DIR can be written (--only is refused with it: a mirror holds whole releases);
  *   2. find the files: contact the server (a dead or wrong --server is named within seconds), look
- *      up the repository, then the release (or read the dist);
+ *      up the repository, then the release (or read the dist); with --download, refuse to move
+ *      the mirror's pointer to an older release than it names (unless --allow-downgrade);
  *   3. read SHA256SUMS, manifest.json, the statement and its signatures;
  *   4. run the checks, in order, each with a result (ok, failed with its problems, or skipped
  *      with the reason): SHA256SUMS against the manifest; the statement parses; the publisher's
  *      signature (and, if required, a maintainer's countersignature); the statement against the
  *      tag asked for, manifest.json and SHA256SUMS; the git tag on the server against the
  *      statement's commit; no files beyond the manifest's; every file streamed through SHA-256
- *      (into --download DIR's staging, if given); with --rebuild, the statement's commit
+ *      (into --download DIR's staging, if given, each download cut off past the manifest's size);
+ *      with --statement-sha256, the statement is the one a channel names; with --rebuild, the statement's commit
  *      evaluated (--rebuild=full: built) from a clean checkout and compared;
  *   5. print the provenance and each check's result (each problem on a FAIL line); exit 0 only
- *      if no check failed; only then move the downloaded files into --download DIR.
+ *      if no check failed; only then move the staged release in as DIR/releases/<tag> and switch
+ *      DIR/current (or --pointer) to it with one rename (trust/mirror.ts).
  */
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
@@ -86,8 +89,8 @@ const COMMAND: CommandSpec = {
       body: [
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag latest",
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
-        "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot/boot-v1.2.0",
-        "  bun scripts/verify-release.ts --dist /srv/netboot/boot-v1.2.0 --tag boot-v1.2.0",
+        "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot",
+        "  bun scripts/verify-release.ts --dist /srv/netboot/current --tag boot-v1.2.0",
         "  bun scripts/verify-release.ts --dist dist --rebuild=full",
       ].join("\n"),
     },
