@@ -98,7 +98,7 @@ describe("promote and sync", () => {
     const again = await sync(m);
     expect(again.code).toBe(0);
     expect(again.stderr).toContain("is on boot-v1.0.0 already (serial 3): nothing to do");
-  });
+  }, 180_000);
 
   test("refused, each leaving the mirror exactly as it was: a replay, a reused serial, an expired channel, the CI key, another repository, a swapped release", async () => {
     const m = fresh();
@@ -142,7 +142,7 @@ describe("promote and sync", () => {
     await serve("stable", genuine);
     expect((await sync(m)).code).toBe(0);
     await expectOn(m, "boot-v1.1.0");
-  });
+  }, 180_000);
 
   test("sync-mirror interrupted (SIGINT, SIGKILL) while the new release downloads: the channel pointer and the held serial stay", async () => {
     const m = fresh();
@@ -170,7 +170,42 @@ describe("promote and sync", () => {
     }
     expect((await sync(m)).code).toBe(0);
     await expectOn(m, "boot-v1.1.0");
-  });
+  }, 180_000);
+
+  test("--watch follows the channel unattended: a promotion made while it runs reaches the mirror, a bad round does not stop it", async () => {
+    const m = fresh();
+    expect((await promote("testing", "boot-v1.0.0")).code).toBe(0);
+    let stop = () => {};
+    const watching = runScript("sync-mirror.ts", [...server(), "--channel", "testing", "--mirror", m, "--channel-signers", s.allowedSigners, "--allowed-signers", s.allowedSigners, "--watch", "1"], {
+      env: cleanEnv(),
+      started: (child) => {
+        stop = () => child.kill("SIGTERM");
+      },
+    });
+    const until = async (tag: string) => {
+      for (let i = 0; i < 600 && (await readlink(join(m, "testing")).catch(() => null)) !== `releases/${tag}`; i++) await Bun.sleep(100);
+      expect(await readlink(join(m, "testing"))).toBe(`releases/${tag}`);
+    };
+    try {
+      await until("boot-v1.0.0");
+      // A round that fails (the channel files withheld for a moment) is reported, and the next one goes on.
+      const current = await served("testing");
+      const release = channelsRelease();
+      for (const a of release.assets.filter((x) => x.name === "testing.json")) await api("DELETE", `/releases/${release.id}/assets/${a.id}`);
+      const from = s.forge.requests.length;
+      // The next round has looked at the channels release (and found no testing.json).
+      while (!s.forge.requests.slice(from).some((q) => q.path.includes("/releases/tags/channels"))) await Bun.sleep(20);
+      await Bun.sleep(300);
+      await serve("testing", current);
+      expect((await promote("testing", "boot-v1.1.0")).code).toBe(0);
+      await until("boot-v1.1.0");
+    } finally {
+      stop();
+    }
+    const r = await watching;
+    expect(r.stderr).toContain("sync failed: the channels release has no testing.json");
+    expect(r.code).toBe(143);
+  }, 180_000);
 
   test("bad input: a channel name that is no name, and promote without the maintainer key", async () => {
     const r = await sync(fresh(), "../etc");

@@ -49,7 +49,7 @@ describe("a mirror of whole releases", () => {
     expect((await readdir(join(m, "releases"))).sort()).toEqual(["boot-v1.0.0", "boot-v1.1.0"]);
     // The boot entry chains the release directory itself: one release per boot, whatever the pointer does meanwhile.
     expect(await Bun.file(join(m, "current.ipxe")).text()).toBe("#!ipxe\n# written by runner-images: current -> releases/boot-v1.1.0\nchain releases/boot-v1.1.0/netboot-x86_64.ipxe\n");
-  });
+  }, 120_000);
 
   test("an older release is refused unless the downgrade is named; the pointer stays", async () => {
     const m = fresh();
@@ -63,7 +63,7 @@ describe("a mirror of whole releases", () => {
     await expectWhole(m, "boot-v1.1.0");
     expect((await download("boot-v1.0.0", m, ["--allow-downgrade"])).code).toBe(0);
     await expectWhole(m, "boot-v1.0.0");
-  });
+  }, 120_000);
 
   test("--keep N keeps the N newest releases no pointer names, and removes the rest", async () => {
     const m = fresh();
@@ -73,7 +73,7 @@ describe("a mirror of whole releases", () => {
     expect(r.stderr).toContain("removed 2 older releases");
     expect(await readdir(join(m, "releases"))).toEqual(["boot-v1.2.0"]);
     await expectWhole(m, "boot-v1.2.0");
-  });
+  }, 120_000);
 
   test("--only with --download is refused before any request: a mirror holds whole releases", async () => {
     const from = s.forge.requests.length;
@@ -159,7 +159,7 @@ describe("an interrupted sync leaves current on the release it was on", () => {
         if (signal === "SIGINT") expect(await readdir(join(m, "releases"))).toEqual(["boot-v1.0.0"]);
         expect((await download("boot-v1.1.0", m)).code).toBe(0);
         await expectWhole(m, "boot-v1.1.0");
-      });
+      }, 120_000);
     }
   }
 });
