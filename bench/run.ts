@@ -11,8 +11,10 @@
  *   5. startup: --help of every scripts/*.ts;
  *   6. deadserver: publish-release.ts with the default network tuning against a refused port, a
  *      host that accepts but never answers, and a server that answered once and then went away:
- *      how long until the operator reads the error (the durations the tests must not time).
- *   7. bootstorm: bench/boot-storm.ts, 500 machines asking the boot broker within 10 s (its own report).
+ *      how long until the operator reads the error (the durations the tests must not time);
+ *   7. bootstorm: bench/boot-storm.ts, 500 machines asking the boot broker within 10 s (its own report);
+ *   8. mirror: a mirror sync (verify-release --download) of the dist with the big file as its
+ *      ISO from the test server, vs curl -o of each file followed by sha256sum of them.
  *
  * Every client runs as its own process; each measurement is one untimed warm-up round, then
  * --runs rounds (the methods interleaved), and the median is reported. The page cache is warm
@@ -25,7 +27,7 @@
  * is broken (its command failed, or gave a wrong answer), each one named; latest.json is then
  * not written. Exit 2: bad options or a missing tool.
  *
- *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver,bootstorm]
+ *   bun run bench [--runs 3] [--size-mib 2048] [--only upload,hash,collect,noop,startup,deadserver,bootstorm,mirror]
  *                 [--out bench/results/latest.json]
  */
 import { createCipheriv, randomBytes } from "node:crypto";
@@ -42,7 +44,7 @@ import { MiB, fmtMBs, fmtMiB, fmtS, gnuTime, measure, median, sync, type RunSpec
 import { startSink, type Sink } from "./sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const SECTIONS = ["upload", "hash", "collect", "noop", "startup", "deadserver", "bootstorm"] as const;
+const SECTIONS = ["upload", "hash", "collect", "noop", "startup", "deadserver", "bootstorm", "mirror"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: opts } = parseArgs({
@@ -343,6 +345,59 @@ async function benchNoop(big: string, sha256: string): Promise<void> {
   }
 }
 
+// --- 7. mirror sync ------------------------------------------------------------------------------
+
+/**
+ * A mirror sync (verify-release --download: every file downloaded into the mirror's staging and
+ * hashed on the way, then moved in and the pointer switched) of the dist with the big file as
+ * its ISO, against what an operator would do by hand: curl -o each file, then sha256sum them.
+ * Unsigned (a dev tag, --allow-unsigned): the signature check costs the same few milliseconds
+ * either way, and the bench keeps no key.
+ */
+async function benchMirror(big: string, sha256: string): Promise<void> {
+  const server: ForgejoServer = await startForgejo({ dataDir: join(WORK, "forgejo-mirror") });
+  cleanups.push(() => server.stop());
+  const dist = await makeDist({ commit: MAIN_SHA, flavour: "mirror" });
+  cleanups.push(() => rm(dist.dir, { recursive: true, force: true }));
+  const iso = dist.manifest.artifacts.find((a) => a.name.endsWith(".iso"))!;
+  await unlink(join(dist.dir, iso.name));
+  await link(big, join(dist.dir, iso.name));
+  Object.assign(iso, { size: SIZE, sha256 });
+  await writeManifest(dist.dir, dist.manifest as Manifest);
+  const tag = "boot-dev-1-0123456789ab";
+  const env = cleanEnv({ FORGEJO_TOKEN: "write-token" });
+  const published = await measure({ cmd: [process.execPath, join(ROOT, "scripts", "publish-release.ts"), "--dist", dist.dir, "--server", server.url, "--repo", "ops/runner-images", "--tag", tag, "--unsigned"], cwd: ROOT, env });
+  if (published.code !== 0) throw new Error(`publishing ${tag}: ${published.stderr.trim().split("\n").pop()}`);
+  const release = (await (await fetch(`${server.apiUrl}/repos/ops/runner-images/releases/tags/${tag}`)).json()) as { assets: { name: string; browser_download_url: string }[] };
+  const total = release.assets.reduce((n, a) => n + (a.name === iso.name ? SIZE : 0), 0);
+  const mirror = join(WORK, "mirror");
+  const byHand = join(WORK, "by-hand");
+  const curls = release.assets.map((a) => `curl -sS --fail -o '${join(byHand, a.name)}' '${a.browser_download_url}'`).join(" && ");
+  const names = release.assets.map((a) => `'${join(byHand, a.name)}'`).join(" ");
+  say(`mirror sync: ${release.assets.length} files (${fmtMiB(total)} ISO) from the test server, verify-release --download vs curl -o && sha256sum`);
+  const r = await rounds(
+    {
+      ours: { cmd: [process.execPath, join(ROOT, "scripts", "verify-release.ts"), "--server", server.url, "--repo", "ops/runner-images", "--tag", tag, "--download", mirror, "--allow-unsigned", "--keep", "0"], cwd: ROOT, env: cleanEnv() },
+      curl: { cmd: ["sh", "-c", `mkdir -p '${byHand}' && ${curls} && sha256sum ${names} > /dev/null`] },
+    },
+    {
+      before: () => {
+        rmSync(mirror, { recursive: true, force: true });
+        rmSync(byHand, { recursive: true, force: true });
+      },
+      after: async (k) => {
+        if (k === "ours" && (await Bun.file(join(mirror, "current", iso.name)).size) !== SIZE) throw new Error(`mirror sync: ${iso.name} in the mirror is not ${SIZE} bytes`);
+      },
+    },
+  );
+  const [ours, curl] = [med(r.ours), med(r.curl)];
+  raw.mirror = { bytes: SIZE, files: release.assets.length, ours: summary(r.ours), curl: summary(r.curl) };
+  rows.push({
+    section: "mirror", name: "mirror sync vs curl -o && sha256sum", value: `${fmtMBs(SIZE, ours)} (${fmtS(ours)})`, reference: `${fmtMBs(SIZE, curl)} (${fmtS(curl)})`,
+    target: "≥ 0.90× curl+sha256sum", pass: curl / ours >= 0.9, data: { ratio: curl / ours },
+  });
+}
+
 // --- 5. startup ---------------------------------------------------------------------------------
 
 async function benchStartup(): Promise<void> {
@@ -487,7 +542,7 @@ const broken: { section: Section | "setup"; error: string }[] = [];
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 try {
   mkdirSync(WORK, { recursive: true });
-  const needsBig = only.has("upload") || only.has("hash") || only.has("collect") || only.has("noop");
+  const needsBig = only.has("upload") || only.has("hash") || only.has("collect") || only.has("noop") || only.has("mirror");
   let big = "";
   let sha256 = "";
   if (needsBig) {
@@ -510,6 +565,7 @@ try {
     startup: benchStartup,
     deadserver: benchDeadServer,
     bootstorm: benchBootStorm,
+    mirror: () => benchMirror(big, sha256),
   };
   // One broken section does not hide the others' results.
   for (const section of SECTIONS) {

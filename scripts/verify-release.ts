@@ -7,19 +7,22 @@
  *
  * The steps, in order:
  *   1. check the trust anchor (allowed_signers with a key, or a pinned key fingerprint), and that
- *      --download DIR can be written;
+ *      --download DIR can be written (--only is refused with it: a mirror holds whole releases);
  *   2. find the files: contact the server (a dead or wrong --server is named within seconds), look
- *      up the repository, then the release (or read the dist);
+ *      up the repository, then the release (or read the dist); with --download, refuse to move
+ *      the mirror's pointer to an older release than it names (unless --allow-downgrade);
  *   3. read SHA256SUMS, manifest.json, the statement and its signatures;
  *   4. run the checks, in order, each with a result (ok, failed with its problems, or skipped
  *      with the reason): SHA256SUMS against the manifest; the statement parses; the publisher's
  *      signature (and, if required, a maintainer's countersignature); the statement against the
  *      tag asked for, manifest.json and SHA256SUMS; the git tag on the server against the
  *      statement's commit; no files beyond the manifest's; every file streamed through SHA-256
- *      (into --download DIR's staging, if given); with --rebuild, the statement's commit
+ *      (into --download DIR's staging, if given, each download cut off past the manifest's size);
+ *      with --statement-sha256, the statement is the one a channel names; with --rebuild, the statement's commit
  *      evaluated (--rebuild=full: built) from a clean checkout and compared;
  *   5. print the provenance and each check's result (each problem on a FAIL line); exit 0 only
- *      if no check failed; only then move the downloaded files into --download DIR.
+ *      if no check failed; only then move the staged release in as DIR/releases/<tag> and switch
+ *      DIR/current (or --pointer) to it with one rename (trust/mirror.ts).
  */
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
@@ -32,7 +35,9 @@ import { TUNING_HELP } from "./lib/forgejo/http.ts";
 import { findRelease } from "./lib/forgejo/find-release.ts";
 import { distFiles, releaseFiles } from "./lib/forgejo/release-files.ts";
 import { problemsOf, resultLines, runChecklist } from "./lib/trust/checklist.ts";
-import { checkMirrorWritable, fillMirror, makeStaging } from "./lib/trust/mirror.ts";
+import { CURRENT_POINTER, checkMirrorWritable, installRelease, makeStaging, parseKeep, pruneReleases, refuseDowngrade } from "./lib/trust/mirror.ts";
+import { checkPointerName, statementIsNamed } from "./lib/trust/channel.ts";
+import { tagProblem } from "./lib/trust/tags.ts";
 import { provenanceLines } from "./lib/trust/provenance-summary.ts";
 import type { RebuildDepth } from "./lib/trust/rebuild.ts";
 import {
@@ -60,7 +65,11 @@ const COMMAND: CommandSpec = {
     { name: "countersigner-fingerprint", value: "SHA256:…", description: "Trust exactly this maintainer key for the countersignature instead of allowed_signers" },
     { name: "rebuild", value: "drv|full", description: "Rebuild from the statement's commit and compare: derivation paths (drv, also plain --rebuild), or every byte (full)" },
     { name: "source", value: "git dir|url", description: "Where --rebuild clones the commit from (default: this checkout's repository)" },
-    { name: "download", value: "dir", description: "Write the verified files into this directory (only once every check passed): a mirror for PXE/HTTP" },
+    { name: "download", value: "dir", description: "A mirror for PXE/HTTP: the release goes into DIR/releases/<tag>, and DIR/current moves to it in one rename, only once every check passed" },
+    { name: "keep", value: "n", description: "With --download: keep the N newest releases no pointer names, for a rollback (default 2)" },
+    { name: "allow-downgrade", description: "With --download: move the pointer even to an older release than it names now (a rollback you mean)" },
+    { name: "pointer", value: "name", description: "With --download: the pointer to move instead of current (sync-mirror moves a channel's)" },
+    { name: "statement-sha256", value: "hex", description: "Also require the statement to have this SHA-256 (what a channel statement names)" },
     { name: "token-file", value: "file", description: "Token for a private repository (default: FORGEJO_TOKEN/GITHUB_TOKEN if set; public releases need none)" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every request and show stack traces" },
@@ -80,8 +89,8 @@ const COMMAND: CommandSpec = {
       body: [
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag latest",
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
-        "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot/boot-v1.2.0",
-        "  bun scripts/verify-release.ts --dist /srv/netboot/boot-v1.2.0 --tag boot-v1.2.0",
+        "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot",
+        "  bun scripts/verify-release.ts --dist /srv/netboot/current --tag boot-v1.2.0",
         "  bun scripts/verify-release.ts --dist dist --rebuild=full",
       ].join("\n"),
     },
@@ -120,6 +129,14 @@ await runMain(async () => {
   const publisherTrust = pinned("signer-fingerprint");
   const countersignerTrust = pinned("countersigner-fingerprint");
   const downloadDir = flags.download as string | undefined;
+  // A mirror holds whole releases: a checked kernel beside an unchecked initrd is no release.
+  if (downloadDir && only) throw new UsageError("--only with --download: a mirror holds whole releases, so every file is checked (drop --only)");
+  for (const flag of ["keep", "allow-downgrade", "pointer"]) if (flags[flag] !== undefined && !downloadDir) throw new UsageError(`--${flag} goes with --download`);
+  const keep = parseKeep(flags.keep as string | undefined);
+  const pointer = (flags.pointer as string | undefined) ?? CURRENT_POINTER;
+  checkPointerName(pointer);
+  const statementSha256 = flags["statement-sha256"] as string | undefined;
+  if (statementSha256 !== undefined && !/^[0-9a-f]{64}$/.test(statementSha256)) throw new UsageError(`--statement-sha256 ${statementSha256}: give 64 lowercase hex digits`);
 
   // 1. A trust anchor that trusts somebody, and a --download DIR to write to, before anything is downloaded.
   if (!allowUnsigned) await checkTrust(publisherTrust, NAMESPACE.publisher, "--signer-fingerprint");
@@ -131,6 +148,13 @@ await runMain(async () => {
   const found = dist ? null : await findRelease({ ...server, tokenFile: flags["token-file"] as string | undefined }, tag!);
   const files = found ? releaseFiles(found.client, found.release) : await distFiles(dist!);
   say(`verifying ${files.description}`);
+  // The mirror's directory is named by the tag; a tag is a path component only once it is a valid tag.
+  const mirrorTag = tag && tag !== "latest" ? tag : (found?.release.tag_name ?? "");
+  if (downloadDir) {
+    const problem = tagProblem(mirrorTag);
+    if (problem) throw new Failure(`--download: ${JSON.stringify(mirrorTag)} cannot name a release in the mirror: ${problem}`);
+    await refuseDowngrade(downloadDir, pointer, mirrorTag, flags["allow-downgrade"] === true);
+  }
 
   // 3. The small files, read once: what is checked is what --download writes.
   const documents = await readDocuments(files);
@@ -165,6 +189,7 @@ await runMain(async () => {
       onlyManifestFiles(release),
       everyFileByteForByte(release, { only, staging }, findings),
       rebuiltFromCommit(release, { depth, source: (flags.source as string | undefined) ?? ROOT, nixArgs: args.passThrough, staging }),
+      ...(statementSha256 ? [statementIsNamed(release, statementSha256)] : []),
     ]);
 
     // 5. The verdict: the provenance, each check's result, and the mirror only if nothing failed.
@@ -178,7 +203,11 @@ await runMain(async () => {
     for (const line of resultLines(results)) say(line);
     if (problems.length > 0) throw new Failure(`${problems.length} problem${problems.length === 1 ? "" : "s"} with ${files.description}`);
 
-    if (staging && downloadDir) await fillMirror(staging, downloadDir, documents.bytes, checked);
+    if (staging && downloadDir) {
+      const installed = await installRelease(downloadDir, staging, { tag: mirrorTag, small: documents.bytes, checked }, pointer);
+      say(`wrote the verified release to ${installed}; ${join(downloadDir, pointer)} now points at it`);
+      await pruneReleases(downloadDir, keep);
+    }
     const proven = signature?.ok ? `, signed by ${signature.signer}` : ", UNSIGNED (--allow-unsigned)";
     say(`verified: ${checked.length} files match the statement${proven}${countersig?.ok ? `, countersigned by ${countersig.signer}` : ""}${depth ? `, and rebuild (${depth}) agrees` : ""}`);
   } finally {

@@ -88,7 +88,7 @@ function helpOf(script: string): string {
 describe("every page's commands", () => {
   test("the pages show commands for every script an operator runs", () => {
     const scripts = new Set(uses.map((u) => u.script));
-    for (const script of ["scripts/build-images.ts", "scripts/publish-release.ts", "scripts/verify-release.ts", "scripts/check-tag.ts", "demo/demo.ts"]) {
+    for (const script of ["scripts/build-images.ts", "scripts/publish-release.ts", "scripts/verify-release.ts", "scripts/check-tag.ts", "scripts/promote.ts", "scripts/sync-mirror.ts", "demo/demo.ts"]) {
       expect({ script, shown: scripts.has(script) }).toEqual({ script, shown: true });
     }
     // The runbook's paths and the reference pages are both read.

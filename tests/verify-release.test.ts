@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
-import { mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatSums, type Manifest } from "../scripts/lib/build/manifest.ts";
@@ -431,26 +431,27 @@ describe("releases published to the server", () => {
     }
   });
 
-  test("--download writes the verified files, and nothing when verification fails", async () => {
+  test("--download writes the verified release whole into releases/<tag> and points current at it; nothing when verification fails", async () => {
     const out = join(keys, "mirror");
     const r = await remote("boot-v1.0.0", ["--download", out]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain(`wrote the verified files to ${out}`);
-    const names = (await readdir(out)).sort();
+    expect(r.stderr).toContain(`wrote the verified release to ${join(out, "releases", "boot-v1.0.0")}; ${join(out, "current")} now points at it`);
+    expect(await readlink(join(out, "current"))).toBe("releases/boot-v1.0.0");
+    const names = (await readdir(join(out, "current"))).sort();
     expect(names).toEqual([...release.manifest.artifacts.map((a) => a.name), "SHA256SUMS", "manifest.json", STATEMENT_FILE, `${STATEMENT_FILE}.sig`].sort());
-    for (const name of names) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
-    // The same mirror directory, verified again offline as a dist.
-    expect((await verify(["--dist", out])).code).toBe(0);
-    // A countersignature a previous release left in the mirror does not survive the next download.
-    await writeFile(join(out, `${STATEMENT_FILE}.countersig`), "stale");
+    for (const name of names) expect(await Bun.file(join(out, "current", name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
+    // The same mirror, verified again offline as a dist, through the pointer the fleet follows.
+    expect((await verify(["--dist", join(out, "current"), "--tag", "boot-v1.0.0"])).code).toBe(0);
+    // The same release again: the directory there (same statement) is kept, current stays.
     expect((await remote("boot-v1.0.0", ["--download", out])).code).toBe(0);
-    expect(await Bun.file(join(out, `${STATEMENT_FILE}.countersig`)).exists()).toBe(false);
+    expect(await readdir(join(out, "releases"))).toEqual(["boot-v1.0.0"]);
 
     const refused = join(keys, "refused-mirror");
     await republish(release.dir, "boot-v1.0.3");
     const bad = await remote("boot-v1.0.3", ["--download", refused]);
     expect(bad.code).toBe(1);
-    expect(await readdir(refused)).toEqual([]);
+    expect(await readdir(refused)).toEqual(["releases"]);
+    expect(await readdir(join(refused, "releases"))).toEqual([]);
   });
 
   test("a download cut off mid-body is retried from the start; what --download keeps is whole", async () => {
@@ -460,7 +461,7 @@ describe("releases published to the server", () => {
     expect(r.stderr).toMatch(/retrying in [\d.]+ s \(downloading \S+: the connection to .* was cut off/);
     expect(r.stderr).not.toContain("FAIL");
     expect(r.code).toBe(0);
-    for (const name of await readdir(out)) expect(await Bun.file(join(out, name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
+    for (const name of await readdir(join(out, "current"))) expect(await Bun.file(join(out, "current", name)).bytes()).toEqual(await Bun.file(join(release.dir, name)).bytes());
   });
 
   test("Ctrl-C during --download (delivered twice at once, as `bun run` forwards it) leaves no staging directory", async () => {
@@ -476,7 +477,8 @@ describe("releases published to the server", () => {
       },
     });
     expect(r.code).toBe(130);
-    expect(await readdir(out)).toEqual([]);
+    expect(await readdir(out)).toEqual(["releases"]);
+    expect(await readdir(join(out, "releases"))).toEqual([]);
   });
 
   test("--download into a place that cannot be written: bad input, said before any download, no runtime text", async () => {
@@ -498,7 +500,7 @@ describe("releases published to the server", () => {
     // Download and verify, countersign offline, upload the extra signature (docs: "Signing releases").
     const work = join(keys, "countersign");
     expect((await remote("boot-v1.0.0", ["--download", work])).code).toBe(0);
-    const statement = join(work, STATEMENT_FILE);
+    const statement = join(work, "current", STATEMENT_FILE);
     const countersig = (await $({ quiet: true, input: await Bun.file(statement).text() })`ssh-keygen -Y sign -q -f ${join(keys, "maintainer")} -n ${NAMESPACE.countersignature}`).stdout;
     const id = forge.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.id;
     const upload = async (body: string) => {

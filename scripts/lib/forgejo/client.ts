@@ -419,13 +419,14 @@ export class ForgejoClient {
   }
 
   /** Streams a download through SHA-256; nothing is kept. */
-  async downloadDigest(url: string, what: string, onProgress?: (done: number) => void): Promise<FileDigest> {
+  async downloadDigest(url: string, what: string, onProgress?: (done: number) => void, maxBytes?: number): Promise<FileDigest> {
     let hasher = new Bun.CryptoHasher("sha256");
     let size = 0;
     await this.download(url, what, () => {
       hasher = new Bun.CryptoHasher("sha256");
       size = 0;
       return (chunk) => {
+        if (maxBytes !== undefined && size + chunk.byteLength > maxBytes) throw new Failure(`${what}: the server sent more than the ${maxBytes} bytes the manifest says; the download was stopped there`);
         hasher.update(chunk);
         size += chunk.byteLength;
         onProgress?.(size);

@@ -19,10 +19,10 @@ export interface ReleaseFiles {
   size(name: string): number | undefined;
   /** The bytes of a small file, or null when absent. */
   readSmall(name: string): Promise<Uint8Array | null>;
-  /** Streams a file through SHA-256. */
-  digest(name: string, onProgress?: (done: number) => void): Promise<FileDigest>;
-  /** Writes a file to the new file `target` and hashes it, in one pass. */
-  save(name: string, target: string, onProgress?: (done: number) => void): Promise<FileDigest>;
+  /** Streams a file through SHA-256; a download stops at `maxBytes` + 1 byte (a server streaming forever). */
+  digest(name: string, onProgress?: (done: number) => void, maxBytes?: number): Promise<FileDigest>;
+  /** Writes a file to the new file `target` and hashes it, in one pass; a download stops at `maxBytes` + 1 byte, and never writes more than `maxBytes`. */
+  save(name: string, target: string, onProgress?: (done: number) => void, maxBytes?: number): Promise<FileDigest>;
 }
 
 export async function distFiles(dir: string): Promise<ReleaseFiles> {
@@ -50,6 +50,10 @@ export async function distFiles(dir: string): Promise<ReleaseFiles> {
   };
 }
 
+/** A server that sends more than the signed size is cut off there: it cannot fill the disk. */
+export const tooLong = (name: string, size: number) =>
+  new Failure(`${name}: the server sent more than the ${size} bytes the manifest says; the download was stopped there`);
+
 /** The assets of a published release, downloaded by their public download URLs. */
 export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFiles {
   const urlOf = (name: string): string => {
@@ -65,8 +69,8 @@ export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFi
       if (!release.assets.some((a) => a.name === name)) return null;
       return client.downloadSmall(urlOf(name), `downloading ${name}`);
     },
-    digest: (name, onProgress) => client.downloadDigest(urlOf(name), `downloading ${name}`, onProgress),
-    async save(name, target, onProgress) {
+    digest: (name, onProgress, maxBytes) => client.downloadDigest(urlOf(name), `downloading ${name}`, onProgress, maxBytes),
+    async save(name, target, onProgress, maxBytes) {
       // The same chunks go to the file and through the hash: what is kept is what was checked.
       // A retried download starts a new file (a writer does not truncate) and a new hash.
       const open: { sink: Bun.FileSink | null } = { sink: null };
@@ -79,6 +83,7 @@ export function releaseFiles(client: ForgejoClient, release: Release): ReleaseFi
           hasher = new Bun.CryptoHasher("sha256");
           let done = 0;
           return (chunk) => {
+            if (maxBytes !== undefined && done + chunk.byteLength > maxBytes) throw tooLong(name, maxBytes);
             hasher.update(chunk);
             writer.write(chunk);
             onProgress?.((done += chunk.byteLength));

@@ -158,8 +158,8 @@ export const everyFileByteForByte = (r: ReleaseUnderCheck, options: { only: Set<
       const bar = progress(`checking ${artifact.name}`, artifact.size);
       const onProgress = (done: number) => bar.update(done);
       const digest = options.staging
-        ? await files.save(artifact.name, join(options.staging, artifact.name), onProgress)
-        : await files.digest(artifact.name, onProgress);
+        ? await files.save(artifact.name, join(options.staging, artifact.name), onProgress, artifact.size)
+        : await files.digest(artifact.name, onProgress, artifact.size);
       bar.finish();
       if (digest.size !== artifact.size) problems.push(`${artifact.name}: ${digest.size} bytes arrived, the manifest says ${artifact.size}`);
       else if (digest.sha256 !== artifact.sha256) problems.push(`${artifact.name} has SHA-256 ${digest.sha256}, the manifest says ${artifact.sha256}`);
