@@ -218,11 +218,13 @@ await runMain(async () => {
   // 2. The server, the token's access, the tag (if it exists, at the dist's commit).
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
   await client.probe(); // first contact
-  await checkAccess(client);
+  const repository = await checkAccess(client);
   await checkTag(client, tag, commit);
 
-  // 3-5. Look, plan, print; apply unless a dry run. A concurrent run's changes: look again.
-  const inputs = { tag, commit, files, manifest, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
+  // 3-5. Look, plan, print; apply unless a dry run. A concurrent run's changes: look again. The
+  // look first asks whether this token can download assets back (a private repository and the
+  // Actions token: no); the plan refuses then, before any write, unless --verify sizes.
+  const inputs = { tag, commit, files, manifest, repository, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
   let rehash: (() => Promise<void>) | null = () => rehashDist(dist).then(() => void (rehash = null));
   const { plan, target } = await inRounds(where, async () => {
     const state = await lookUp(client, { ...inputs, rehash });

@@ -1071,3 +1071,99 @@ describe("the command line", () => {
     expect(mode).toBe("100755");
   });
 });
+
+describe("CI-style publishing with the Actions token (env only): private repositories", () => {
+  const RUNTIME = "eyJhbGciOiJIUzI1NiJ9.eyJUYXNrSUQiOjJ9.runtime-sig";
+  const ciTokens = { ...TOKENS, [RUNTIME]: { user: "forgejo-actions", access: "write" as const, actions: true } };
+  const CI = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+  const TAG = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
+  /** As the workflow's publish step runs it: no --server, --repo or --tag; the runner's variables and a token in the environment. */
+  async function publishInCi(s: ForgejoServer, distDir: string, token: string, args: string[] = []): Promise<RunResult> {
+    const r = await runScript("publish-release.ts", ["--dist", distDir, ...args], {
+      env: cleanEnv({ ...FAST, ...CI, FORGEJO_TOKEN: token, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    for (const t of [WRITE, ACTIONS, RUNTIME]) expect(r.stderr + r.stdout).not.toContain(t);
+    return r;
+  }
+  const writes = (s: ForgejoServer, from = 0) => s.requests.slice(from).filter((q) => q.method !== "GET" && q.method !== "HEAD");
+  const downloads = (s: ForgejoServer, from = 0) => s.requests.slice(from).filter((q) => q.method === "GET" && q.path.startsWith("/attachments/"));
+
+  test("a private repository and the Actions token: refused before any write, with the cause and the fix", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    for (const token of [ACTIONS, RUNTIME]) {
+      const r = await publishInCi(s, d.dir, token);
+      expect(r.code).toBe(1);
+      const line = r.stderr.split("\n").find((l) => l.includes("refusing to publish before any upload"));
+      expect(line).toContain("ops/runner-images is private");
+      expect(line).toContain("RUNNER_IMAGES_RELEASE_TOKEN");
+      expect(line).toContain("--verify sizes");
+      expect(writes(s)).toEqual([]);
+      expect(s.state().releases.filter((x) => !x.isTag)).toEqual([]);
+    }
+  });
+
+  test("a public repository of a private owner: the same refusal; of a limited owner: published and every byte read back", async () => {
+    const hidden = await startForgejo({ tokens: ciTokens, ownerVisibility: "private" });
+    servers.push(hidden);
+    const d = await dist();
+    const r = await publishInCi(hidden, d.dir, ACTIONS);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("whose visibility is private");
+    expect(writes(hidden)).toEqual([]);
+
+    const limited = await startForgejo({ tokens: ciTokens, ownerVisibility: "limited" });
+    servers.push(limited);
+    expect((await publishInCi(limited, d.dir, ACTIONS)).code).toBe(0);
+    await expectComplete(limited, TAG, d.dir);
+    expect(downloads(limited).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+  });
+
+  test("a private repository and a writer's personal token (the workflow's release-token secret): published, every byte read back; re-runs are 'already published'", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    const r = await publishInCi(s, d.dir, WRITE);
+    expect(r.code).toBe(0);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+    const from = s.requests.length;
+    const again = await publishInCi(s, d.dir, WRITE);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published with exactly these files: nothing to do");
+    expect(writes(s, from)).toEqual([]);
+  });
+
+  test("a private repository, the Actions token and an explicit --verify sizes: published with a loud warning; a re-run of a half-synced draft and of the published release work", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    // A run cut short left a draft with one file on it.
+    const id = await createDraft(s, TAG);
+    await uploadRaw(s, id, "SHA256SUMS", await Bun.file(join(d.dir, "SHA256SUMS")).bytes());
+    const r = await publishInCi(s, d.dir, ACTIONS, ["--verify", "sizes"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: --verify sizes: ops\/runner-images is private.*only names and sizes are checked/);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s)).toEqual([]);
+    const again = await publishInCi(s, d.dir, ACTIONS, ["--verify", "sizes"]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published with exactly these files (names and sizes)");
+    // Without --verify sizes the published release is not judged by sizes alone either.
+    const full = await publishInCi(s, d.dir, ACTIONS);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toContain("refusing to publish before any upload");
+  });
+
+  test("a public repository with the Actions token still reads every byte back", async () => {
+    const s = await startForgejo({ tokens: ciTokens });
+    servers.push(s);
+    const d = await dist();
+    const r = await publishInCi(s, d.dir, RUNTIME);
+    expect(r.code).toBe(0);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+    expect(r.stderr).not.toContain("--verify sizes");
+  });
+});
