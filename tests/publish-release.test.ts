@@ -1167,3 +1167,32 @@ describe("CI-style publishing with the Actions token (env only): private reposit
     expect(r.stderr).not.toContain("--verify sizes");
   });
 });
+
+describe("the signed builder id names the workflow's file, not its name:", () => {
+  // As forgejo-runner v12.2+ sets them on Forgejo v14+: GITHUB_WORKFLOW is the `name:`, GITHUB_WORKFLOW_REF the file at a ref.
+  const run = {
+    FORGEJO_RUN_ID: "901", FORGEJO_RUN_NUMBER: "31", FORGEJO_SERVER_URL: "https://forge.example", FORGEJO_REPOSITORY: "ops/runner-images",
+    FORGEJO_REF: "refs/tags/boot-v1.0.0", FORGEJO_EVENT_NAME: "push", FORGEJO_WORKFLOW: "Runner boot images",
+  };
+  test("GITHUB_WORKFLOW_REF gives the file; the statement's builder filters the run list by it", async () => {
+    const { ciEnv, ciRun } = await import("../scripts/lib/cli/ci-env.ts");
+    const { makeStatement } = await import("../scripts/lib/trust/provenance.ts");
+    const ci = ciRun(ciEnv({ ...run, GITHUB_WORKFLOW_REF: "ops/runner-images/.forgejo/workflows/boot-images.yml@refs/tags/boot-v1.0.0" }))!;
+    expect(ci.workflowFile).toBe("boot-images.yml");
+    const d = await dist();
+    const statement = makeStatement({ ...d.manifest, ci }, new Uint8Array(), new Uint8Array(), "boot-v1.0.0");
+    expect(statement.predicate.runDetails.builder.id).toBe("https://forge.example/ops/runner-images/actions?workflow=boot-images.yml");
+    expect(statement.predicate.runDetails.builder.id).not.toContain("Runner");
+  });
+
+  test("without a workflow ref (Forgejo before v14) or with one that is not a workflow file: the unfiltered run list, never the name", async () => {
+    const { ciEnv, ciRun } = await import("../scripts/lib/cli/ci-env.ts");
+    const { makeStatement } = await import("../scripts/lib/trust/provenance.ts");
+    const d = await dist();
+    for (const ref of [undefined, "", "ops/runner-images/../../x@y", "ops/runner-images/.forgejo/workflows/a b.yml@refs/heads/main", "ops/runner-images/src/boot.yml@refs/heads/main"]) {
+      const ci = ciRun(ciEnv({ ...run, FORGEJO_WORKFLOW_REF: ref }))!;
+      const id = makeStatement({ ...d.manifest, ci }, new Uint8Array(), new Uint8Array(), "boot-v1.0.0").predicate.runDetails.builder.id;
+      expect({ ref, id }).toEqual({ ref, id: "https://forge.example/ops/runner-images/actions" });
+    }
+  });
+});
