@@ -1196,3 +1196,22 @@ describe("the signed builder id names the workflow's file, not its name:", () =>
     }
   });
 });
+
+describe("public URLs come from the server's answers, not the runner's registration address", () => {
+  test("a runner registered with an internal address publishes notes whose download and iPXE chain links name the public repository", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: "https://forge.example.org/" });
+    servers.push(s);
+    const d = await dist();
+    const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+    // FORGEJO_SERVER_URL is the internal address the runner registered with (here: the test server's own).
+    const r = await runScript("publish-release.ts", ["--dist", d.dir], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    expect(r.code).toBe(0);
+    const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
+    const note = s.state().releases.find((x) => x.tagName === tag)!.note;
+    expect(note).toContain(`chain https://forge.example.org/ops/runner-images/releases/download/${tag}/netboot-x86_64.ipxe`);
+    expect(note).not.toContain(s.url);
+    expect(r.stderr).toContain(`published: https://forge.example.org/ops/runner-images/releases/tag/${tag}`);
+  });
+});

@@ -53,6 +53,12 @@ export interface ForgejoOptions {
    * (models/organization/org.go HasOrgOrUserVisible, Forgejo v15.0.3). Default "public".
    */
   ownerVisibility?: "public" | "limited" | "private";
+  /**
+   * Forgejo's ROOT_URL, which every html_url and download link names (with a trailing slash),
+   * when it differs from the address clients reach the server at: a runner registered with an
+   * internal address sees FORGEJO_SERVER_URL = that address. Default the server's own URL.
+   */
+  appUrl?: string;
   defaultBranch?: string;
   /** branch -> 40-hex sha. Default { [defaultBranch]: MAIN_SHA }. `{}` (and no commits) = an empty repo. */
   branches?: Record<string, string>;
@@ -1465,8 +1471,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     }),
   });
 
-  base = `http://127.0.0.1:${server.port}/`;
-  const url = base.slice(0, -1);
+  base = opts.appUrl ?? `http://127.0.0.1:${server.port}/`;
+  const url = `http://127.0.0.1:${server.port}`;
 
   return {
     url,
@@ -1477,6 +1483,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       repo: repoName,
       private: !!opts.private,
       ownerVisibility,
+      appUrl: base,
       defaultBranch,
       branches,
       commits: [...commits],
