@@ -435,7 +435,7 @@ describe("credentials: the job token, the runtime token, the release token and t
 
 // ---------------------------------------------------------------------------------------------
 describe("both workflows", () => {
-  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job is skipped on the Codeberg mirror and runs on the primary host", (_path, wf) => {
+  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job's if: is false on the Codeberg mirror and true on the primary host (an extra layer: the runner evaluates it, Forgejo does not)", (_path, wf) => {
     for (const job of Object.values(wf.jobs)) {
       expect(job.if?.trim()).toMatch(/^github\.server_url != 'https:\/\/codeberg\.org'(\s*&&|$)/);
       expect(evaluate(job.if!, onServer("branchPush", "https://codeberg.org"))).toBe(false);
