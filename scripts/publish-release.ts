@@ -161,6 +161,17 @@ async function provenance(dist: string, manifest: Manifest, tag: string, key: Si
   return { plan, files: [small(SUMS_FILE, sums), ...write.map((f) => small(f.name, f.bytes)), small(MANIFEST_FILE, manifestBytes)] };
 }
 
+/** The server's html_url for the repository, if it is a plain http(s) URL (it goes into the notes). */
+function webAddress(raw: string | undefined): string | null {
+  if (!raw) return null;
+  try {
+    const url = new URL(raw);
+    return (url.protocol === "https:" || url.protocol === "http:") && !url.search && !url.hash && !url.username ? url.href.replace(/\/+$/, "") : null;
+  } catch {
+    return null;
+  }
+}
+
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
   if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
@@ -209,7 +220,8 @@ await runMain(async () => {
   const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true);
   files.push(...signed.files);
   const commit = manifest.source.commit;
-  const fields = await releaseFields({ title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true }, manifest, tag, `${server}/${owner}/${repo}`);
+  const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };
+  const fields = await releaseFields(given, manifest, tag, `${server}/${owner}/${repo}`); // checked now; the links follow the server's answer
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   const apply = { client, tag, commit, fields, files, target: null as Target | null, where };
   printPlan(signed.plan);
@@ -218,11 +230,17 @@ await runMain(async () => {
   // 2. The server, the token's access, the tag (if it exists, at the dist's commit).
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
   await client.probe(); // first contact
-  await checkAccess(client);
+  const repository = await checkAccess(client);
   await checkTag(client, tag, commit);
+  // The notes' download and iPXE chain links name the repository as the server publishes it
+  // (html_url), not FORGEJO_SERVER_URL, the address the runner registered with (maybe internal).
+  const publicUrl = webAddress(repository.html_url);
+  if (publicUrl) apply.fields = await releaseFields(given, manifest, tag, publicUrl);
 
-  // 3-5. Look, plan, print; apply unless a dry run. A concurrent run's changes: look again.
-  const inputs = { tag, commit, files, manifest, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
+  // 3-5. Look, plan, print; apply unless a dry run. A concurrent run's changes: look again. The
+  // look first asks whether this token can download assets back (a private repository and the
+  // Actions token: no); the plan refuses then, before any write, unless --verify sizes.
+  const inputs = { tag, commit, files, manifest, repository, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
   let rehash: (() => Promise<void>) | null = () => rehashDist(dist).then(() => void (rehash = null));
   const { plan, target } = await inRounds(where, async () => {
     const state = await lookUp(client, { ...inputs, rehash });

@@ -875,3 +875,50 @@ describe("stopping, and the fixture's own errors", () => {
     await s.stop();
   });
 });
+
+describe("the Actions token on web routes is the bare Actions user (forgejo-release-api.md §12, corrected)", () => {
+  const RUNTIME = "token eyJhbGciOiJIUzI1NiJ9.eyJUYXNrSUQiOjF9.runtime-signature";
+  async function releaseWithAsset(s: ForgejoServer, draft: boolean) {
+    const rel = await createRelease(s, { tag_name: draft ? "boot-dev-d" : "boot-v1", target_commitish: MAIN_SHA, draft });
+    const up = await upload(s, rel.json.id, "a.bin", bytes(100));
+    expect(up.status).toBe(201);
+    return { id: rel.json.id as number, uuid: up.json.uuid as string, tag: rel.json.tag_name as string };
+  }
+
+  test("private repository: the API serves the Actions token (job token and ACTIONS_RUNTIME_TOKEN), the web downloads answer 404; a writer's token is served", async () => {
+    const s = await start({ private: true });
+    const pub = await releaseWithAsset(s, false);
+    for (const auth of [A, RUNTIME]) {
+      expect((await call(s, "GET", `${REPO}/releases/${pub.id}/assets`, { auth })).status).toBe(200);
+      expect((await call(s, "GET", `/attachments/${pub.uuid}`, { auth, base: s.url })).status).toBe(404);
+      expect((await call(s, "GET", `/ops/runner-images/releases/download/${pub.tag}/a.bin`, { auth, base: s.url })).status).toBe(404);
+      // Who it is: the Actions user, id -2, whatever the token's shape.
+      expect((await call(s, "GET", "/user", { auth })).json.id).toBe(-2);
+    }
+    expect((await call(s, "GET", `/attachments/${pub.uuid}`, { auth: W, base: s.url })).status).toBe(200);
+  });
+
+  test("owner visibility: a private owner hides a public repository from the Actions user, a limited owner does not (but from anonymous readers)", async () => {
+    const hidden = await start({ ownerVisibility: "private" });
+    const h = await releaseWithAsset(hidden, false);
+    expect((await call(hidden, "GET", REPO, { auth: A })).json.owner.visibility).toBe("private");
+    expect((await call(hidden, "GET", `/attachments/${h.uuid}`, { auth: A, base: hidden.url })).status).toBe(404);
+    const limited = await start({ ownerVisibility: "limited" });
+    const l = await releaseWithAsset(limited, false);
+    expect((await call(limited, "GET", `/attachments/${l.uuid}`, { auth: A, base: limited.url })).status).toBe(200);
+    expect((await call(limited, "GET", `/ops/runner-images/releases/download/${l.tag}/a.bin`, { auth: A, base: limited.url })).status).toBe(200);
+    expect((await call(limited, "GET", `/attachments/${l.uuid}`, { base: limited.url })).status).toBe(404);
+  });
+
+  test("public repository: the Actions token reads published assets, a draft's only by uuid, never by tag", async () => {
+    const d = await releaseWithAsset(srv, true);
+    expect((await call(srv, "GET", `/attachments/${d.uuid}`, { auth: A, base: srv.url })).status).toBe(200);
+    expect((await call(srv, "GET", `/ops/runner-images/releases/download/${d.tag}/a.bin`, { auth: A, base: srv.url })).status).toBe(404);
+    expect((await call(srv, "GET", `/ops/runner-images/releases/download/${d.tag}/a.bin`, { auth: W, base: srv.url })).status).toBe(200);
+  });
+
+  test("GET /user: a personal token without read:user scope gets 403, no token 401", async () => {
+    expect((await call(srv, "GET", "/user", { auth: W })).status).toBe(403);
+    expect((await call(srv, "GET", "/user")).status).toBe(401);
+  });
+});

@@ -1071,3 +1071,147 @@ describe("the command line", () => {
     expect(mode).toBe("100755");
   });
 });
+
+describe("CI-style publishing with the Actions token (env only): private repositories", () => {
+  const RUNTIME = "eyJhbGciOiJIUzI1NiJ9.eyJUYXNrSUQiOjJ9.runtime-sig";
+  const ciTokens = { ...TOKENS, [RUNTIME]: { user: "forgejo-actions", access: "write" as const, actions: true } };
+  const CI = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+  const TAG = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
+  /** As the workflow's publish step runs it: no --server, --repo or --tag; the runner's variables and a token in the environment. */
+  async function publishInCi(s: ForgejoServer, distDir: string, token: string, args: string[] = []): Promise<RunResult> {
+    const r = await runScript("publish-release.ts", ["--dist", distDir, ...args], {
+      env: cleanEnv({ ...FAST, ...CI, FORGEJO_TOKEN: token, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    for (const t of [WRITE, ACTIONS, RUNTIME]) expect(r.stderr + r.stdout).not.toContain(t);
+    return r;
+  }
+  const writes = (s: ForgejoServer, from = 0) => s.requests.slice(from).filter((q) => q.method !== "GET" && q.method !== "HEAD");
+  const downloads = (s: ForgejoServer, from = 0) => s.requests.slice(from).filter((q) => q.method === "GET" && q.path.startsWith("/attachments/"));
+
+  test("a private repository and the Actions token: refused before any write, with the cause and the fix", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    for (const token of [ACTIONS, RUNTIME]) {
+      const r = await publishInCi(s, d.dir, token);
+      expect(r.code).toBe(1);
+      const line = r.stderr.split("\n").find((l) => l.includes("refusing to publish before any upload"));
+      expect(line).toContain("ops/runner-images is private");
+      expect(line).toContain("RUNNER_IMAGES_RELEASE_TOKEN");
+      expect(line).toContain("--verify sizes");
+      expect(writes(s)).toEqual([]);
+      expect(s.state().releases.filter((x) => !x.isTag)).toEqual([]);
+    }
+  });
+
+  test("a public repository of a private owner: the same refusal; of a limited owner: published and every byte read back", async () => {
+    const hidden = await startForgejo({ tokens: ciTokens, ownerVisibility: "private" });
+    servers.push(hidden);
+    const d = await dist();
+    const r = await publishInCi(hidden, d.dir, ACTIONS);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("whose visibility is private");
+    expect(writes(hidden)).toEqual([]);
+
+    const limited = await startForgejo({ tokens: ciTokens, ownerVisibility: "limited" });
+    servers.push(limited);
+    expect((await publishInCi(limited, d.dir, ACTIONS)).code).toBe(0);
+    await expectComplete(limited, TAG, d.dir);
+    expect(downloads(limited).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+  });
+
+  test("a private repository and a writer's personal token (the workflow's release-token secret): published, every byte read back; re-runs are 'already published'", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    const r = await publishInCi(s, d.dir, WRITE);
+    expect(r.code).toBe(0);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+    const from = s.requests.length;
+    const again = await publishInCi(s, d.dir, WRITE);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published with exactly these files: nothing to do");
+    expect(writes(s, from)).toEqual([]);
+  });
+
+  test("a private repository, the Actions token and an explicit --verify sizes: published with a loud warning; a re-run of a half-synced draft and of the published release work", async () => {
+    const s = await startForgejo({ tokens: ciTokens, private: true });
+    servers.push(s);
+    const d = await dist();
+    // A run cut short left a draft with one file on it.
+    const id = await createDraft(s, TAG);
+    await uploadRaw(s, id, "SHA256SUMS", await Bun.file(join(d.dir, "SHA256SUMS")).bytes());
+    const r = await publishInCi(s, d.dir, ACTIONS, ["--verify", "sizes"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: --verify sizes: ops\/runner-images is private.*only names and sizes are checked/);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s)).toEqual([]);
+    const again = await publishInCi(s, d.dir, ACTIONS, ["--verify", "sizes"]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already published with exactly these files (names and sizes)");
+    // Without --verify sizes the published release is not judged by sizes alone either.
+    const full = await publishInCi(s, d.dir, ACTIONS);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toContain("refusing to publish before any upload");
+  });
+
+  test("a public repository with the Actions token still reads every byte back", async () => {
+    const s = await startForgejo({ tokens: ciTokens });
+    servers.push(s);
+    const d = await dist();
+    const r = await publishInCi(s, d.dir, RUNTIME);
+    expect(r.code).toBe(0);
+    await expectComplete(s, TAG, d.dir);
+    expect(downloads(s).length).toBeGreaterThanOrEqual(ALL_FILES.length);
+    expect(r.stderr).not.toContain("--verify sizes");
+  });
+});
+
+describe("the signed builder id names the workflow's file, not its name:", () => {
+  // As forgejo-runner v12.2+ sets them on Forgejo v14+: GITHUB_WORKFLOW is the `name:`, GITHUB_WORKFLOW_REF the file at a ref.
+  const run = {
+    FORGEJO_RUN_ID: "901", FORGEJO_RUN_NUMBER: "31", FORGEJO_SERVER_URL: "https://forge.example", FORGEJO_REPOSITORY: "ops/runner-images",
+    FORGEJO_REF: "refs/tags/boot-v1.0.0", FORGEJO_EVENT_NAME: "push", FORGEJO_WORKFLOW: "Runner boot images",
+  };
+  test("GITHUB_WORKFLOW_REF gives the file; the statement's builder filters the run list by it", async () => {
+    const { ciEnv, ciRun } = await import("../scripts/lib/cli/ci-env.ts");
+    const { makeStatement } = await import("../scripts/lib/trust/provenance.ts");
+    const ci = ciRun(ciEnv({ ...run, GITHUB_WORKFLOW_REF: "ops/runner-images/.forgejo/workflows/boot-images.yml@refs/tags/boot-v1.0.0" }))!;
+    expect(ci.workflowFile).toBe("boot-images.yml");
+    const d = await dist();
+    const statement = makeStatement({ ...d.manifest, ci }, new Uint8Array(), new Uint8Array(), "boot-v1.0.0");
+    expect(statement.predicate.runDetails.builder.id).toBe("https://forge.example/ops/runner-images/actions?workflow=boot-images.yml");
+    expect(statement.predicate.runDetails.builder.id).not.toContain("Runner");
+  });
+
+  test("without a workflow ref (Forgejo before v14) or with one that is not a workflow file: the unfiltered run list, never the name", async () => {
+    const { ciEnv, ciRun } = await import("../scripts/lib/cli/ci-env.ts");
+    const { makeStatement } = await import("../scripts/lib/trust/provenance.ts");
+    const d = await dist();
+    for (const ref of [undefined, "", "ops/runner-images/../../x@y", "ops/runner-images/.forgejo/workflows/a b.yml@refs/heads/main", "ops/runner-images/src/boot.yml@refs/heads/main"]) {
+      const ci = ciRun(ciEnv({ ...run, FORGEJO_WORKFLOW_REF: ref }))!;
+      const id = makeStatement({ ...d.manifest, ci }, new Uint8Array(), new Uint8Array(), "boot-v1.0.0").predicate.runDetails.builder.id;
+      expect({ ref, id }).toEqual({ ref, id: "https://forge.example/ops/runner-images/actions" });
+    }
+  });
+});
+
+describe("public URLs come from the server's answers, not the runner's registration address", () => {
+  test("a runner registered with an internal address publishes notes whose download and iPXE chain links name the public repository", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: "https://forge.example.org/" });
+    servers.push(s);
+    const d = await dist();
+    const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+    // FORGEJO_SERVER_URL is the internal address the runner registered with (here: the test server's own).
+    const r = await runScript("publish-release.ts", ["--dist", d.dir], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    expect(r.code).toBe(0);
+    const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
+    const note = s.state().releases.find((x) => x.tagName === tag)!.note;
+    expect(note).toContain(`chain https://forge.example.org/ops/runner-images/releases/download/${tag}/netboot-x86_64.ipxe`);
+    expect(note).not.toContain(s.url);
+    expect(r.stderr).toContain(`published: https://forge.example.org/ops/runner-images/releases/tag/${tag}`);
+  });
+});

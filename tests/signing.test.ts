@@ -6,9 +6,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { makeDist } from "./support/dist.ts";
 import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
 import { cleanEnv, runScript, type RunOptions } from "./support/run.ts";
@@ -188,5 +188,16 @@ describe("the key file", () => {
     expect(await holdingKey(dir, keyBody)).toEqual([]);
     expect(await agentGone(agentSocket)).toBe(true);
     expect(forge.state().releases).toHaveLength(0);
+  }, 30_000);
+
+  test("the agent's socket sits in the signing scratch directory, mode 0700, which is gone once the run ends", async () => {
+    const { tmp, running, agentSocket } = await publishStalledInSigning(1);
+    const dir = dirname(agentSocket);
+    expect(dirname(dir)).toBe(tmp);
+    expect(basename(dir)).toStartWith("runner-images-sign-");
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    expect((await running).code).toBe(0);
+    expect(existsSync(dir)).toBe(false);
+    expect(await filesUnder(tmp)).toEqual([]);
   }, 30_000);
 });

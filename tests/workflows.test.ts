@@ -1,7 +1,8 @@
 /**
  * The Forgejo workflows (.forgejo/workflows/) as a maintainer and an auditor rely on them: what
- * triggers them, that nothing runs on the Codeberg mirror, that the job token reaches only the
- * publish steps, which script each step runs with which flags, that they lint clean with
+ * triggers them, that nothing runs on the Codeberg mirror, that no step holds a credential it
+ * does not need (job token, ACTIONS_RUNTIME_TOKEN, release token, signing key) and that the signing
+ * job runs nothing but checkout, install, verify, sign and publish, which script each step runs with which flags, that they lint clean with
  * actionlint, and that the "Build and publish" section of docs/releases.md (the runbook's
  * reference for path 3, "Cut a release") shows the very same commands. The flags every page
  * passes to the scripts are checked in docs.test.ts.
@@ -230,8 +231,9 @@ test("the expression evaluator treats the string 'false' as truthy and compares 
 
 // ---------------------------------------------------------------------------------------------
 describe("boot-images.yml", () => {
-  const [jobName, job] = Object.entries(boot.jobs)[0]!;
-  const publishSteps = job.steps.filter(runs(PUBLISH));
+  const job = boot.jobs.images!;
+  const publishJob = boot.jobs.publish!;
+  const publishSteps = allSteps(boot).filter(runs(PUBLISH));
   const buildStep = job.steps.find(runs(BUILD));
 
   test("runs on a boot-v* tag push and on dispatch, and on nothing else", () => {
@@ -248,10 +250,37 @@ describe("boot-images.yml", () => {
     expect(inputs.publish.default).toBe(false);
   });
 
-  test("is one job that builds and publishes", () => {
-    expect(Object.keys(boot.jobs)).toEqual([jobName]);
+  test("two jobs: images builds and never publishes; publish needs it and runs the publisher", () => {
+    expect(Object.keys(boot.jobs)).toEqual(["images", "publish"]);
     expect(buildStep).toBeDefined();
-    expect(publishSteps.length).toBeGreaterThan(0);
+    expect(job.steps.filter(runs(PUBLISH))).toEqual([]);
+    expect((publishJob as Job & { needs?: unknown }).needs).toBe("images");
+    expect(publishJob.steps.filter(runs(PUBLISH)).length).toBe(2);
+  });
+
+  test("the publish job runs only: check out, install, fetch the dist, check it, sign and publish", () => {
+    // Each step by what it does; anything else (a build, the tests, a cache, another action) fails.
+    const what = (s: Step): string => {
+      if (s.uses?.includes("/actions/checkout@")) return "checkout";
+      if (s.uses?.includes("/actions/download-artifact@")) return "fetch dist";
+      if (s.run === "nix develop -c bun install --frozen-lockfile") return "install";
+      if (s.run === "(cd dist && sha256sum -c SHA256SUMS)") return "verify";
+      if (s.run?.startsWith("nix develop -c bun --smol scripts/publish-release.ts --dist dist") && !/[;&|`$]/.test(s.run)) return "sign and publish";
+      return `unexpected: ${s.name}: ${s.uses ?? s.run}`;
+    };
+    expect(publishJob.steps.map(what)).toEqual(["checkout", "install", "fetch dist", "verify", "sign and publish", "sign and publish"]);
+    // The dist is checked before it is signed; the build job hands over the same directory.
+    const upload = job.steps.find((s) => s.uses?.includes("/actions/upload-artifact@"))!;
+    const download = publishJob.steps.find((s) => s.uses?.includes("/actions/download-artifact@"))!;
+    expect(upload.with).toMatchObject({ name: "dist", path: "dist/" });
+    expect(download.with).toMatchObject({ name: "dist", path: "dist" });
+  });
+
+  test("the dist is handed over exactly when the publish job runs", () => {
+    const upload = job.steps.find((s) => s.uses?.includes("/actions/upload-artifact@"))!;
+    for (const event of Object.keys(events) as EventName[]) {
+      expect({ event, upload: stepRuns(job, upload, events[event]) }).toEqual({ event, upload: evaluate(publishJob.if!, events[event]) === true });
+    }
   });
 
   test("one run per ref at a time, never cancelling a run in progress", () => {
@@ -260,19 +289,22 @@ describe("boot-images.yml", () => {
     for (const j of Object.values(boot.jobs)) expect(j.concurrency).toBeUndefined();
   });
 
-  test("installs with the frozen lockfile, builds, checks SHA256SUMS and boots the images before anything is published", () => {
+  test("installs with the frozen lockfile, builds, checks SHA256SUMS and boots the images; the publish job checks SHA256SUMS again", () => {
     const runsOf = job.steps.map((s) => s.run ?? "");
     const at = (needle: string) => runsOf.findIndex((r) => r.includes(needle));
     expect(runsOf).toContain("nix develop -c bun install --frozen-lockfile");
-    const firstPublish = at(PUBLISH);
+    const handOver = job.steps.findIndex((s) => s.uses?.includes("/actions/upload-artifact@"));
     for (const needle of ["bun install --frozen-lockfile", BUILD, "sha256sum -c SHA256SUMS", "nix flake check"]) {
       expect(at(needle)).toBeGreaterThanOrEqual(0);
-      expect(at(needle)).toBeLessThan(firstPublish);
+      expect(at(needle)).toBeLessThan(handOver);
     }
     // The check is on what the build wrote, and it is unconditional.
     const sums = job.steps[at("sha256sum -c SHA256SUMS")]!;
     expect(sums.run).toBe("(cd dist && sha256sum -c SHA256SUMS)");
     expect(sums.if).toBeUndefined();
+    const again = publishJob.steps.findIndex((s) => s.run === "(cd dist && sha256sum -c SHA256SUMS)");
+    expect(again).toBeGreaterThan(publishJob.steps.findIndex((s) => s.uses?.includes("/actions/download-artifact@")));
+    expect(again).toBeLessThan(publishJob.steps.findIndex(runs(PUBLISH)));
   });
 
   test("on a tag push, the first step checks the tag's name and that the signing secret is set, before the build", () => {
@@ -309,10 +341,10 @@ describe("boot-images.yml", () => {
     ["dispatchPublish", ["Publish a dev prerelease"]],
     ["dispatchBuildOnly", []],
   ] as [EventName, string[]][])("on %p, exactly these publish steps run: %p", (event, expected) => {
-    const ran = publishSteps.filter((s) => stepRuns(job, s, events[event])).map((s) => s.name);
+    const ran = publishSteps.filter((s) => stepRuns(publishJob, s, events[event])).map((s) => s.name);
     expect(ran).toEqual(expected);
     // ... and the build and its checks run every time.
-    for (const s of job.steps.filter((s) => !publishSteps.includes(s))) expect(stepRuns(job, s, events[event])).toBe(true);
+    for (const s of job.steps.filter((s) => !s.uses?.includes("/actions/upload-artifact@"))) expect(stepRuns(job, s, events[event])).toBe(true);
   });
 
   test("publishes with the scripts' defaults from the CI environment, dev releases as prereleases, and no override flags", () => {
@@ -324,7 +356,7 @@ describe("boot-images.yml", () => {
     expect(dev.run).toMatch(/--keep-dev \d+/);
     for (const step of publishSteps) {
       expect(step.run).toStartWith("nix develop -c bun --smol scripts/publish-release.ts --dist dist");
-      for (const risky of ["--token-file", "--allow-dirty", "--replace-published", "--insecure-http", "--dry-run", "--server", "--repo", "--tag"]) {
+      for (const risky of ["--token-file", "--allow-dirty", "--replace-published", "--insecure-http", "--dry-run", "--server", "--repo", "--tag", "--verify"]) {
         expect(flagsOf(step.run!)).not.toContain(risky);
       }
     }
@@ -332,51 +364,64 @@ describe("boot-images.yml", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-describe("the job token", () => {
+describe("credentials: the job token, the runtime token, the release token and the signing key", () => {
+  /** The variables the runner fills in every step (runner internal/app/run/runner.go; act withGithubEnv). */
+  const RUNNER_CREDENTIALS = ["ACTIONS_RUNTIME_TOKEN", "FORGEJO_TOKEN", "GITHUB_TOKEN"] as const;
   const TOKEN = /\b(github|forgejo|gitea)\.token\b|\bsecrets\./i;
   // The tag check learns whether the signing secret is set: a boolean, never the key itself.
   const KEY_IS_SET = "${{ secrets.RUNNER_IMAGES_SIGNING_KEY != '' }}";
+  const RELEASE_TOKEN = "${{ secrets.RUNNER_IMAGES_RELEASE_TOKEN || github.token }}";
   const mentions = (values: Record<string, unknown> | undefined) =>
     Object.values(values ?? {}).some((v) => String(v) !== KEY_IS_SET && TOKEN.test(String(v)));
+  const isArtifactStep = (s: Step) => /\/actions\/(upload|download)-artifact@/.test(s.uses ?? "");
+  const everyStep = WORKFLOWS.flatMap(([path, wf]) => Object.entries(wf.jobs).flatMap(([jobName, job]) => job.steps.map((step) => ({ path, jobName, job, step }))));
 
-  test("is in the env of the publish steps, as FORGEJO_TOKEN, and in no other step, job or workflow env", () => {
+  test("no workflow or job env holds any credential (job env cannot override the runner's variables anyway)", () => {
     for (const [path, wf] of WORKFLOWS) {
       expect({ path, workflowEnv: mentions(wf.env) }).toEqual({ path, workflowEnv: false });
-      for (const job of Object.values(wf.jobs)) {
-        expect({ path, jobEnv: mentions(job.env) }).toEqual({ path, jobEnv: false });
-        for (const step of job.steps) {
-          const publishes = runs(PUBLISH)(step);
-          const holds = mentions(step.env) || mentions(step.with) || TOKEN.test(step.run ?? "") || TOKEN.test(step.if ?? "");
-          expect({ path, step: step.name, holds }).toEqual({ path, step: step.name, holds: publishes });
-          if (publishes) {
-            // The token, and the signing key secret (empty when the secret is not configured).
-            expect(step.env).toEqual({
-              FORGEJO_TOKEN: "${{ github.token }}",
-              RUNNER_IMAGES_SIGNING_KEY: "${{ secrets.RUNNER_IMAGES_SIGNING_KEY }}",
-            });
-          } else {
-            const { RUNNER_IMAGES_SIGNING_KEY_IS_SET: keyIsSet, ...env } = step.env ?? {};
-            expect([undefined, KEY_IS_SET]).toContain(keyIsSet);
-            const rest = JSON.stringify({ ...step, env });
-            expect({ step: step.name, signingKey: rest.includes("RUNNER_IMAGES_SIGNING_KEY") }).toEqual({ step: step.name, signingKey: false });
-          }
-        }
-      }
+      for (const job of Object.values(wf.jobs)) expect({ path, jobEnv: mentions(job.env) }).toEqual({ path, jobEnv: false });
     }
-    expect(allSteps(boot).filter(runs(PUBLISH)).length).toBeGreaterThan(0);
   });
 
-  test("is blanked in every other run step (the runner puts it in every step's environment)", () => {
-    for (const [path, wf] of WORKFLOWS) {
-      for (const step of runSteps(wf).filter((s) => !runs(PUBLISH)(s))) {
-        expect({ path, step: step.name, FORGEJO_TOKEN: step.env?.FORGEJO_TOKEN, GITHUB_TOKEN: step.env?.GITHUB_TOKEN }).toEqual({
-          path,
-          step: step.name,
-          FORGEJO_TOKEN: "",
+  test("only the publish steps hold a release token and the signing key; every other step mentions no secret but the key's is-set flag", () => {
+    for (const { path, step } of everyStep) {
+      const publishes = runs(PUBLISH)(step);
+      const holds = mentions(step.env) || mentions(step.with) || TOKEN.test(step.run ?? "") || TOKEN.test(step.if ?? "");
+      expect({ path, step: step.name, holds }).toEqual({ path, step: step.name, holds: publishes });
+      if (publishes) {
+        expect(step.env).toEqual({
+          ACTIONS_RUNTIME_TOKEN: "",
           GITHUB_TOKEN: "",
+          FORGEJO_TOKEN: RELEASE_TOKEN,
+          RUNNER_IMAGES_SIGNING_KEY: "${{ secrets.RUNNER_IMAGES_SIGNING_KEY }}",
         });
+      } else {
+        const { RUNNER_IMAGES_SIGNING_KEY_IS_SET: keyIsSet, ...env } = step.env ?? {};
+        expect([undefined, KEY_IS_SET]).toContain(keyIsSet);
+        const rest = JSON.stringify({ ...step, env });
+        expect({ step: step.name, signingKey: rest.includes("RUNNER_IMAGES_SIGNING_KEY") }).toEqual({ step: step.name, signingKey: false });
       }
     }
+    expect(everyStep.filter(({ step }) => runs(PUBLISH)(step)).length).toBe(2);
+  });
+
+  test("every step blanks every runner credential it does not need: the artifact steps keep ACTIONS_RUNTIME_TOKEN, the publish steps FORGEJO_TOKEN (set to the release token)", () => {
+    for (const { path, jobName, step } of everyStep) {
+      const needs = new Set<string>(isArtifactStep(step) ? ["ACTIONS_RUNTIME_TOKEN"] : runs(PUBLISH)(step) ? ["FORGEJO_TOKEN"] : []);
+      for (const name of RUNNER_CREDENTIALS) {
+        if (needs.has(name)) expect({ path, step: step.name, [name]: step.env?.[name] }).not.toEqual({ path, step: step.name, [name]: "" });
+        else expect({ path, job: jobName, step: step.name, [name]: step.env?.[name] }).toEqual({ path, job: jobName, step: step.name, [name]: "" });
+      }
+    }
+  });
+
+  test("the signing key and the release token are in the publish job only, which runs no build or test code", () => {
+    for (const { jobName, step } of everyStep) {
+      const text = JSON.stringify(step);
+      if (text.includes("secrets.RUNNER_IMAGES_SIGNING_KEY }}") || text.includes("RUNNER_IMAGES_RELEASE_TOKEN")) expect({ step: step.name, jobName }).toEqual({ step: step.name, jobName: "publish" });
+    }
+    const publishJob = JSON.stringify(boot.jobs.publish);
+    for (const code of [BUILD, "nix flake check", ".ci/run", "bun test", "bun run"]) expect({ code, there: publishJob.includes(code) }).toEqual({ code, there: false });
   });
 
   test("is not persisted into the checkout's git config", () => {
@@ -390,7 +435,7 @@ describe("the job token", () => {
 
 // ---------------------------------------------------------------------------------------------
 describe("both workflows", () => {
-  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job is skipped on the Codeberg mirror and runs on the primary host", (_path, wf) => {
+  test.each(WORKFLOWS.map(([path, wf]) => [path, wf] as const))("%s: every job's if: is false on the Codeberg mirror and true on the primary host (an extra layer: the runner evaluates it, Forgejo does not)", (_path, wf) => {
     for (const job of Object.values(wf.jobs)) {
       expect(job.if?.trim()).toMatch(/^github\.server_url != 'https:\/\/codeberg\.org'(\s*&&|$)/);
       expect(evaluate(job.if!, onServer("branchPush", "https://codeberg.org"))).toBe(false);

@@ -27,6 +27,8 @@ export interface TokenSpec {
    * gets 403 on every write. Default "write".
    */
   scope?: "read" | "write";
+  /** The token also has read:user scope, so GET /api/v1/user answers it (default: it has not, 403). */
+  userScope?: boolean;
   /** The Actions automatic token: write on the repo, but in no protected tag's allow-list (§15). */
   actions?: boolean;
 }
@@ -44,6 +46,19 @@ export interface ForgejoOptions {
   owner?: string;
   repo?: string;
   private?: boolean;
+  /**
+   * The owner's visibility (GET /repos answers it as owner.visibility). "private": only members
+   * read the repository, so anonymous readers and the bare Actions user get 404 on web routes;
+   * "limited": signed-in users only, so anonymous readers get 404, the Actions user reads
+   * (models/organization/org.go HasOrgOrUserVisible, Forgejo v15.0.3). Default "public".
+   */
+  ownerVisibility?: "public" | "limited" | "private";
+  /**
+   * Forgejo's ROOT_URL, which every html_url and download link names (with a trailing slash),
+   * when it differs from the address clients reach the server at: a runner registered with an
+   * internal address sees FORGEJO_SERVER_URL = that address. Default the server's own URL.
+   */
+  appUrl?: string;
   defaultBranch?: string;
   /** branch -> 40-hex sha. Default { [defaultBranch]: MAIN_SHA }. `{}` (and no commits) = an empty repo. */
   branches?: Record<string, string>;
@@ -191,6 +206,10 @@ export const DEFAULT_TOKENS: Record<string, TokenSpec> = {
   "actions-token": { user: "forgejo-actions", access: "write", actions: true },
   /** The repository owner's own token (user `ops`, the default owner): the runner endpoints want an owner. */
   "owner-token": { user: "ops", access: "write" },
+  // ACTIONS_RUNTIME_TOKEN: a JWT naming the task, which Forgejo v10+ accepts as the job token on
+  // the API and the attachment routes (services/auth/oauth2.go userIDFromToken, a token with a "."
+  // -> TokenToTaskID -> the Actions user; forgejo-release-api.md §15).
+  "eyJhbGciOiJIUzI1NiJ9.eyJUYXNrSUQiOjF9.runtime-signature": { user: "forgejo-actions", access: "write", actions: true },
 };
 
 /** A runner registration as the test sees it (deleted ones are gone from the list, as in Forgejo). */
@@ -389,6 +408,9 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     return userIds.get(login)!;
   };
   for (const t of Object.values(tokens)) userId(t.user);
+  // The Actions user is a fake user with a fixed id (models/user/user_system.go ActionsUserID).
+  for (const login of actionsUsers) userIds.set(login, -2);
+  const ownerVisibility = opts.ownerVisibility ?? "public";
 
   const rows: Row[] = [];
   const gitTags = new Map<string, GitTag>();
@@ -489,7 +511,7 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     pronouns: "",
     website: "",
     description: "",
-    visibility: "public",
+    visibility: login === owner ? ownerVisibility : "public",
     followers_count: 0,
     following_count: 0,
     starred_repos_count: 0,
@@ -953,12 +975,24 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     if (!spec) return unauthorized();
     return { token, spec };
   }
+  // What a caller who is no collaborator reads: a private repository or a private owner hides it
+  // from everyone; a limited owner from anonymous readers only (GetUserRepoPermission,
+  // HasOrgOrUserVisible).
+  const strangerPerm = (signedIn: boolean): Perm =>
+    opts.private || ownerVisibility === "private" || (!signedIn && ownerVisibility === "limited") ? "none" : "read";
   const permOf = (c: Caller): Perm => {
-    if (!c.spec) return opts.private ? "none" : "read";
+    if (!c.spec) return strangerPerm(false);
     if (c.spec.access === "write") return "write";
     if (c.spec.access === "read") return "read";
-    return opts.private ? "none" : "read";
+    return strangerPerm(true);
   };
+  /**
+   * On web routes the Actions token is only the bare Actions user: ServeAttachment and the web
+   * RepoAssignment call GetUserRepoPermission, which has no Actions-task case (Forgejo
+   * v11.0.0-v15.0.3 routers/web/repo/attachment.go, services/context/repo.go), so it reads like a
+   * signed-in stranger: nothing of a private repository or a private owner's, and no drafts by tag.
+   */
+  const webPermOf = (c: Caller): Perm => (c.spec?.actions ? strangerPerm(true) : permOf(c));
 
   // ---- faults --------------------------------------------------------------------------------
 
@@ -994,15 +1028,15 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const attRoute = /^\/attachments\/([^/]+)$/.exec(path) ?? /^\/([^/]+)\/([^/]+)\/releases\/attachments\/([^/]+)$/.exec(path);
     if (dl || attRoute) {
       if (method !== "GET") return webNotFound();
-      const perm = permOf(caller);
+      const perm = webPermOf(caller);
       if (perm === "none") return webNotFound();
       if (dl) {
         if (dl[1] !== owner || dl[2] !== repoName) return webNotFound();
         // all four groups of `dl` are mandatory in the regex
         const tag = decodeURIComponent(dl[3]!);
         const name = decodeURIComponent(dl[4]!);
-        // The Actions token cannot see drafts through the web route (§15a).
-        const canWrite = perm === "write" && !caller.spec?.actions;
+        // The Actions token cannot see drafts through the web route (§12): it is no writer there.
+        const canWrite = perm === "write";
         const visible = rows.filter((r) => !r.isTag && r.tagName === tag && (canWrite || !r.isDraft));
         let r: Row | undefined;
         if (visible.length === 1) r = visible[0];
@@ -1023,10 +1057,10 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     // download links, with the same draft visibility as the downloads.
     const page = /^\/([^/]+)\/([^/]+)\/releases\/tag\/([^/]+)$/.exec(path);
     if (page) {
-      const perm = permOf(caller);
+      const perm = webPermOf(caller);
       if (method !== "GET" || perm === "none" || page[1] !== owner || page[2] !== repoName) return webNotFound();
       const tag = decodeURIComponent(page[3]!);
-      const canWrite = perm === "write" && !caller.spec?.actions;
+      const canWrite = perm === "write";
       const r = rows.find((x) => !x.isTag && x.tagName === tag && (canWrite || !x.isDraft));
       if (!r) return webNotFound();
       const links = r.attachments.map((a) => {
@@ -1042,6 +1076,13 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     const api = path.slice(7);
 
     if (method === "GET" && api === "/version") return json(200, { version });
+    // The token's own user (routers/api/v1/user/user.go GetAuthenticatedUser): needs a token and,
+    // for a personal token, read:user scope; the Actions token has no scopes and is id -2.
+    if (method === "GET" && api === "/user") {
+      if (!caller.spec) return json(401, { message: "token is required" });
+      if (!caller.spec.actions && !caller.spec.userScope) return json(403, { message: "token does not have at least one of required scope(s): [read:user]" });
+      return json(200, toUser(caller.spec.user));
+    }
     if (method === "GET" && api === "/settings/api")
       return json(200, { max_response_items: maxItems, default_paging_num: defaultPaging, default_git_trees_per_page: 1000, default_max_blob_size: 10485760 });
     if (method === "GET" && api === "/settings/attachment")
@@ -1614,8 +1655,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     }),
   });
 
-  base = `http://127.0.0.1:${server.port}/`;
-  const url = base.slice(0, -1);
+  base = opts.appUrl ?? `http://127.0.0.1:${server.port}/`;
+  const url = `http://127.0.0.1:${server.port}`;
 
   return {
     url,
@@ -1625,6 +1666,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       owner,
       repo: repoName,
       private: !!opts.private,
+      ownerVisibility,
+      appUrl: base,
       defaultBranch,
       branches,
       commits: [...commits],

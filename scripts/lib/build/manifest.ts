@@ -33,6 +33,8 @@ export interface CiRun {
   runId: string;
   runNumber: string;
   workflow: string;
+  /** The workflow's file (boot-images.yml), when the runner and server say it (ci-env.ts); absent on Forgejo before v14. */
+  workflowFile?: string;
   ref: string;
   event: string;
 }

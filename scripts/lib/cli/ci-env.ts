@@ -17,7 +17,23 @@ export interface CiEnv {
   event: string;
   runId: string;
   runNumber: string;
+  /** The workflow's `name:` (GITHUB_WORKFLOW): a display name, which the web's run list cannot filter by. */
   workflow: string;
+  /**
+   * The workflow's file name (boot-images.yml), from GITHUB_WORKFLOW_REF
+   * (`owner/repo/.forgejo/workflows/boot-images.yml@refs/...`): set by forgejo-runner v12.2.0+
+   * (act/runner/run_context.go, from the task context's workflow_ref) when the server sends it,
+   * Forgejo v14.0+ (services/actions/context.go); "" on older servers, or when it is not a plain
+   * file name.
+   */
+  workflowFile: string;
+}
+
+/** The file name in a GITHUB_WORKFLOW_REF, or "" when there is none or it is not a plain .yml/.yaml name. */
+export function workflowFileOf(ref: string): string {
+  const path = ref.includes("@") ? ref.slice(0, ref.lastIndexOf("@")) : ref;
+  const file = path.slice(path.lastIndexOf("/") + 1);
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*\.ya?ml$/.test(file) && /\/\.(forgejo|gitea|github)\/workflows\/[^/]+$/.test(path) ? file : "";
 }
 
 export function ciEnv(env: Record<string, string | undefined> = process.env): CiEnv {
@@ -35,6 +51,7 @@ export function ciEnv(env: Record<string, string | undefined> = process.env): Ci
     runId,
     runNumber: read("RUN_NUMBER"),
     workflow: read("WORKFLOW"),
+    workflowFile: workflowFileOf(read("WORKFLOW_REF")),
   };
 }
 
@@ -47,6 +64,7 @@ export function ciRun(ci: CiEnv): CiRun | null {
     runId: ci.runId,
     runNumber: ci.runNumber,
     workflow: ci.workflow,
+    ...(ci.workflowFile ? { workflowFile: ci.workflowFile } : {}),
     ref: ci.ref,
     event: ci.event,
   };

@@ -16,7 +16,14 @@ import { SMALL_FILE_LIMIT } from "../build/manifest.ts";
 export interface RepositoryAccess {
   full_name: string;
   permissions?: Permission;
+  /** The repository's public web address, as the server names it (not the runner's registration address). */
+  html_url?: string;
+  private?: boolean;
+  owner?: { login?: string; visibility?: "public" | "limited" | "private" };
 }
+
+/** Forgejo's Actions user: the id every Actions token (job token or runtime JWT) signs in as (models/user/user_system.go). */
+export const ACTIONS_USER_ID = -2;
 
 /** An HTTP error status from the server, with the fix in the message. */
 export class HttpError extends Failure {
@@ -250,6 +257,18 @@ export class ForgejoClient {
 
   repository(): Promise<RepositoryAccess> {
     return this.call<RepositoryAccess>("GET", "", { idempotent: true, what: `reading ${this.repoName}` });
+  }
+
+  /**
+   * Who the token signs in as (GET /api/v1/user): its user id, or null when the token may not
+   * read its own user (a personal token without read:user scope answers 403; the Actions token
+   * has no scopes and is always answered, as id -2).
+   */
+  async tokenUserId(): Promise<number | null> {
+    const answer = await this.send("GET", "/api/v1/user", { idempotent: true, what: "asking who the token belongs to" });
+    if (answer.status === 403) return null;
+    if (!answer.ok) throw this.httpError(answer, "GET", "/api/v1/user", "asking who the token belongs to");
+    return ForgejoClient.json<{ id: number }>(answer, "asking who the token belongs to").id;
   }
 
   /** The repository, or null when it does not exist or this caller may not see it (both 404). */

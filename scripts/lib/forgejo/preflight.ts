@@ -3,14 +3,15 @@
  * and the tag, if it exists, is at the dist's commit; if not, the server has that commit.
  */
 import { Failure } from "../cli/errors.ts";
-import type { ForgejoClient } from "./client.ts";
+import type { ForgejoClient, RepositoryAccess } from "./client.ts";
 
-/** The token must reach the repository and be allowed to write it. */
-export async function checkAccess(client: ForgejoClient): Promise<void> {
+/** The token must reach the repository and be allowed to write it. Returns the repository as the server describes it. */
+export async function checkAccess(client: ForgejoClient): Promise<RepositoryAccess> {
   const repo = await client.repository();
   if (repo.permissions && !repo.permissions.push) {
     throw new Failure(`the token can read ${client.repoName} but not write it: it needs write access to the repository's releases`);
   }
+  return repo;
 }
 
 /**

@@ -8,7 +8,8 @@
  * refused) costs the release lookup and its manifest.json, and nothing is hashed, here or in the
  * dist.
  */
-import type { ForgejoClient } from "./client.ts";
+import type { ForgejoClient, RepositoryAccess } from "./client.ts";
+import { readBackAccess } from "./read-back.ts";
 import type { Attachment, Release } from "./types.ts";
 import { MANIFEST_FILE, type Manifest } from "../build/manifest.ts";
 import { COUNTERSIGNATURE_FILE } from "../trust/signing.ts";
@@ -22,24 +23,34 @@ export interface LookInputs {
   files: LocalFile[];
   manifest: Manifest;
   replacePublished: boolean;
+  verify: "full" | "sizes";
+  /** The repository as checkAccess read it: its visibility decides whether assets can be downloaded back. */
+  repository: RepositoryAccess;
   /** Re-hashes the dist against its manifest before anything is compared or sent; null once done. */
   rehash: (() => Promise<void>) | null;
 }
 
 export async function lookUp(client: ForgejoClient, inputs: LookInputs): Promise<LookedUp> {
   const { tag, files } = inputs;
+  // First, before anything is downloaded: can this token read assets back at all?
+  const readBack = await readBackAccess(client, inputs.repository);
   const found = await client.findRelease(tag);
-  const differences = found && !found.draft ? await publishedDifferences(client, found, files, inputs.manifest) : [];
+  const differences = found && !found.draft ? await publishedDifferences(client, found, files, inputs.manifest, readBack.possible) : [];
   const verdict = releaseVerdict(found, differences, inputs.replacePublished);
   if (verdict === "identical" || verdict === "refused") {
-    return { release: found && released(found, found.assets), differences, identical: [], devReleases: [] };
+    return { release: found && released(found, found.assets), differences, identical: [], devReleases: [], readBack };
+  }
+  // The plan refuses this before any write (publish-plan.ts): no need to re-hash 2 GB first.
+  if (!readBack.possible && inputs.verify === "full") {
+    return { release: found && released(found, found.assets), differences, identical: [], devReleases: [], readBack };
   }
 
   await inputs.rehash?.();
   // The release's own list: a lookup by tag may leave out what a draft holds.
   const assets = found ? await client.assets(found.id) : [];
+  // Only what this run downloaded and hashed is identical; without read-back, nothing is.
   const identical: number[] = [];
-  for (const file of files) {
+  for (const file of readBack.possible ? files : []) {
     for (const candidate of assets.filter((a) => a.name === file.name && a.size === file.size)) {
       if (await sameContent(client, candidate, file, "to compare")) {
         identical.push(candidate.id);
@@ -47,11 +58,15 @@ export async function lookUp(client: ForgejoClient, inputs: LookInputs): Promise
       }
     }
   }
+  return { release: found && released(found, assets), differences, identical, devReleases: await devReleasesOf(client, tag), readBack };
+}
+
+async function devReleasesOf(client: ForgejoClient, tag: string): Promise<LookedUp["devReleases"]> {
   const devReleases: LookedUp["devReleases"] = [];
   for await (const r of client.releases()) {
     if (isDevTag(r.tag_name) && !r.draft && r.tag_name !== tag) devReleases.push({ id: r.id, tag: r.tag_name, createdAt: r.created_at });
   }
-  return { release: found && released(found, assets), differences, identical, devReleases };
+  return devReleases;
 }
 
 const released = (r: Release, assets: Attachment[]) => ({
@@ -65,12 +80,14 @@ const released = (r: Release, assets: Attachment[]) => ({
 /**
  * For a published release: the ways it differs from the dist, judged by asset names and sizes
  * and by the SHA-256s in its own uploaded manifest (no image is downloaded). Empty = identical.
+ * When the token cannot read assets back (read-back.ts), names and sizes only.
  */
 export async function publishedDifferences(
   client: ForgejoClient,
   release: Release,
   files: LocalFile[],
   manifest: Manifest,
+  readable = true,
 ): Promise<string[]> {
   const assets = release.assets;
   const differences: string[] = [];
@@ -83,7 +100,7 @@ export async function publishedDifferences(
     if (found.length === 0) differences.push(`${file.name} is missing`);
     else if (found.length > 1) differences.push(`${file.name} is there ${found.length} times`);
   }
-  const remoteManifestAsset = assets.find((a) => a.name === MANIFEST_FILE);
+  const remoteManifestAsset = readable ? assets.find((a) => a.name === MANIFEST_FILE) : undefined;
   let remote: Manifest | null = null;
   if (remoteManifestAsset) {
     try {

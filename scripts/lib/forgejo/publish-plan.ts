@@ -19,6 +19,7 @@
 import { Failure } from "../cli/errors.ts";
 import { formatBytes } from "../cli/log.ts";
 import { isDevTag } from "../trust/tags.ts";
+import { readBackRefusal, type ReadBack } from "./read-back.ts";
 
 /** The name a file is uploaded under before it is renamed to its final name. */
 export const TEMPORARY = ".partial-";
@@ -47,6 +48,8 @@ export interface LookedUp {
   identical: number[];
   /** Published boot-dev- releases other than the tag being published, in any order. */
   devReleases: { id: number; tag: string; createdAt: string }[];
+  /** Whether this token can download assets back (read-back.ts); absent = it can. */
+  readBack?: ReadBack;
 }
 
 export interface PlanInputs {
@@ -92,6 +95,8 @@ export interface Plan {
   /** What is on the server before the first action, as the operator should hear it. */
   initially: string;
   actions: Action[];
+  /** Said before the plan's lines: what this run cannot check. */
+  warning?: string;
 }
 
 export const NOTHING_CHANGED = "nothing was changed on the server";
@@ -123,12 +128,19 @@ export function planProvenance(dist: string, what: string, write: { name: string
 export function planPublish(inputs: PlanInputs, state: LookedUp): Plan {
   const { tag, commit, files } = inputs;
   const release = state.release;
+  // Decided before any action: a run that could not download back what it uploads refuses now,
+  // not after the uploads with a draft left behind. --verify sizes is the explicit way round.
+  const readBack = state.readBack ?? { possible: true };
+  if (!readBack.possible && inputs.verify === "full") throw new Failure(readBackRefusal(readBack));
+  const warning = readBack.possible
+    ? undefined
+    : `warning: --verify sizes: ${readBack.cause}; only names and sizes are checked, nothing this run sends is read back, and every file is uploaded again`;
   const verdict = releaseVerdict(release, state.differences, inputs.replacePublished);
   if (verdict === "refused") {
     throw new Failure(`${tag} is already published and differs from the dist (${state.differences.join("; ")}); published releases are not rewritten: use a new tag, or --replace-published if you mean it`);
   }
   const initially = release?.draft ? drafted(tag) : NOTHING_CHANGED;
-  if (verdict === "identical") return { tag, alreadyPublished: true, initially, actions: [] };
+  if (verdict === "identical") return { tag, alreadyPublished: true, initially, actions: [], warning };
 
   const actions: Action[] = [];
   const draft = drafted(tag);
@@ -197,7 +209,7 @@ export function planPublish(inputs: PlanInputs, state: LookedUp): Plan {
       leaves: i < prunes.length - 1 ? pruning : published,
     });
   });
-  return { tag, alreadyPublished: false, initially, actions };
+  return { tag, alreadyPublished: false, initially, actions, warning };
 }
 
 /**
@@ -215,8 +227,8 @@ function pruned(inputs: PlanInputs, dev: LookedUp["devReleases"]): { id: number;
 
 /** The plan as printed, the same in a dry run and a real one: each action, and what is left after it when that changes. */
 export function planLines(plan: Plan): string[] {
-  if (plan.alreadyPublished) return [`${plan.tag} is already published with exactly these files: nothing to do`];
-  const lines: string[] = [];
+  const lines: string[] = plan.warning ? [plan.warning] : [];
+  if (plan.alreadyPublished) return [...lines, `${plan.tag} is already published with exactly these files${plan.warning ? " (names and sizes)" : ""}: nothing to do`];
   let left = plan.initially;
   for (const action of plan.actions) {
     lines.push(`plan: ${action.line} [sends ${action.sends}]`);

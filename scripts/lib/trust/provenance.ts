@@ -105,7 +105,7 @@ export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sum
         ],
       },
       runDetails: {
-        builder: { id: ci ? `${ci.server}/${ci.repository}/actions?workflow=${encodeURIComponent(ci.workflow)}` : "urn:runner-images:by-hand" },
+        builder: { id: ci ? builderId(ci) : "urn:runner-images:by-hand" },
         metadata: {
           ...(ci ? { invocationId: `${ci.server}/${ci.repository}/actions/runs/${ci.runNumber}` } : {}),
           finishedOn: manifest.builtAt,
@@ -117,6 +117,17 @@ export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sum
       },
     },
   };
+}
+
+/**
+ * The CI builder: the repository's Actions page filtered to the workflow's file, the way the
+ * web's run list filters (`?workflow=boot-images.yml`). GITHUB_WORKFLOW is the workflow's `name:`,
+ * which filters that list to nothing; without the file (Forgejo before v14 sends no
+ * workflow_ref), the unfiltered page.
+ */
+export function builderId(ci: { server: string; repository: string; workflowFile?: string }): string {
+  const actions = `${ci.server}/${ci.repository}/actions`;
+  return ci.workflowFile ? `${actions}?workflow=${encodeURIComponent(ci.workflowFile)}` : actions;
 }
 
 /** The statement as written: stable key order, one trailing newline. */

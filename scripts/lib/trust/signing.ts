@@ -17,7 +17,7 @@
  * to leave behind, whatever ends the process.
  */
 import { $ } from "zx/core";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError } from "../cli/errors.ts";
@@ -91,20 +91,24 @@ const AGENT_SIGNER = [
 
 /**
  * Signs `data` in `namespace` and returns the armored signature. The data goes through a
- * scratch directory (it is public: the statement); the key never does.
+ * scratch directory (it is public: the statement); the key never does. The agent's socket is in
+ * that same directory, mode 0700 and removed at exit, not in a directory ssh-agent makes in the
+ * shared TMPDIR: in CI the job's /tmp is shared with whatever else ran there, and a socket is the
+ * key for as long as the agent lives.
  */
 export async function sign(data: Uint8Array, key: SigningKey, namespace: string): Promise<Uint8Array> {
   requireSshKeygen();
   const scratch = await mkdtemp(join(tmpdir(), "runner-images-sign-"));
   const forget = onInterrupt(() => rm(scratch, { recursive: true, force: true }));
   try {
+    await chmod(scratch, 0o700); // mkdtemp makes it 0700 already; this says so whatever the platform does
     const dataPath = join(scratch, "data");
     await writeFile(dataPath, data);
-    const options = { quiet: true, nothrow: true, env: childEnv() };
+    const options = { quiet: true, nothrow: true, env: { ...childEnv(), TMPDIR: scratch } };
     const signing =
       "file" in key
         ? $(options)`ssh-keygen -Y sign -q -f ${key.file} -n ${namespace} ${dataPath}`
-        : $({ ...options, input: key.text })`ssh-agent sh -c ${AGENT_SIGNER} sh ${join(scratch, "key.pub")} ${namespace} ${dataPath}`;
+        : $({ ...options, input: key.text })`ssh-agent -a ${join(scratch, "agent.sock")} sh -c ${AGENT_SIGNER} sh ${join(scratch, "key.pub")} ${namespace} ${dataPath}`;
     const stop = onInterrupt(() => {
       if (signing.pid) process.kill(signing.pid, "SIGTERM");
     });
