@@ -956,13 +956,60 @@ describe("--dry-run", () => {
     const id = await createDraft(s, "boot-v1.0.0");
     await uploadRaw(s, id, "bzImage-x86_64", await Bun.file(join(d.dir, "bzImage-x86_64")).bytes());
     await uploadRaw(s, id, "stale.partial-1", new Uint8Array(5));
-    const before = JSON.stringify(s.state());
+    // The dry run downloads the same-size bzImage to compare it, as the real run does: only
+    // that asset's download counter may change.
+    const uncounted = () => JSON.stringify(s.state(), (key, value) => (key === "downloadCount" ? undefined : value));
+    const before = uncounted();
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run"]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("plan: would skip bzImage-x86_64");
+    expect(r.stderr).toContain("plan: would skip bzImage-x86_64: already there, identical");
     expect(r.stderr).toContain("plan: would delete stale.partial-1");
-    expect(r.stderr).toContain("plan: would be uploading runner-x86_64.iso");
-    expect(JSON.stringify(s.state())).toBe(before);
+    expect(r.stderr).toContain("plan: would upload runner-x86_64.iso");
+    expect(uncounted()).toBe(before);
+    expect(s.state().releases[0]!.assets.map((a) => [a.name, a.downloadCount])).toEqual([["bzImage-x86_64", 1], ["stale.partial-1", 0]]);
+  });
+});
+
+describe("the plan a dry run prints is the plan the real run applies", () => {
+  test("on a half-synced draft: the same plan lines, and the server ends as the plan said", async () => {
+    const s = await server();
+    const d = await dist();
+    const id = await createDraft(s, "boot-v1.0.0");
+    const bzImage = await Bun.file(join(d.dir, "bzImage-x86_64")).bytes();
+    const changed = (await Bun.file(join(d.dir, "initrd-x86_64")).bytes()).slice();
+    changed[0] = changed[0]! ^ 0xff; // same size, other bytes
+    await uploadRaw(s, id, "bzImage-x86_64", bzImage);
+    await uploadRaw(s, id, "bzImage-x86_64", bzImage); // a duplicate name
+    await uploadRaw(s, id, "initrd-x86_64", changed);
+    await uploadRaw(s, id, "notes.txt", new Uint8Array(10)); // a stray
+    // runner-x86_64.iso and the small files are missing.
+    const kept = s.state().releases[0]!.assets[0]!.id;
+    const planned = (r: RunResult) => r.stderr.split("\n").filter((l) => l.startsWith("plan: "));
+
+    const dry = await publish(s, d.dir, ["--tag", "boot-v1.0.0", "--dry-run"]);
+    expect(dry.code).toBe(0);
+    const from = s.requests.length;
+    const real = await publish(s, d.dir, ["--tag", "boot-v1.0.0"]);
+    expect(real.code).toBe(0);
+    expect(planned(real)).toEqual(planned(dry));
+    expect(planned(dry)).toEqual(expect.arrayContaining([
+      "plan: would delete notes.txt (not in the dist) [sends 1 API call]",
+      "plan: would skip bzImage-x86_64: already there, identical [sends nothing]",
+      "plan: would delete bzImage-x86_64 (duplicate name) [sends 1 API call]",
+      "plan: would replace initrd-x86_64 (195.3 KiB) [sends 3 API calls, 195.3 KiB uploaded]",
+      "plan: would upload runner-x86_64.iso (3.0 MiB) [sends 2 API calls, 3.0 MiB uploaded]",
+    ]));
+
+    // Applied as planned: exactly the planned uploads were sent, in order; the kept asset is the
+    // one that was there; the release holds the dist, published.
+    const uploadsPlanned = planned(dry).flatMap((l) => l.match(/^plan: would (?:upload|replace) (\S+)/)?.[1] ?? []);
+    const uploadsSent = s.requests.slice(from).filter((q) => q.method === "POST" && q.path.endsWith("/assets"))
+      .map((q) => decodeURIComponent(new URLSearchParams(q.query).get("name") ?? "").replace(/\.partial-\w+$/, ""));
+    expect(uploadsSent).toEqual(uploadsPlanned);
+    const deletesPlanned = planned(dry).filter((l) => l.startsWith("plan: would delete")).length;
+    expect(s.requests.slice(from).filter((q) => q.method === "DELETE").length).toBe(deletesPlanned + 1); // + the replaced initrd
+    const release = await expectComplete(s, "boot-v1.0.0", d.dir);
+    expect(release.assets.find((a) => a.name === "bzImage-x86_64")!.id).toBe(kept);
   });
 });
 
