@@ -131,6 +131,20 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
+      # The fleet's boot trust, read from the repository (docs/ipxe-and-https.md, "The
+      # trust-enforcing iPXE"): nix/boot-root.pem (the root certificate(s), PEM), nix/boot-url
+      # (the boot script's URL), optional nix/boot-signer (the signer's commonName to pin) and
+      # nix/boot-cmdline (kernel parameters, e.g. runner.config_url=https://...).
+      ipxeConfig =
+        let
+          line = f: if builtins.pathExists f then lib.removeSuffix "\n" (builtins.readFile f) else null;
+        in
+        {
+          bootRoot = if builtins.pathExists ./nix/boot-root.pem then ./nix/boot-root.pem else null;
+          bootUrl = line ./nix/boot-url;
+          signerName = line ./nix/boot-signer;
+          cmdline = line ./nix/boot-cmdline;
+        };
       checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
     in
     {
@@ -146,6 +160,19 @@
         lib.mapAttrs (
           attr: target: artifactOf target self.nixosConfigurations.${attr}.config
         ) bySystem.${system}
+        # packages.<system>.ipxe-<arch>: the trust-enforcing iPXE (nix/ipxe.nix) for this
+        # repository's fleet: its root and boot URL are files in the repository, and a build
+        # without them fails evaluation saying what to set.
+        // lib.optionalAttrs (system == "x86_64-linux") {
+          ipxe-x86_64 = import ./nix/ipxe.nix (
+            {
+              pkgs = pkgsFor system;
+              inherit lib;
+              arch = "x86_64";
+            }
+            // ipxeConfig
+          );
+        }
       );
 
       checks = forSystems (

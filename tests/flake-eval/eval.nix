@@ -21,7 +21,7 @@
   shortRev,
   lastModifiedDate,
   nixpkgsRev,
-  # "machines", "packages", "check" or "bootTests"; one at a time, so one failure does not
+  # "machines", "packages", "ipxe", "check" or "bootTests"; one at a time, so one failure does not
   # hide the others
   part,
 }:
@@ -142,7 +142,16 @@ let
 in
 {
   machines = lib.mapAttrs (_: machineFacts) self.nixosConfigurations;
-  packages = lib.mapAttrs (_: lib.mapAttrs (_: packageFacts)) self.packages;
+  packages = lib.mapAttrs (_: ps: lib.mapAttrs (_: packageFacts) (lib.filterAttrs (n: _: !lib.hasPrefix "ipxe-" n) ps)) self.packages;
+  # packages.<system>.ipxe-<arch> (nix/ipxe.nix): what it asked of nixpkgs' ipxe
+  ipxe = lib.mapAttrs (
+    _: ps:
+    lib.mapAttrs (_: p: {
+      inherit (p) makeFlags;
+      inherit (p.overrideArgs) additionalOptions additionalTargets;
+      embedScript = p.overrideArgs.embedScript.text;
+    }) (lib.filterAttrs (n: _: lib.hasPrefix "ipxe-" n) ps)
+  ) self.packages;
   check = lib.mapAttrs (_: checks: {
     composition = {
       inherit (checks.image-composition.env) expected actual;
