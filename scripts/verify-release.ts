@@ -36,10 +36,12 @@ import { checkMirrorWritable, fillMirror, makeStaging } from "./lib/trust/mirror
 import { provenanceLines } from "./lib/trust/provenance-summary.ts";
 import type { RebuildDepth } from "./lib/trust/rebuild.ts";
 import {
+  CHECK,
   countersignature, everyFileByteForByte, gitTagMatches, newFindings, onlyManifestFiles, publisherSignature, rebuiltFromCommit,
   statementMatches, statementParses, sumsMatchManifest, type ReleaseUnderCheck,
 } from "./lib/trust/release-checks.ts";
 import { readDocuments } from "./lib/trust/release-documents.ts";
+import { bootRoot, bootSignatures } from "./lib/trust/boot-signature-check.ts";
 import { COUNTERSIGNATURE_FILE, NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, checkTrust, type Trust } from "./lib/trust/signing.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -62,6 +64,7 @@ const COMMAND: CommandSpec = {
     { name: "source", value: "git dir|url", description: "Where --rebuild clones the commit from (default: this checkout's repository)" },
     { name: "download", value: "dir", description: "Write the verified files into this directory (only once every check passed): a mirror for PXE/HTTP" },
     { name: "token-file", value: "file", description: "Token for a private repository (default: FORGEJO_TOKEN/GITHUB_TOKEN if set; public releases need none)" },
+    { name: "boot-root", value: "file", description: "The fleet's boot root (PEM): every boot file must carry a .sig by a code-signing certificate under it, as the trust-enforcing iPXE requires (default: nix/boot-root.pem in this checkout, if present)" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every request and show stack traces" },
   ],
@@ -164,6 +167,7 @@ await runMain(async () => {
       gitTagMatches(release),
       onlyManifestFiles(release),
       everyFileByteForByte(release, { only, staging }, findings),
+      bootSignatures(release, { root: await bootRoot(flags["boot-root"] as string | undefined), staging, needs: [CHECK.statementMatches, CHECK.bytes] }),
       rebuiltFromCommit(release, { depth, source: (flags.source as string | undefined) ?? ROOT, nixArgs: args.passThrough, staging }),
     ]);
 

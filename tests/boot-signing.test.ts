@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
-import { rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BOOT_FILES, BOOT_SIGNING_KEY_ENV, bootSigner, checkBootSignatures, signBootFile, verifyBootSignature } from "../scripts/lib/trust/boot-signing.ts";
 import { makeBootPki, type BootPki } from "./support/boot-pki.ts";
+import { makeDist } from "./support/dist.ts";
+import { MAIN_SHA, startForgejo, type ForgejoServer } from "./support/forgejo-server.ts";
+import { cleanEnv, runScript } from "./support/run.ts";
+import { makeSshKey, type SshKey } from "./support/ssh-keys.ts";
 
 let pki: BootPki;
 const file = () => join(pki.dir, "netboot-x86_64.ipxe");
@@ -102,5 +107,79 @@ describe("boot-file signatures, in the form iPXE's imgverify accepts", () => {
     await expect(bootSigner({ certificate: pki.signer.certificate, chain: pki.root, keyFile: open }, {})).rejects.toThrow("chmod 600");
     await expect(bootSigner({}, { [BOOT_SIGNING_KEY_ENV]: pki.keyPem })).rejects.toThrow("--boot-signing-cert");
     expect(await bootSigner({}, {})).toBeNull();
+  });
+});
+
+describe("a release published with a boot signer, and verify-release against the boot root", () => {
+  const TOKEN = "fjt_boot_sign_a1b2c3d4e5f6";
+  let forge: ForgejoServer;
+  let ci: SshKey;
+  const scratch: string[] = [];
+  beforeAll(async () => {
+    forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } } });
+    const keys = await mkdtemp(join(tmpdir(), "boot-sign-keys-"));
+    scratch.push(keys);
+    ci = await makeSshKey(join(keys, "ci"), { comment: "ci@runner-images" });
+  });
+  afterAll(async () => {
+    await forge.stop();
+    for (const d of scratch) await rm(d, { recursive: true, force: true });
+  });
+  const publish = async (tag: string, signer: { certificate: string; chain: string; key: { file: string } } | null) => {
+    const { dir } = await makeDist({ commit: MAIN_SHA, flavour: tag });
+    scratch.push(dir);
+    const bootFlags = signer ? ["--boot-signing-cert", signer.certificate, "--boot-signing-chain", signer.chain] : [];
+    const r = await runScript("publish-release.ts", ["--dist", dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, ...bootFlags], {
+      // both keys as CI secrets: their text in the environment, never on a command line
+      env: cleanEnv({ FORGEJO_TOKEN: TOKEN, RUNNER_IMAGES_SIGNING_KEY: await Bun.file(ci.file).text(), ...(signer ? { [BOOT_SIGNING_KEY_ENV]: await Bun.file(signer.key.file).text() } : {}) }),
+    });
+    expect(r.stderr + r.stdout).not.toContain("PRIVATE KEY");
+    if (r.code !== 0) throw new Error(`publish failed:\n${r.stderr}`);
+    return dir;
+  };
+  const verify = (args: string[]) => runScript("verify-release.ts", ["--signer-fingerprint", ci.fingerprint, "--boot-root", pki.root, ...args], { env: cleanEnv({}) });
+
+  test("the published release carries a .sig for every boot file, listed in the signed statement, and verify-release passes and mirrors them", async () => {
+    const tag = "boot-v9.1.0";
+    await publish(tag, pki.signer);
+    const release = forge.state().releases.find((r) => r.tagName === tag)!;
+    const names = release.assets.map((a) => a.name);
+    for (const file of BOOT_FILES) expect(names).toContain(`${file}.sig`);
+    expect(names).not.toContain("runner-x86_64.iso.sig");
+    const statementAsset = release.assets.find((a) => a.name === "provenance.intoto.json")!;
+    const statement = JSON.parse(await Bun.file(statementAsset.path).text());
+    const byproducts = statement.predicate.runDetails.byproducts.map((b: { name: string }) => b.name);
+    for (const file of BOOT_FILES) expect(byproducts).toContain(`${file}.sig`);
+    const mirror = await mkdtemp(join(tmpdir(), "boot-sign-mirror-"));
+    scratch.push(mirror);
+    const r = await verify(["--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, "--download", mirror]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/boot files' signatures \(iPXE imgverify\).*ok|ok.*boot files' signatures/);
+    for (const file of BOOT_FILES) {
+      const check = await verifyBootSignature(join(mirror, file), join(mirror, `${file}.sig`), pki.root);
+      expect(check.ok).toBe(true);
+    }
+  });
+
+  test("verify-release refuses a netboot release without .sig files when a boot root is given", async () => {
+    const dir = await publish("boot-v9.2.0", null);
+    const r = await verify(["--dist", dir, "--tag", "boot-v9.2.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("initrd-x86_64 has no initrd-x86_64.sig: the trust-enforcing iPXE will not boot it");
+  });
+
+  test("verify-release refuses .sig files the publisher signed, and the statement lists, when the certificate has no code-signing EKU", async () => {
+    const dir = await publish("boot-v9.3.0", pki.noCodeSigning);
+    const r = await verify(["--dist", dir, "--tag", "boot-v9.3.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("bzImage-x86_64: its signer certificate has no code-signing extended key usage");
+  });
+
+  test("verify-release refuses a .sig replaced after publishing (not the statement's)", async () => {
+    const dir = await publish("boot-v9.4.0", pki.signer);
+    await writeFile(join(dir, "initrd-x86_64.sig"), await signBootFile(join(dir, "initrd-x86_64"), pki.otherRoot));
+    const r = await verify(["--dist", dir, "--tag", "boot-v9.4.0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("initrd-x86_64.sig has SHA-256");
   });
 });

@@ -39,6 +39,11 @@ export function isBootFile(name: string): boolean {
   return BOOT_FILES.includes(name);
 }
 
+/** The .sig names a release of these artifacts carries (one per boot file). */
+export function bootSignatureNames(manifest: { artifacts: readonly { name: string }[] }): string[] {
+  return manifest.artifacts.filter((a) => isBootFile(a.name)).map((a) => `${a.name}${BOOT_SIGNATURE_SUFFIX}`);
+}
+
 function requireOpenssl(): void {
   if (!Bun.which("openssl")) throw new Failure("openssl is not on PATH: install it (Debian: apt install openssl)");
 }
