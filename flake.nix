@@ -131,8 +131,8 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
-      # The fleet's boot trust, read from the repository (docs/ipxe-and-https.md, "The
-      # trust-enforcing iPXE"): nix/boot-root.pem (the root certificate(s), PEM), nix/boot-url
+      # The fleet's boot trust, read from the repository
+      # (docs/ipxe-and-https.md, "The trust-enforcing iPXE"): nix/boot-root.pem (the root certificate(s), PEM), nix/boot-url
       # (the boot script's URL), optional nix/boot-signer (the signer's commonName to pin) and
       # nix/boot-cmdline (kernel parameters, e.g. runner.config_url=https://...).
       ipxeConfig =
