@@ -192,6 +192,22 @@
             machines = self.nixosConfigurations;
           };
         }
+        # The trust-enforcing iPXE boots a signed release and refuses a tampered initrd.
+        // lib.optionalAttrs (system == "x86_64-linux") (
+          import ./nix/ipxe-boot-tests.nix {
+            inherit pkgs lib nixpkgs;
+            target = targets.netboot-x86_64;
+            instrumented =
+              target:
+              let
+                machine = mkMachine target [ (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix") ];
+              in
+              {
+                inherit (machine) config;
+                artifact = artifactOf target machine.config;
+              };
+          }
+        )
         # QEMU boot tests (x86_64 only for now: BIOS boot and the OVMF/iPXE ROM paths).
         // lib.optionalAttrs (system == "x86_64-linux") (
           import ./nix/boot-tests.nix {

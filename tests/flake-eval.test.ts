@@ -80,7 +80,7 @@ interface EvalResult {
   stderr: string;
 }
 
-type Part = "machines" | "packages" | "ipxe" | "check" | "bootTests";
+type Part = "machines" | "packages" | "ipxe" | "ipxeBootTests" | "check" | "bootTests";
 
 function evalFlake(flakeDir: string, part: Part): EvalResult {
   const result = spawnSync(
@@ -540,5 +540,25 @@ describe.skipIf(!HAVE_LIB)("the trust-enforcing iPXE (nix/ipxe.nix), evaluated a
     const bad = evalFlake(await configured("ipxe-bad-url", { "boot-root.pem": ROOT_PEM, "boot-url": "https://x/${evil}\n" }), "ipxe");
     expect(bad.ok).toBe(false);
     expect(bad.stderr).toContain("is not an http(s) URL");
+  });
+});
+
+describe.skipIf(!HAVE_LIB)("checks.x86_64-linux.ipxe-trust-* (nix/ipxe-boot-tests.nix: evaluated here, booted on the Nix runner)", () => {
+  test("one boots the flake's trust-enforcing iPXE against a signed release, the other against a tampered initrd and expects a refusal and power-off", () => {
+    const tests = mustEval(flakeDir, "ipxeBootTests")["x86_64-linux"] as Record<string, { testScript: string }>;
+    expect(Object.keys(tests).sort()).toEqual(["ipxe-trust-signed-boots", "ipxe-trust-tampered-initrd-refused"]);
+    for (const { testScript } of Object.values(tests)) {
+      // the flake's iPXE build (nix/ipxe.nix through the ipxe stand-in), not Debian's or nixpkgs' stock ROM
+      expect(testScript).toMatch(/create_machine\("[^"]* -kernel \/nix\/store\/[a-z0-9]{32}-ipxe\/ipxe\.lkrn"\)/);
+      expect(testScript).toContain('"--bind", "127.0.0.1"');
+    }
+    const good = tests["ipxe-trust-signed-boots"]!.testScript;
+    expect(good).toContain("-ipxe-signed-release");
+    expect(good).toContain('machine.wait_for_unit("multi-user.target")');
+    const bad = tests["ipxe-trust-tampered-initrd-refused"]!.testScript;
+    expect(bad).toContain("-ipxe-tampered-release");
+    expect(bad).toContain("a boot file failed its signature check; not booting");
+    expect(bad).toContain("machine.wait_for_shutdown()");
+    expect(bad).not.toContain("multi-user.target");
   });
 });

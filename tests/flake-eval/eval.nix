@@ -161,6 +161,13 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
+  # checks.<system>.ipxe-trust-*: nix/ipxe-boot-tests.nix's scripts and what they serve
+  ipxeBootTests = lib.mapAttrs (
+    _: checks:
+    lib.mapAttrs (_: check: { inherit (check.test) testScript; }) (
+      lib.filterAttrs (name: _: lib.hasPrefix "ipxe-trust-" name) checks
+    )
+  ) self.checks;
   # checks.<system>.{boot,security}-*: each QEMU test's script, start commands included
   bootTests = lib.mapAttrs (
     _: checks:

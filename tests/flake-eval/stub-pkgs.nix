@@ -78,6 +78,8 @@ let
         ];
       };
     dosfstools = drv "dosfstools" { };
+    openssl = drv "openssl" { };
+    python3 = drv "python3" { };
     mtools = drv "mtools" { };
   };
 in
