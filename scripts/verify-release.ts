@@ -167,8 +167,8 @@ await runMain(async () => {
       gitTagMatches(release),
       onlyManifestFiles(release),
       everyFileByteForByte(release, { only, staging }, findings),
-      bootSignatures(release, { root: await bootRoot(flags["boot-root"] as string | undefined), staging, needs: [CHECK.statementMatches, CHECK.bytes] }),
       rebuiltFromCommit(release, { depth, source: (flags.source as string | undefined) ?? ROOT, nixArgs: args.passThrough, staging }),
+      bootSignatures(release, { root: await bootRoot(flags["boot-root"] as string | undefined), staging, needs: [CHECK.statementMatches, CHECK.bytes] }),
     ]);
 
     // 5. The verdict: the provenance, each check's result, and the mirror only if nothing failed.
