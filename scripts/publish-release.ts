@@ -32,7 +32,8 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError } from "./lib/cli/errors.ts";
 import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
@@ -54,7 +55,7 @@ import { hashBytes } from "./lib/build/hash.ts";
 import { checkDistAsInput, rehashDist } from "./lib/build/dist-input.ts";
 import { MANIFEST_FILE, SUMS_FILE, type Manifest } from "./lib/build/manifest.ts";
 import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/trust/provenance.ts";
-import { BOOT_SIGNATURE_SUFFIX, bootSignatureNames, bootSigner, signBootFile, type BootSigner } from "./lib/trust/boot-signing.ts";
+import { BOOT_SIGNATURE_SUFFIX, BOOT_SIGNING_HINT, bootSignatureNames, bootSigner, signBootFile, verifyBootSignature, type BootSigner } from "./lib/trust/boot-signing.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/trust/signing.ts";
@@ -175,7 +176,20 @@ async function signBootFilesFor(dist: string, manifest: Manifest, signer: BootSi
   if (!signer) return [];
   const names = bootSignatureNames(manifest).map((sig) => sig.slice(0, -BOOT_SIGNATURE_SUFFIX.length));
   const sigs: { name: string; bytes: Uint8Array }[] = [];
-  for (const name of names) sigs.push({ name: `${name}${BOOT_SIGNATURE_SUFFIX}`, bytes: await signBootFile(join(dist, name), signer) });
+  const scratch = await mkdtemp(join(tmpdir(), "runner-images-boot-sigs-"));
+  try {
+    for (const name of names) {
+      const sig = { name: `${name}${BOOT_SIGNATURE_SUFFIX}`, bytes: await signBootFile(join(dist, name), signer) };
+      // As iPXE will check it, against the chain's root: a certificate iPXE refuses (no
+      // code-signing EKU, another root) fails here, before anything is published.
+      await writeFile(join(scratch, sig.name), sig.bytes);
+      const check = await verifyBootSignature(join(dist, name), join(scratch, sig.name), signer.chain);
+      if (!check.ok) throw new UsageError(`--boot-signing-cert: iPXE would refuse its signature: ${check.problem}`, BOOT_SIGNING_HINT);
+      sigs.push(sig);
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
   if (sigs.length > 0) say(`signed ${sigs.length} boot files for iPXE: ${sigs.map((s) => s.name).join(", ")}`);
   return sigs;
 }

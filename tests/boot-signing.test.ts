@@ -168,11 +168,22 @@ describe("a release published with a boot signer, and verify-release against the
     expect(r.stderr).toContain("initrd-x86_64 has no initrd-x86_64.sig: the trust-enforcing iPXE will not boot it");
   });
 
-  test("verify-release refuses .sig files the publisher signed, and the statement lists, when the certificate has no code-signing EKU", async () => {
-    const dir = await publish("boot-v9.3.0", pki.noCodeSigning);
-    const r = await verify(["--dist", dir, "--tag", "boot-v9.3.0"]);
+  test("the publisher refuses a boot-signing certificate without the code-signing EKU before publishing anything", async () => {
+    const { dir } = await makeDist({ commit: MAIN_SHA, flavour: "noeku" });
+    scratch.push(dir);
+    const r = await runScript("publish-release.ts", ["--dist", dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", "boot-v9.3.0", "--boot-signing-cert", pki.noCodeSigning.certificate, "--boot-signing-chain", pki.noCodeSigning.chain, "--boot-signing-key", pki.noCodeSigning.key.file], {
+      env: cleanEnv({ FORGEJO_TOKEN: TOKEN, RUNNER_IMAGES_SIGNING_KEY: await Bun.file(ci.file).text() }),
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("iPXE would refuse its signature: bzImage-x86_64: its signer certificate has no code-signing extended key usage");
+    expect(forge.state().releases.some((rel) => rel.tagName === "boot-v9.3.0")).toBe(false);
+  });
+
+  test("verify-release refuses .sig files the publisher signed, and the statement lists, under another root than the fleet's", async () => {
+    const dir = await publish("boot-v9.5.0", pki.otherRoot);
+    const r = await verify(["--dist", dir, "--tag", "boot-v9.5.0"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("bzImage-x86_64: its signer certificate has no code-signing extended key usage");
+    expect(r.stderr).toContain("bzImage-x86_64: its signer does not chain to the boot root");
   });
 
   test("verify-release refuses a .sig replaced after publishing (not the statement's)", async () => {
