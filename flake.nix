@@ -131,6 +131,38 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
+      # The fleet's boot trust, read from the repository
+      # (docs/ipxe-and-https.md, "The trust-enforcing iPXE"): nix/boot-root.pem (the root certificate(s), PEM), nix/boot-url
+      # (the boot script's URL), optional nix/boot-signer (the signer's commonName to pin) and
+      # nix/boot-cmdline (kernel parameters, e.g. runner.config_url=https://...).
+      ipxeConfig =
+        let
+          line = f: if builtins.pathExists f then lib.removeSuffix "\n" (builtins.readFile f) else null;
+        in
+        {
+          bootRoot = if builtins.pathExists ./nix/boot-root.pem then ./nix/boot-root.pem else null;
+          bootUrl = line ./nix/boot-url;
+          signerName = line ./nix/boot-signer;
+          cmdline = line ./nix/boot-cmdline;
+        };
+      # The trust-enforcing iPXE of a system. Until nix/boot-root.pem and nix/boot-url exist it
+      # lives in legacyPackages instead, where `nix build .#ipxe-x86_64` still finds it and fails
+      # evaluation naming the files to commit, but `nix flake check` (which evaluates every
+      # package, and re-exports them as checks) does not: a repository whose maintainers have not
+      # made the fleet's offline root yet still checks green.
+      ipxeConfigured = ipxeConfig.bootRoot != null && ipxeConfig.bootUrl != null;
+      ipxeOf =
+        system:
+        lib.optionalAttrs (system == "x86_64-linux") {
+          ipxe-x86_64 = import ./nix/ipxe.nix (
+            {
+              pkgs = pkgsFor system;
+              inherit lib;
+              arch = "x86_64";
+            }
+            // ipxeConfig
+          );
+        };
       checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
     in
     {
@@ -142,12 +174,18 @@
       # One machine per target, named like its package: nixosConfigurations.<target>.
       nixosConfigurations = lib.mapAttrs (_: target: mkMachine target [ ]) targets;
 
+      # `nix build .#ipxe-x86_64` before the fleet's root is committed: the message saying what to set.
+      legacyPackages = forSystems (system: lib.optionalAttrs (!ipxeConfigured) (ipxeOf system));
+
       # packages.<system>.<target>: `nix build .#<target>` for every row of targets.json.
       packages = forSystems (
         system:
         lib.mapAttrs (
           attr: target: artifactOf target self.nixosConfigurations.${attr}.config
         ) bySystem.${system}
+        # packages.<system>.ipxe-<arch>: the trust-enforcing iPXE (nix/ipxe.nix) for this
+        # repository's fleet, once its root and boot URL are committed (see ipxeOf).
+        // lib.optionalAttrs ipxeConfigured (ipxeOf system)
       );
 
       checks = forSystems (
@@ -167,6 +205,22 @@
             machines = self.nixosConfigurations;
           };
         }
+        # The trust-enforcing iPXE boots a signed release and refuses a tampered initrd.
+        // lib.optionalAttrs (system == "x86_64-linux") (
+          import ./nix/ipxe-boot-tests.nix {
+            inherit pkgs lib nixpkgs;
+            target = targets.netboot-x86_64;
+            instrumented =
+              target:
+              let
+                machine = mkMachine target [ (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix") ];
+              in
+              {
+                inherit (machine) config;
+                artifact = artifactOf target machine.config;
+              };
+          }
+        )
         # QEMU boot tests (x86_64 only for now: BIOS boot and the OVMF/iPXE ROM paths).
         // lib.optionalAttrs (system == "x86_64-linux") (
           import ./nix/boot-tests.nix {

@@ -32,7 +32,8 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Failure, UsageError } from "./lib/cli/errors.ts";
 import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
@@ -54,6 +55,7 @@ import { hashBytes } from "./lib/build/hash.ts";
 import { checkDistAsInput, rehashDist } from "./lib/build/dist-input.ts";
 import { MANIFEST_FILE, SUMS_FILE, type Manifest } from "./lib/build/manifest.ts";
 import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/trust/provenance.ts";
+import { BOOT_SIGNATURE_SUFFIX, BOOT_SIGNING_HINT, bootSignatureNames, bootSigner, signBootFile, verifyBootSignature, type BootSigner } from "./lib/trust/boot-signing.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/trust/signing.ts";
@@ -74,6 +76,9 @@ const COMMAND: CommandSpec = {
     { name: "verify", value: "full|sizes", description: "Before publishing: download every asset back and hash it (full, default), or compare sizes only" },
     { name: "token-file", value: "file", description: "Read the token from this file instead of FORGEJO_TOKEN/GITHUB_TOKEN" },
     { name: "signing-key", value: "file", description: `Sign the provenance statement with this SSH private key into ${STATEMENT_SIGNATURE_FILE} (default: the key in ${SIGNING_KEY_ENV}, if set)` },
+    { name: "boot-signing-cert", value: "file", description: "Sign each netboot file for the trust-enforcing iPXE (<name>.sig, CMS DER) with this code-signing certificate (PEM); its key: --boot-signing-key or RUNNER_IMAGES_BOOT_SIGNING_KEY" },
+    { name: "boot-signing-chain", value: "file", description: "The certificates from --boot-signing-cert up to the fleet's boot root (PEM), carried in every .sig" },
+    { name: "boot-signing-key", value: "file", description: "The private key (PEM, unencrypted, mode 0600) of --boot-signing-cert" },
     { name: "unsigned", description: "Publish a boot-v release without a signature (refused otherwise: verify-release rejects unsigned releases)" },
     { name: "allow-dirty", description: "Publish a build of uncommitted changes under a boot-v tag" },
     { name: "replace-published", description: "Replace the assets of an already published release that differs (it is a draft meanwhile)" },
@@ -87,6 +92,7 @@ const COMMAND: CommandSpec = {
       body: [
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
         `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
+        `  RUNNER_IMAGES_BOOT_SIGNING_KEY   the --boot-signing-cert key (PEM text) to sign the netboot files with; never a flag value`,
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
         ...TUNING_HELP,
       ].join("\n"),
@@ -140,7 +146,7 @@ async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Arr
  * without a key is refused before any upload: verify-release rejects unsigned releases by
  * default, so it could not be verified, and nothing would bind its files to the tag.
  */
-async function provenance(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean): Promise<{ plan: Plan; files: LocalFile[] }> {
+async function provenance(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, bootSigs: { name: string; bytes: Uint8Array }[]): Promise<{ plan: Plan; files: LocalFile[] }> {
   if (!key && isReleaseTag(tag) && !unsigned) {
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
@@ -151,11 +157,11 @@ async function provenance(dist: string, manifest: Manifest, tag: string, key: Si
   if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
   const manifestBytes = await readFile(join(dist, MANIFEST_FILE));
   const sums = await readFile(join(dist, SUMS_FILE));
-  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag)));
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag, bootSigs)));
   const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
   if (signature) await checkAgainstRepository(statement, signature);
   const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
-  const write = [{ name: STATEMENT_FILE, bytes: statement }, ...(signature ? [{ name: STATEMENT_SIGNATURE_FILE, bytes: signature }] : [])];
+  const write = [...bootSigs, { name: STATEMENT_FILE, bytes: statement }, ...(signature ? [{ name: STATEMENT_SIGNATURE_FILE, bytes: signature }] : [])];
   const plan = planProvenance(dist, what, write, signature ? [] : [STATEMENT_SIGNATURE_FILE]);
   const small = (name: string, bytes: Uint8Array): LocalFile => ({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
   return { plan, files: [small(SUMS_FILE, sums), ...write.map((f) => small(f.name, f.bytes)), small(MANIFEST_FILE, manifestBytes)] };
@@ -170,6 +176,33 @@ function webAddress(raw: string | undefined): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Step 1a: each netboot file signed for the trust-enforcing iPXE (trust/boot-signing.ts), in
+ * memory; the .sig files then go into the dist, the statement and the release with the
+ * provenance files. None without a boot signer (a release for the plain chain only).
+ */
+async function signBootFilesFor(dist: string, manifest: Manifest, signer: BootSigner | null): Promise<{ name: string; bytes: Uint8Array }[]> {
+  if (!signer) return [];
+  const names = bootSignatureNames(manifest).map((sig) => sig.slice(0, -BOOT_SIGNATURE_SUFFIX.length));
+  const sigs: { name: string; bytes: Uint8Array }[] = [];
+  const scratch = await mkdtemp(join(tmpdir(), "runner-images-boot-sigs-"));
+  try {
+    for (const name of names) {
+      const sig = { name: `${name}${BOOT_SIGNATURE_SUFFIX}`, bytes: await signBootFile(join(dist, name), signer) };
+      // As iPXE will check it, against the chain's root: a certificate iPXE refuses (no
+      // code-signing EKU, another root) fails here, before anything is published.
+      await writeFile(join(scratch, sig.name), sig.bytes);
+      const check = await verifyBootSignature(join(dist, name), join(scratch, sig.name), signer.chain);
+      if (!check.ok) throw new UsageError(`--boot-signing-cert: iPXE would refuse its signature: ${check.problem}`, BOOT_SIGNING_HINT);
+      sigs.push(sig);
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  if (sigs.length > 0) say(`signed ${sigs.length} boot files for iPXE: ${sigs.map((s) => s.name).join(", ")}`);
+  return sigs;
 }
 
 function parseKeepDev(raw: string | undefined): number {
@@ -210,6 +243,7 @@ await runMain(async () => {
   // now, a dry run too; from here on no child process sees it), the dist, where to, as whom.
   const token = await readToken(flag(flags, "token-file"), { required: true });
   const key = await signingKey(flag(flags, "signing-key"));
+  const bootKey = await bootSigner({ certificate: flag(flags, "boot-signing-cert"), chain: flag(flags, "boot-signing-chain"), keyFile: flag(flags, "boot-signing-key") });
   const dist = flag(flags, "dist") ?? "dist";
   const { manifest, files } = await checkTheDist(dist);
   const ci = ciEnv();
@@ -217,7 +251,8 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
-  const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true);
+  const bootSigs = await signBootFilesFor(dist, manifest, bootKey);
+  const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true, bootSigs);
   files.push(...signed.files);
   const commit = manifest.source.commit;
   const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };

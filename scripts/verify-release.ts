@@ -41,10 +41,12 @@ import { tagProblem } from "./lib/trust/tags.ts";
 import { provenanceLines } from "./lib/trust/provenance-summary.ts";
 import type { RebuildDepth } from "./lib/trust/rebuild.ts";
 import {
+  CHECK,
   countersignature, everyFileByteForByte, gitTagMatches, newFindings, onlyManifestFiles, publisherSignature, rebuiltFromCommit,
   statementMatches, statementParses, sumsMatchManifest, type ReleaseUnderCheck,
 } from "./lib/trust/release-checks.ts";
 import { readDocuments } from "./lib/trust/release-documents.ts";
+import { bootRoot, bootSignatures } from "./lib/trust/boot-signature-check.ts";
 import { COUNTERSIGNATURE_FILE, NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, checkTrust, type Trust } from "./lib/trust/signing.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -71,6 +73,7 @@ const COMMAND: CommandSpec = {
     { name: "pointer", value: "name", description: "With --download: the pointer to move instead of current (sync-mirror moves a channel's)" },
     { name: "statement-sha256", value: "hex", description: "Also require the statement to have this SHA-256 (what a channel statement names)" },
     { name: "token-file", value: "file", description: "Token for a private repository (default: FORGEJO_TOKEN/GITHUB_TOKEN if set; public releases need none)" },
+    { name: "boot-root", value: "file", description: "The fleet's boot root (PEM): every boot file must carry a .sig by a code-signing certificate under it, as the trust-enforcing iPXE requires (default: nix/boot-root.pem in this checkout, if present)" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every request and show stack traces" },
   ],
@@ -190,6 +193,7 @@ await runMain(async () => {
       everyFileByteForByte(release, { only, staging }, findings),
       rebuiltFromCommit(release, { depth, source: (flags.source as string | undefined) ?? ROOT, nixArgs: args.passThrough, staging }),
       ...(statementSha256 ? [statementIsNamed(release, statementSha256)] : []),
+      bootSignatures(release, { root: await bootRoot(flags["boot-root"] as string | undefined), staging, needs: [CHECK.statementMatches, CHECK.bytes] }),
     ]);
 
     // 5. The verdict: the provenance, each check's result, and the mirror only if nothing failed.

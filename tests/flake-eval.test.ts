@@ -87,7 +87,7 @@ interface EvalResult {
   stderr: string;
 }
 
-type Part = "machines" | "packages" | "check" | "bootTests";
+type Part = "machines" | "packages" | "ipxe" | "ipxeBootTests" | "check" | "bootTests";
 
 function evalFlake(flakeDir: string, part: Part): EvalResult {
   const result = spawnSync(
@@ -648,5 +648,75 @@ describe("the repository's own operator keys", () => {
     const keys = lines.filter((line) => line !== "" && !line.startsWith("#"));
     const machines: Record<string, MachineFacts> = mustEval(ROOT, "machines");
     for (const machine of Object.values(machines)) expect(machine.sshAuthorizedKeys).toEqual(keys);
+  });
+});
+
+describe.skipIf(!HAVE_LIB)("the trust-enforcing iPXE (nix/ipxe.nix), evaluated against a stand-in of nixpkgs' ipxe", () => {
+  const ROOT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+  const BOOT_URL = "https://mirror.example.org/runner-images/stable/netboot-x86_64.ipxe";
+  async function configured(name: string, files: Record<string, string>): Promise<string> {
+    const dir = await copyFlake(join(scratch, name));
+    for (const [file, text] of Object.entries(files)) await writeFile(join(dir, "nix", file), text);
+    return dir;
+  }
+
+  test("ipxe-x86_64 trusts the repository's root (TRUST= and CERT=), enables image trust and HTTPS, builds snponly.efi, and embeds the boot script", async () => {
+    const dir = await configured("ipxe-ok", { "boot-root.pem": ROOT_PEM, "boot-url": `${BOOT_URL}\n`, "boot-signer": "boot-signer\n", "boot-cmdline": "runner.config_url=https://config.example.org/r/${net0/mac:hexhyp}.env\n" });
+    const ipxe = mustEval(dir, "ipxe")["x86_64-linux"]["ipxe-x86_64"];
+    const trust = ipxe.makeFlags.filter((f: string) => /^(TRUST|CERT)=/.test(f));
+    expect(trust).toHaveLength(2);
+    for (const flag of trust) expect(flag).toMatch(/^(TRUST|CERT)=\/nix\/store\/[a-z0-9]{32}-boot-root\.pem$/);
+    expect(ipxe.makeFlags).toContain("ECHO_E_BIN_ECHO=echo"); // nixpkgs' own flags kept
+    expect(ipxe.additionalOptions).toEqual(expect.arrayContaining(["IMAGE_TRUST_CMD", "DOWNLOAD_PROTO_HTTPS"]));
+    expect(Object.keys(ipxe.additionalTargets)).toContain("bin-x86_64-efi/snponly.efi");
+    const lines: string[] = ipxe.embedScript.split("\n");
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    // network, then permanent trust, then fetch, verify and only then chain
+    expect(at("dhcp")).toBeGreaterThan(0);
+    expect(at("imgtrust --permanent")).toBeGreaterThan(at("dhcp"));
+    expect(lines[at("imgfetch")]).toBe(`imgfetch --name boot.ipxe ${BOOT_URL} || goto refused`);
+    expect(lines[at("imgverify")]).toBe(`imgverify --signer boot-signer boot.ipxe ${BOOT_URL}.sig || goto refused`);
+    expect(at("imgverify")).toBeGreaterThan(at("imgtrust --permanent"));
+    expect(at("chain")).toBeGreaterThan(at("imgverify"));
+    expect(lines).toContain("set runner_images_verify 1");
+    expect(lines).toContain("set cmdline runner.config_url=https://config.example.org/r/${net0/mac:hexhyp}.env");
+    // a refusal powers off instead of returning to the firmware's next boot device
+    expect(lines.slice(at(":refused"))).toContain("poweroff");
+  });
+
+  test("without a boot root, evaluation fails saying which file to commit", async () => {
+    const dir = await configured("ipxe-no-root", { "boot-url": `${BOOT_URL}\n` });
+    const result = evalFlake(dir, "ipxe");
+    expect(result.ok).toBe(false);
+    expect(result.stderr).toContain("ipxe-x86_64: no boot root configured: commit the fleet's root certificate (PEM) as nix/boot-root.pem");
+  });
+
+  test("without a boot URL, or with one carrying iPXE variables, evaluation fails", async () => {
+    const none = evalFlake(await configured("ipxe-no-url", { "boot-root.pem": ROOT_PEM }), "ipxe");
+    expect(none.ok).toBe(false);
+    expect(none.stderr).toContain("no boot URL configured: write the boot script's URL as the one line of nix/boot-url");
+    const bad = evalFlake(await configured("ipxe-bad-url", { "boot-root.pem": ROOT_PEM, "boot-url": "https://x/${evil}\n" }), "ipxe");
+    expect(bad.ok).toBe(false);
+    expect(bad.stderr).toContain("is not an http(s) URL");
+  });
+});
+
+describe.skipIf(!HAVE_LIB)("checks.x86_64-linux.ipxe-trust-* (nix/ipxe-boot-tests.nix: evaluated here, booted on the Nix runner)", () => {
+  test("one boots the flake's trust-enforcing iPXE against a signed release, the other against a tampered initrd and expects a refusal and power-off", () => {
+    const tests = mustEval(flakeDir, "ipxeBootTests")["x86_64-linux"] as Record<string, { testScript: string }>;
+    expect(Object.keys(tests).sort()).toEqual(["ipxe-trust-signed-boots", "ipxe-trust-tampered-initrd-refused"]);
+    for (const { testScript } of Object.values(tests)) {
+      // the flake's iPXE build (nix/ipxe.nix through the ipxe stand-in), not Debian's or nixpkgs' stock ROM
+      expect(testScript).toMatch(/create_machine\("[^"]* -kernel \/nix\/store\/[a-z0-9]{32}-ipxe\/ipxe\.lkrn"\)/);
+      expect(testScript).toContain('"--bind", "127.0.0.1"');
+    }
+    const good = tests["ipxe-trust-signed-boots"]!.testScript;
+    expect(good).toContain("-ipxe-signed-release");
+    expect(good).toContain('machine.wait_for_unit("multi-user.target")');
+    const bad = tests["ipxe-trust-tampered-initrd-refused"]!.testScript;
+    expect(bad).toContain("-ipxe-tampered-release");
+    expect(bad).toContain("a boot file failed its signature check; not booting");
+    expect(bad).toContain("machine.wait_for_shutdown()");
+    expect(bad).not.toContain("multi-user.target");
   });
 });

@@ -90,6 +90,26 @@ describe("iPXE script rewrite", () => {
     const out = rewriteIpxeScript("#!ipxe\nkernel bzImage initrd=initrd\ninitrd --name initrd initrd\nboot\n", renames);
     expect(out).toContain("initrd --name initrd initrd-x86_64");
   });
+  test("on the trust-enforcing iPXE the script drops strays, then verifies every image it loads, by its loaded name and a relative .sig, before boot", () => {
+    const script = "#!ipxe\nkernel bzImage init=/x initrd=initrd ${cmdline}\ninitrd --name initrd initrd\ninitrd initrd\nboot\n";
+    const lines = rewriteIpxeScript(script, renames).split("\n");
+    const at = (l: string) => lines.indexOf(l);
+    const boot = at("boot");
+    expect(at("imgfree")).toBeGreaterThan(0);
+    expect(at("imgfree")).toBeLessThan(lines.findIndex((l) => l.startsWith("kernel ")));
+    for (const verify of ["imgverify bzImage-x86_64 bzImage-x86_64.sig || goto refused", "imgverify initrd initrd-x86_64.sig || goto refused", "imgverify initrd-x86_64 initrd-x86_64.sig || goto refused"]) {
+      expect(at(verify)).toBeGreaterThan(lines.findLastIndex((l) => l.startsWith("initrd ")));
+      expect(at(verify)).toBeLessThan(boot);
+    }
+    // the skip to boot without verifying is taken only where the enforcing iPXE's variable is unset
+    expect(lines.filter((l) => l.includes("goto unverified"))).toEqual(["isset ${runner_images_verify} || goto unverified_load", "isset ${runner_images_verify} || goto unverified_boot"]);
+    // a refused image powers off; nothing after it boots
+    expect(lines.slice(at(":refused"))).not.toContain("boot");
+    expect(lines.slice(at(":refused"))).toContain("poweroff || exit 1");
+  });
+  test("a script without a boot line is refused: there is nothing to verify before", () => {
+    expect(() => rewriteIpxeScript("#!ipxe\nkernel bzImage initrd=initrd\ninitrd initrd\n", renames)).toThrow("no boot line");
+  });
 });
 
 describe("manifest and SHA256SUMS", () => {

@@ -1049,7 +1049,7 @@ describe("the command line", () => {
     expect(r.code).toBe(0);
     const FLAGS = [
       "--dist", "--server", "--repo", "--insecure-http", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
-      "--verify", "--token-file", "--signing-key", "--unsigned", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
+      "--verify", "--token-file", "--signing-key", "--boot-signing-cert", "--boot-signing-chain", "--boot-signing-key", "--unsigned", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
     ];
     const options = r.stdout.slice(r.stdout.indexOf("Options:"), r.stdout.indexOf("\n\n", r.stdout.indexOf("Options:")));
     const listed = [...options.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);

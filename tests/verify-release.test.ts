@@ -117,6 +117,7 @@ describe("a local dist", () => {
       ["release holds only the manifest's files", "skipped", "a local directory may hold other files"],
       ["every file, byte for byte", "failed", null],
       ["rebuild from the statement's commit", "skipped", "not asked for (--rebuild)"],
+      ["boot files' signatures (iPXE imgverify)", "skipped", "every file, byte for byte failed"],
     ]);
     const bytesCheck = result.checks.find((c) => c.check === "every file, byte for byte")!;
     expect(bytesCheck.details).toHaveLength(1);

@@ -21,7 +21,7 @@
   shortRev,
   lastModifiedDate,
   nixpkgsRev,
-  # "machines", "packages", "check" or "bootTests"; one at a time, so one failure does not
+  # "machines", "packages", "ipxe", "check" or "bootTests"; one at a time, so one failure does not
   # hide the others
   part,
 }:
@@ -172,7 +172,17 @@ let
 in
 {
   machines = lib.mapAttrs (_: machineFacts) self.nixosConfigurations;
-  packages = lib.mapAttrs (_: lib.mapAttrs (_: packageFacts)) self.packages;
+  packages = lib.mapAttrs (_: ps: lib.mapAttrs (_: packageFacts) (lib.filterAttrs (n: _: !lib.hasPrefix "ipxe-" n) ps)) self.packages;
+  # packages.<system>.ipxe-<arch> (nix/ipxe.nix): what it asked of nixpkgs' ipxe; before the
+  # fleet's root is committed it is in legacyPackages (flake.nix, ipxeOf)
+  ipxe = lib.mapAttrs (
+    _: ps:
+    lib.mapAttrs (_: p: {
+      inherit (p) makeFlags;
+      inherit (p.overrideArgs) additionalOptions additionalTargets;
+      embedScript = p.overrideArgs.embedScript.text;
+    }) (lib.filterAttrs (n: _: lib.hasPrefix "ipxe-" n) ps)
+  ) (lib.zipAttrsWith (_: lib.foldl' (a: b: a // b) { }) [ self.packages (self.legacyPackages or { }) ]);
   check = lib.mapAttrs (_: checks: {
     composition = {
       inherit (checks.image-composition.env) expected actual;
@@ -182,6 +192,13 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
+  # checks.<system>.ipxe-trust-*: nix/ipxe-boot-tests.nix's scripts and what they serve
+  ipxeBootTests = lib.mapAttrs (
+    _: checks:
+    lib.mapAttrs (_: check: { inherit (check.test) testScript; }) (
+      lib.filterAttrs (name: _: lib.hasPrefix "ipxe-trust-" name) checks
+    )
+  ) self.checks;
   # checks.<system>.{boot,security}-*: each QEMU test's script, start commands included
   bootTests = lib.mapAttrs (
     _: checks:

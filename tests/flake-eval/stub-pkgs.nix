@@ -60,8 +60,31 @@ let
       firmware = "${fd}/FV/OVMF_CODE.fd";
       variables = "${fd}/FV/OVMF_VARS.fd";
     };
-    ipxe = drv "ipxe" { };
+    # pkgs/by-name/ip/ipxe/package.nix (nixpkgs 00e6b22b): override takes embedScript,
+    # additionalOptions, additionalTargets; makeFlags starts as below. Both are remembered.
+    ipxe =
+      let
+        make =
+          args: attrs:
+          drv "ipxe" (
+            attrs
+            // {
+              overrideArgs = args;
+              override = more: make (args // more) attrs;
+              overrideAttrs = f: make args (attrs // f attrs);
+            }
+          );
+      in
+      make { } {
+        makeFlags = [
+          "ECHO_E_BIN_ECHO=echo"
+          "ECHO_E_BIN_ECHO_E=echo"
+          "CROSS="
+        ];
+      };
     dosfstools = drv "dosfstools" { };
+    openssl = drv "openssl" { };
+    python3 = drv "python3" { };
     mtools = drv "mtools" { };
   };
 in

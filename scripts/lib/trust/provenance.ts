@@ -75,7 +75,11 @@ function pinUri(input: LockedInput): string {
 }
 
 /** The statement for `manifest` published under `tag`; `manifestBytes` and `sums` are the files as published. */
-export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sums: Uint8Array, tag: string): Statement {
+/**
+ * `bootSignatures`: the boot files' .sig (trust/boot-signing.ts), made at publishing, so not in
+ * the manifest; listed with the other byproducts, so the signed statement covers them too.
+ */
+export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sums: Uint8Array, tag: string, bootSignatures: readonly { name: string; bytes: Uint8Array }[] = []): Statement {
   const ci = manifest.ci;
   const repository = ci ? `${ci.server}/${ci.repository}` : manifest.source.flake;
   return {
@@ -113,6 +117,7 @@ export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sum
         byproducts: [
           { name: MANIFEST_FILE, digest: { sha256: hashBytes(manifestBytes) } },
           { name: SUMS_FILE, digest: { sha256: hashBytes(sums) } },
+          ...bootSignatures.map((b) => ({ name: b.name, digest: { sha256: hashBytes(b.bytes) } })),
         ],
       },
     },
@@ -159,7 +164,7 @@ export function parseStatement(text: string): Statement {
   return s;
 }
 
-const byproduct = (s: Statement, name: string) => s.predicate.runDetails.byproducts.find((b) => b.name === name)?.digest?.sha256;
+export const byproduct = (s: Statement, name: string) => s.predicate.runDetails.byproducts.find((b) => b.name === name)?.digest?.sha256;
 
 /**
  * Where the statement and the release's own files disagree. `expectedTag` is the tag the

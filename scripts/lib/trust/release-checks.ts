@@ -13,6 +13,7 @@ import { passed, problemsFound, skipped, type Check } from "./checklist.ts";
 import { STATEMENT_FILE, compareStatement } from "./provenance.ts";
 import { rebuild, type RebuildDepth } from "./rebuild.ts";
 import { DOCUMENT_FILES, type ReleaseDocuments } from "./release-documents.ts";
+import { bootSignatureNames } from "./boot-signing.ts";
 import { COUNTERSIGNATURE_FILE, NAMESPACE, STATEMENT_SIGNATURE_FILE, verifySignature, type SignatureCheck, type Trust } from "./signing.ts";
 
 /** The checks' names: what the report and --json call them, and what `needs` refers to. */
@@ -129,7 +130,7 @@ export const onlyManifestFiles = (r: ReleaseUnderCheck): Check => ({
   run() {
     // A dist or a mirror directory may hold other files (a build log, an index): nobody downloads them as part of the release.
     if (r.dist !== null) return skipped("a local directory may hold other files");
-    const known = new Set([...r.documents.manifest.artifacts.map((a) => a.name), ...DOCUMENT_FILES]);
+    const known = new Set([...r.documents.manifest.artifacts.map((a) => a.name), ...DOCUMENT_FILES, ...bootSignatureNames(r.documents.manifest)]);
     return problemsFound([...new Set(r.files.names)].filter((name) => !known.has(name)).map((name) => `${name} is on the release but not in the manifest`));
   },
 });
