@@ -16,24 +16,8 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { TARGETS, type ImageKind } from "../scripts/lib/build/targets.ts";
+import { copyFlake, evalFlake, HAVE_LIB, KEYS, mustEval, NIXPKGS_REV, ROOT, SELF } from "./flake-eval/harness.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
-const NIXPKGS_LIB = resolve(ROOT, "..", "shared", "nixpkgs-lib", "lib");
-const HAVE_LIB = existsSync(join(NIXPKGS_LIB, "default.nix"));
-
-/** The fake flake metadata: a clean checkout at a commit, and a nixpkgs revision. */
-const SELF = {
-  rev: "5b1c0ffee5b1c0ffee5b1c0ffee5b1c0ffee5b1c",
-  shortRev: "5b1c0ff",
-  lastModifiedDate: "20261130085500",
-};
-const NIXPKGS_REV = "b18a4b905f8d028dc4476412e6d6891728695379";
-
-/** Operator keys for the copy of the flake under test: comments and blank lines are not keys. */
-const KEYS = [
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyOneXXXXXXXXXXXXXXXXXXXXXX alice@ops",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlakeEvalTestKeyTwoXXXXXXXXXXXXXXXXXXXXXX bob@ops",
-];
 
 /** The nixpkgs NixOS module that makes each image kind's boot medium. */
 const IMAGE_MODULE: Record<ImageKind, string> = {
@@ -74,52 +58,6 @@ interface FlakeChecks {
   initrdSize: Record<string, { env: { initrd: string; limitBytes: number }; script: string }>;
 }
 
-interface EvalResult {
-  ok: boolean;
-  value: any;
-  stderr: string;
-}
-
-type Part = "machines" | "packages" | "check" | "bootTests";
-
-function evalFlake(flakeDir: string, part: Part): EvalResult {
-  const result = spawnSync(
-    "nix-instantiate",
-    [
-      "--eval", "--strict", "--json", join(ROOT, "tests", "flake-eval", "eval.nix"),
-      "--argstr", "libPath", NIXPKGS_LIB,
-      "--argstr", "flakeDir", flakeDir,
-      "--argstr", "rev", SELF.rev,
-      "--argstr", "shortRev", SELF.shortRev,
-      "--argstr", "lastModifiedDate", SELF.lastModifiedDate,
-      "--argstr", "nixpkgsRev", NIXPKGS_REV,
-      "--argstr", "part", part,
-    ],
-    { encoding: "utf8" },
-  );
-  if (result.error) throw new Error(`nix-instantiate could not run (${result.error.message})`);
-  return {
-    ok: result.status === 0,
-    value: result.status === 0 ? JSON.parse(result.stdout) : undefined,
-    stderr: result.stderr,
-  };
-}
-
-function mustEval(flakeDir: string, part: Part) {
-  const result = evalFlake(flakeDir, part);
-  if (!result.ok) throw new Error(`evaluating ${part} failed:\n${result.stderr}`);
-  return result.value;
-}
-
-/** A copy of what flake.nix reads (flake.nix, nix/, targets.json), with test operator keys. */
-async function copyFlake(into: string): Promise<string> {
-  await mkdir(join(into, "scripts", "lib", "build"), { recursive: true });
-  await cp(join(ROOT, "flake.nix"), join(into, "flake.nix"));
-  await cp(join(ROOT, "nix"), join(into, "nix"), { recursive: true });
-  await cp(join(ROOT, "scripts", "lib", "build", "targets.json"), join(into, "scripts", "lib", "build", "targets.json"));
-  await writeFile(join(into, "nix", "operator-keys.pub"), `# operators\n\n${KEYS[0]}\n# ${KEYS[1]} (revoked)\n${KEYS[1]}\n`);
-  return into;
-}
 
 const scratch = await mkdtemp(join(tmpdir(), "runner-images-flake-eval-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
@@ -365,8 +303,8 @@ describe.skipIf(!HAVE_LIB)(
           for (const machine of script.split(/(?=machine = create_machine\()/).slice(1)) {
             if (!/reboot: Restarting system|\.reboot\(\)/.test(machine)) continue;
             rebooting++;
-            expect(machine, name).toContain("machine.start(allow_reboot=True)");
-            expect(machine, name).not.toMatch(/machine\.start\(\)/);
+            expect(machine, name).toContain("boot(machine, allow_reboot=True)");
+            expect(machine, name).not.toMatch(/^boot\(machine\)/m);
           }
         }
         expect(rebooting).toBeGreaterThan(0);
@@ -397,7 +335,7 @@ describe.skipIf(!HAVE_LIB)(
           expect(uefi).toMatch(/-device virtio-net-pci,netdev=net0,romfile=\/nix\/store\/[^ ]+-ipxe\/ipxe\.efirom /);
           expect(uefi).toMatch(/if=pflash,format=raw,unit=0,readonly=on,file=[^ ]+OVMF_CODE\.fd/);
           expect(uefi).toMatch(/if=pflash,format=raw,unit=1,readonly=on,file=[^ ]+OVMF_VARS\.fd/);
-          expect(scripts()[`boot-${t.attr}-uefi`]).toContain('machine.succeed("test -d /sys/firmware/efi")');
+          expect(scripts()[`boot-${t.attr}-uefi`]).toContain('machine.succeed("test -d /sys/firmware/efi", timeout=COMMAND_SECONDS)');
         }
       });
 
