@@ -75,25 +75,40 @@
             (pkgsFor target.system).linkFarm target.attr entries;
           # Checks of the built artifact (in checks.<system>, next to the package).
           # (pkgs.runCommand name env script: trivial-builders, not re-read: from memory.)
-          checks = target: artifact: {
+          checks = target: config: artifact: {
             # The initrd carries the whole store and sits in RAM: the EFI stub must allocate
             # it in one piece (fails around 1 GB on real hardware, NixOS/nixpkgs#73588) and
-            # iPXE loads below 4 GB (#203593). Enforce the budget nix/netboot.nix states, and
-            # log the measured size on every build.
+            # iPXE loads below 4 GB (#203593). Enforce the budget the machine states
+            # (runnerImage.initrdBudgetMiB, nix/image-size.nix), and log on every build the
+            # size and what takes the room: the largest store paths of what netboot.nix puts
+            # in the squashfs (netboot.storeContents; pkgs.closureInfo's store-paths, the list
+            # make-squashfs.nix itself reads, per helper notes @ faukah/nixpkgs 3b20077c).
+            # $out is JSON: the numbers docs/testing.md and the release notes use.
             "initrd-size-${target.attr}" =
               (pkgsFor target.system).runCommand "initrd-size-${target.attr}"
                 {
                   initrd = "${artifact}/initrd";
-                  limitBytes = 1024 * 1024 * 1024;
+                  budgetMiB = config.runnerImage.initrdBudgetMiB;
+                  closure = (pkgsFor target.system).closureInfo { rootPaths = config.netboot.storeContents; };
+                  largestCount = 15;
                 }
                 ''
                   size=$(stat -L -c %s "$initrd")
-                  echo "initrd: $size bytes ($((size / 1048576)) MiB), limit $limitBytes bytes ($((limitBytes / 1048576)) MiB)"
-                  if [ "$size" -ge "$limitBytes" ]; then
-                    echo "initrd-size: the netboot initrd is over its 1 GiB budget; shrink the closure (see nix/netboot.nix)" >&2
+                  budget=$((budgetMiB * 1048576))
+                  echo "initrd: $size bytes ($((size / 1048576)) MiB), budget $budget bytes ($budgetMiB MiB, runnerImage.initrdBudgetMiB)"
+                  while read -r path; do du -sb "$path"; done < "$closure/store-paths" | sort -rn > sizes
+                  total=$(awk '{ sum += $1 } END { print sum + 0 }' sizes)
+                  echo "store in the image: $(wc -l < sizes) paths, $total bytes ($((total / 1048576)) MiB) before compression; the largest:"
+                  head -n "$largestCount" sizes | awk '{ printf "  %6d MiB  %s\n", $1 / 1048576, $2 }'
+                  if [ "$size" -gt "$budget" ]; then
+                    echo "initrd-size: the netboot initrd is over its $budgetMiB MiB budget (runnerImage.initrdBudgetMiB); shrink the closure (the paths above; nix/image-size.nix)" >&2
                     exit 1
                   fi
-                  echo "$size" > "$out"
+                  {
+                    printf '{"initrdBytes":%s,"budgetBytes":%s,"storeBytes":%s,"largest":[' "$size" "$budget" "$total"
+                    head -n "$largestCount" sizes | awk '{ printf "%s{\"path\":\"%s\",\"bytes\":%s}", (NR > 1 ? "," : ""), $2, $1 }'
+                    printf ']}\n'
+                  } > "$out"
                 '';
           };
         };
@@ -131,7 +146,10 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
-      checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
+      checksOf =
+        target:
+        ((kindOf target).checks or (_: _: _: { })) target self.nixosConfigurations.${target.attr}.config
+          self.packages.${target.system}.${target.attr};
     in
     {
       nixosModules.runner = ./nix/runner.nix;

@@ -50,12 +50,13 @@ interface MachineFacts {
     runners: Record<"forgejo-runner" | "forgejo-runner-host", { user: string; condition: string; config: any }>;
     containerPorts: Record<string, number[]>;
   };
+  firmware: { redistributable: boolean; packages: string[]; families: string[] };
   runnerImage: Record<string, unknown>;
 }
 
 interface FlakeChecks {
   composition: { expected: string; actual: string };
-  initrdSize: Record<string, { env: { initrd: string; limitBytes: number }; script: string }>;
+  initrdSize: Record<string, { env: { initrd: string; budgetMiB: number; largestCount: number }; closureRoots: string[]; script: string }>;
 }
 
 
@@ -222,23 +223,39 @@ describe.skipIf(!HAVE_LIB)(
       let evaluated: Record<string, FlakeChecks> | undefined;
       const checks = (): Record<string, FlakeChecks> => (evaluated ??= mustEval(flakeDir, "check"));
       const netboots = TARGETS.filter((t) => t.image === "netboot");
+      const MiB = 1024 * 1024;
 
-      /** Runs the check's build script under bash with a sparse file of `size` bytes as the initrd. */
-      async function buildWithInitrdOf(attr: string, size: number) {
+      /**
+       * Runs the check's build script under bash with a sparse file of `size` bytes as the
+       * initrd and a closure of store paths of the given sizes (directories holding one sparse
+       * file each, listed in store-paths as pkgs.closureInfo writes it).
+       */
+      async function buildWithInitrdOf(attr: string, size: number, paths: Record<string, number> = { "aaa-small": 1 * MiB }) {
         const t = netboots.find((n) => n.attr === attr)!;
         const check = checks()[t.system]!.initrdSize[`initrd-size-${attr}`]!;
         const dir = await mkdtemp(join(scratch, "initrd-"));
         const initrd = join(dir, "initrd");
         await writeFile(initrd, "");
         await truncate(initrd, size);
+        const closure = join(dir, "closure");
+        await mkdir(closure);
+        const listed: string[] = [];
+        for (const [name, bytes] of Object.entries(paths)) {
+          const path = join(dir, "store", name);
+          await mkdir(path, { recursive: true });
+          // du -b counts apparent sizes: a written file, so the directory adds little
+          await writeFile(join(path, "data"), Buffer.alloc(bytes));
+          listed.push(path);
+        }
+        await writeFile(join(closure, "store-paths"), listed.join("\n") + "\n");
         const result = spawnSync("bash", ["-euo", "pipefail", "-c", check.script], {
           encoding: "utf8",
-          env: { PATH: process.env.PATH, initrd, limitBytes: String(check.env.limitBytes), out: join(dir, "out") },
+          env: { PATH: process.env.PATH, initrd, closure, budgetMiB: String(check.env.budgetMiB), largestCount: String(check.env.largestCount), out: join(dir, "out") },
         });
         return { ...result, check, out: join(dir, "out") };
       }
 
-      test("there is one for every netboot target, reading the initrd of the published package", () => {
+      test("there is one for every netboot target, reading the initrd of the published package and the closure netboot.nix packs", () => {
         expect(netboots.length).toBeGreaterThan(0);
         const packages = mustEval(flakeDir, "packages");
         for (const t of netboots) {
@@ -247,27 +264,53 @@ describe.skipIf(!HAVE_LIB)(
           const initrdEntry = packages[t.system][t.attr].entries.find((e: { name: string }) => e.name === "initrd");
           expect(initrdEntry).toBeDefined();
           expect(check!.env.initrd).toMatch(new RegExp(`^/nix/store/[^/]+-${t.attr}/initrd$`));
-          expect(check!.env.limitBytes).toBe(1024 * 1024 * 1024);
+          // the budget is the machine's setting (nix/image-size.nix), 1 GiB unless changed
+          expect(check!.env.budgetMiB).toBe(1024);
+          expect(check!.closureRoots).toEqual([expect.stringMatching(/-nixos-system-toplevel$/)]);
         }
       });
 
-      test.each(netboots.map((t) => t.attr))("%s: an initrd under 1 GiB passes and the log shows its size", async (attr) => {
-        const size = 900 * 1024 * 1024;
-        const result = await buildWithInitrdOf(attr, size);
+      test.each(netboots.map((t) => t.attr))("%s: an initrd within the budget passes; the log and $out give its size and the largest store paths, largest first", async (attr) => {
+        const size = 900 * MiB;
+        const result = await buildWithInitrdOf(attr, size, { "aaa-docker": 3 * MiB, "bbb-glibc": 1 * MiB, "ccc-nodejs": 2 * MiB });
         expect(result.stderr).toBe("");
         expect(result.status).toBe(0);
-        expect(result.stdout).toContain(`initrd: ${size} bytes (900 MiB), limit 1073741824 bytes (1024 MiB)`);
-        expect((await readFile(result.out, "utf8")).trim()).toBe(String(size));
+        expect(result.stdout).toContain(`initrd: ${size} bytes (900 MiB), budget 1073741824 bytes (1024 MiB, runnerImage.initrdBudgetMiB)`);
+        expect(result.stdout).toMatch(/store in the image: 3 paths, \d+ bytes \(6 MiB\)/);
+        expect(result.stdout).toMatch(/ 3 MiB  \S+aaa-docker\n +2 MiB  \S+ccc-nodejs\n +1 MiB  \S+bbb-glibc\n/);
+        const numbers = JSON.parse(await readFile(result.out, "utf8"));
+        expect(numbers.initrdBytes).toBe(size);
+        expect(numbers.budgetBytes).toBe(1024 * MiB);
+        expect(numbers.largest.map((p: { path: string }) => p.path.split("/").pop())).toEqual(["aaa-docker", "ccc-nodejs", "bbb-glibc"]);
+        expect(numbers.largest[0].bytes).toBeGreaterThanOrEqual(3 * MiB);
       });
 
-      test.each(netboots.map((t) => t.attr))("%s: an initrd of 1 GiB or more fails the check", async (attr) => {
-        const size = 1024 * 1024 * 1024;
+      test.each(netboots.map((t) => t.attr))("%s: an initrd over the budget fails the check, naming the setting", async (attr) => {
+        const size = 1024 * MiB + 1;
         const result = await buildWithInitrdOf(attr, size);
         expect(result.status).toBe(1);
         expect(result.stdout).toContain(`initrd: ${size} bytes (1024 MiB)`);
-        expect(result.stderr).toContain("over its 1 GiB budget");
+        expect(result.stderr).toContain("over its 1024 MiB budget (runnerImage.initrdBudgetMiB)");
         expect(existsSync(result.out)).toBe(false);
       });
+
+      test("the budget is the machine's runnerImage.initrdBudgetMiB", async () => {
+        const dir = await copyFlake(join(scratch, "budget-512"));
+        const netboot = join(dir, "nix", "netboot.nix");
+        await writeFile(netboot, (await readFile(netboot, "utf8")).replace(/\n}\s*$/, "\n  runnerImage.initrdBudgetMiB = 512;\n}\n"));
+        const moved: Record<string, FlakeChecks> = mustEval(dir, "check");
+        for (const t of netboots) expect(moved[t.system]!.initrdSize[`initrd-size-${t.attr}`]!.env.budgetMiB).toBe(512);
+      });
+    });
+
+    test.each(TARGETS.map((t) => t.attr))("%s keeps only the NIC firmware families, not all redistributable firmware", (attr) => {
+      const { firmware } = machines()[attr]!;
+      // all-hardware.nix turns it on; the image turns it off again (mkForce, nix/image-size.nix)
+      expect(firmware.redistributable).toBe(false);
+      expect(firmware.packages).toEqual(["runner-firmware"]);
+      expect(firmware.families).toContain("rtl_nic");
+      expect(firmware.families).not.toContain("amdgpu");
+      expect(firmware.families).not.toContain("iwlwifi");
     });
 
     describe("checks.x86_64-linux.{boot,security}-* (evaluated here, booted on the Nix runner)", () => {

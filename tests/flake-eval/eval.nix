@@ -129,6 +129,13 @@ let
           trustedInterfaces = config.networking.firewall.trustedInterfaces or [ ];
           ptraceScope = config.boot.kernel.sysctl."kernel.yama.ptrace_scope" or null;
         };
+      # The firmware the image carries (nix/image-size.nix): hardware.firmware's packages, and
+      # the linux-firmware families the project's runCommand copies.
+      firmware = {
+        redistributable = config.hardware.enableRedistributableFirmware;
+        packages = map (p: p.name) config.hardware.firmware;
+        families = lib.concatMap (p: p.env.families or [ ]) config.hardware.firmware;
+      };
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
       );
@@ -148,7 +155,11 @@ in
       inherit (checks.image-composition.env) expected actual;
     };
     # checks.<system>.initrd-size-<target>: the build environment and script
-    initrdSize = lib.mapAttrs (_: check: { inherit (check) env script; }) (
+    initrdSize = lib.mapAttrs (_: check: {
+      inherit (check) script;
+      env = removeAttrs check.env [ "closure" ];
+      closureRoots = map toString check.env.closure.args.rootPaths;
+    }) (
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;

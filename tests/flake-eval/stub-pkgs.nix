@@ -35,6 +35,8 @@ let
     symlinkJoin = args: drv args.name { inherit (args) paths; };
     runCommand = name: env: script: drv name { inherit env script; };
     jq = drv "jq" { };
+    closureInfo = args: drv "closure-info" { inherit args; };
+    linux-firmware = drv "linux-firmware" { };
     coreutils = drv "coreutils" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };

@@ -67,5 +67,8 @@ in
     system.boot.loader.kernelFile = pkgs.stdenv.hostPlatform.linux-kernel.target;
     # nixos/modules/system/boot/systemd.nix: systemd.package defaults to pkgs.systemd.
     systemd.package = lib.mkDefault pkgs.systemd;
+    # nixos/modules/hardware/all-hardware.nix @ 08783a39: enableAllHardware also turns on the
+    # redistributable firmware, at normal priority (so a plain `false` elsewhere conflicts).
+    hardware.enableRedistributableFirmware = lib.mkIf (config.hardware.enableAllHardware or false) true;
   };
 }
