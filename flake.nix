@@ -146,6 +146,17 @@
         };
 
       artifactOf = target: config: (kindOf target).artifact target config;
+      # The instrumented sibling of a target (nix/boot-tests.nix): the same machine with the test
+      # driver's backdoor (nixpkgs nixos/modules/testing/test-instrumentation.nix) and `extra`.
+      instrumentedWith =
+        target: extra:
+        let
+          machine = mkMachine target ([ (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix") ] ++ extra);
+        in
+        {
+          inherit (machine) config;
+          artifact = artifactOf target machine.config;
+        };
       checksOf =
         target:
         ((kindOf target).checks or (_: _: _: { })) target self.nixosConfigurations.${target.attr}.config
@@ -188,19 +199,24 @@
           import ./nix/boot-tests.nix {
             inherit pkgs lib nixpkgs;
             targets = bySystem.${system};
-            # the instrumented sibling of a target (see nix/boot-tests.nix)
-            instrumented =
-              target:
-              let
-                machine = mkMachine target [
-                  (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix")
-                ];
-              in
-              {
-                inherit (machine) config;
-                artifact = artifactOf target machine.config;
-              };
+            instrumented = target: instrumentedWith target [ ];
           }
+          # The first contact with a real Forgejo: one per netboot target (nix/forgejo-boot-test.nix).
+          // lib.concatMapAttrs (
+            _: target:
+            let
+              testPki = import ./nix/forgejo-boot-test-pki.nix { inherit pkgs; };
+            in
+            lib.optionalAttrs (target.image == "netboot") {
+              "forgejo-boot-${target.attr}" = import ./nix/forgejo-boot-test.nix {
+                inherit pkgs lib target testPki;
+                source = self;
+                # the broker's certificate is signed by the test CA
+                # (security.pki.certificateFiles: nixos/modules/security/ca.nix, from memory)
+                runnerMachine = instrumentedWith target [ { security.pki.certificateFiles = [ "${testPki}/ca.crt" ]; } ];
+              };
+            }
+          ) bySystem.${system}
         )
       );
 

@@ -142,69 +142,16 @@ let
   #     log of thousands of lines; wait_for_console below polls get_console_log() instead;
   #   - connect() (run by the first command after a start or a reboot) and shutdown()
   #     (process.wait()) have no bound at all; `within` gives them one.
-  # tests/boot-test-waits.test.ts reads the evaluated scripts and fails on a call that breaks
+  # tests/flake-eval-waits.test.ts reads the evaluated scripts and fails on a call that breaks
   # one of these rules.
   helpers = ''
-    import re
     import shlex
-    import threading
-    import time
 
     BOOT_SECONDS = 600  # power-on to the root shell (a ~1 GB initrd over TFTP, under KVM)
     COMMAND_SECONDS = 120  # one command in the guest
     UNIT_SECONDS = 300  # a unit reaching "active" once the shell is up
 
-    def within(seconds, what, action):
-        """Runs a driver call that has no bound of its own; fails after `seconds`."""
-        failure = []
-
-        def run():
-            try:
-                action()
-            except BaseException as e:
-                failure.append(e)
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        worker.join(seconds)
-        if worker.is_alive():
-            raise Exception(f"{what}: not done after {seconds} s")
-        if failure:
-            raise failure[0]
-
-    def console_tail(machine, lines=40):
-        return "\n".join(machine.get_console_log().splitlines()[-lines:])
-
-    def console_mark(machine):
-        """Where the console log ends now: wait_for_console(since=) ignores what came before."""
-        return len(machine.get_console_log())
-
-    def wait_for_console(machine, regex, timeout, since=0):
-        """The first console match of `regex` after offset `since`, within `timeout` seconds."""
-        pattern = re.compile(regex)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = pattern.search(machine.get_console_log(), since)
-            if match:
-                return match
-            if time.monotonic() >= deadline:
-                raise Exception(
-                    f"{machine.name}: no console line matching {regex!r} within {timeout} s; the last lines:\n"
-                    + console_tail(machine)
-                )
-            time.sleep(1)
-
-    def boot(machine, allow_reboot=False):
-        """Power on, then wait (bounded) for the test driver's root shell."""
-        within(60, f"{machine.name}: QEMU start", lambda: machine.start(allow_reboot=allow_reboot))
-        within(BOOT_SECONDS, f"{machine.name}: root shell after power-on", machine.connect)
-
-    def reconnect_after_reboot(machine):
-        machine.connected = False
-        within(BOOT_SECONDS, f"{machine.name}: root shell after the reboot", machine.connect)
-
-    def power_off(machine):
-        within(COMMAND_SECONDS, f"{machine.name}: power off", machine.shutdown)
+    ${builtins.readFile ./boot-test-helpers.py}
 
     def assert_runner_configured(machine, mode="container"):
         users = {"container": "forgejo-runner", "host": "forgejo-runner-host"}

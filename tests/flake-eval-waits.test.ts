@@ -16,6 +16,8 @@ import { copyFlake, HAVE_LIB, mustEval, ROOT } from "./flake-eval/harness.ts";
 
 const HAVE_PYTHON = Bun.which("python3") !== null;
 const CHECKER = join(ROOT, "tests", "support", "driver-calls.py");
+/** Each test evaluates the flake once or twice (seconds each, more on a loaded machine). */
+const EVAL_MS = 120_000;
 
 interface Problem {
   where: string;
@@ -31,20 +33,20 @@ function scriptsOf(flakeDir: string): Record<string, string> {
 
 function problemsIn(scripts: Record<string, string>): Record<string, Problem[]> {
   const result = spawnSync("python3", [CHECKER], { input: JSON.stringify(scripts), encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`driver-calls.py failed:\n${result.stderr}`);
+  if (result.status !== 0) throw new Error(`driver-calls.py failed (status ${result.status}, ${result.signal ?? "no signal"}, ${result.error?.message ?? "no error"}):\n${result.stderr}`);
   return JSON.parse(result.stdout);
 }
 
 const scratch = await mkdtemp(join(tmpdir(), "runner-images-waits-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
 
-/** A copy of the flake whose nix/boot-tests.nix has `from` replaced by `to` (exactly once). */
-async function mutated(name: string, from: string, to: string) {
+/** A copy of the flake whose nix/<file> has `from` replaced by `to` (exactly once). */
+async function mutated(name: string, from: string, to: string, file = "boot-tests.nix") {
   const dir = await copyFlake(join(scratch, name));
-  const file = join(dir, "nix", "boot-tests.nix");
-  const text = await readFile(file, "utf8");
-  expect(text.split(from).length - 1, `${from} occurs once in nix/boot-tests.nix`).toBe(1);
-  await writeFile(file, text.replace(from, to));
+  const path = join(dir, "nix", file);
+  const text = await readFile(path, "utf8");
+  expect(text.split(from).length - 1, `${from} occurs once in nix/${file}`).toBe(1);
+  await writeFile(path, text.replace(from, to));
   return dir;
 }
 
@@ -59,25 +61,25 @@ describe.skipIf(!HAVE_LIB || !HAVE_PYTHON)(
       // the host-mode test does leave a process behind, on purpose, and it is checked
       const host = Object.entries(scripts).find(([name]) => name.startsWith("security-") && name.endsWith("-host-mode"));
       expect(host?.[1]).toContain("setsid -f sleep");
-    });
+    }, EVAL_MS);
 
     test("a detached command without its redirects is found (the hang of issue 22)", async () => {
       const dir = await mutated("no-redirect", "setsid -f sleep 100000 </dev/null >/dev/null 2>&1", "setsid -f sleep 100000");
       const found = Object.values(problemsIn(scriptsOf(dir))).flat();
       expect(found).toEqual([expect.objectContaining({ rule: "detached", call: "succeed", command: expect.stringContaining("setsid -f sleep 100000") })]);
-    });
+    }, EVAL_MS);
 
     test("a background job with only stdout redirected is found", async () => {
       const dir = await mutated("half-redirect", "setsid -f sleep 100000 </dev/null >/dev/null 2>&1", "sleep 100000 >/dev/null &");
       const found = Object.values(problemsIn(scriptsOf(dir))).flat();
       expect(found.map((p) => p.rule)).toEqual(["detached"]);
-    });
+    }, EVAL_MS);
 
     test("a command without a timeout is found", async () => {
       const dir = await mutated("no-timeout", 'machine.succeed("test -S /run/docker.sock", timeout=COMMAND_SECONDS)', 'machine.succeed("test -S /run/docker.sock")');
       const found = Object.values(problemsIn(scriptsOf(dir))).flat();
       expect(found).toEqual([expect.objectContaining({ rule: "timeout", call: "succeed" })]);
-    });
+    }, EVAL_MS);
 
     test("wait_for_console_text, and a bare connect or shutdown, are found", async () => {
       const console = await mutated(
@@ -86,11 +88,11 @@ describe.skipIf(!HAVE_LIB || !HAVE_PYTHON)(
         'machine.wait_for_console_text("reboot: Restarting system")',
       );
       expect(Object.values(problemsIn(scriptsOf(console))).flat().map((p) => p.rule)).toEqual(["console"]);
-      const shutdown = await mutated("bare-shutdown", 'within(COMMAND_SECONDS, f"{machine.name}: power off", machine.shutdown)', "machine.shutdown()");
+      const shutdown = await mutated("bare-shutdown", 'within(COMMAND_SECONDS, f"{machine.name}: power off", machine.shutdown)', "machine.shutdown()", "boot-test-helpers.py");
       // power_off is shared, so every test script that powers off has the problem
       const rules = Object.values(problemsIn(scriptsOf(shutdown))).flat().map((p) => p.rule);
       expect(rules.length).toBeGreaterThan(0);
       expect(new Set(rules)).toEqual(new Set(["unbounded"]));
-    });
+    }, EVAL_MS);
   },
 );

@@ -248,7 +248,9 @@ describe.skipIf(!HAVE_LIB)(
           listed.push(path);
         }
         await writeFile(join(closure, "store-paths"), listed.join("\n") + "\n");
+        // in its own directory, as a Nix build runs in its build directory (it writes there)
         const result = spawnSync("bash", ["-euo", "pipefail", "-c", check.script], {
+          cwd: dir,
           encoding: "utf8",
           env: { PATH: process.env.PATH, initrd, closure, budgetMiB: String(check.env.budgetMiB), largestCount: String(check.env.largestCount), out: join(dir, "out") },
         });
@@ -390,6 +392,163 @@ describe.skipIf(!HAVE_LIB)(
           expect(body.split("assert_store_intact(machine)").length - 1, name).toBe(configured);
         }
       });
+    });
+
+    // nix/forgejo-boot-test.nix: a real Forgejo, the broker and a netbooted runner. It runs only
+    // on a Nix runner (checks.x86_64-linux.forgejo-boot-*); here every node is evaluated with
+    // the stand-ins (tests/flake-eval/eval.nix evalNode), services.forgejo with its real options.
+    describe("checks.x86_64-linux.forgejo-boot-* (evaluated here, run on the Nix runner)", () => {
+      let evaluated: Record<string, any> | undefined;
+      const tests = (): Record<string, any> => (evaluated ??= mustEval(flakeDir, "forgejoTests")["x86_64-linux"] ?? {});
+      const netboots = TARGETS.filter((t) => t.image === "netboot" && t.system === "x86_64-linux");
+      const each = () => netboots.map((t) => [t.attr, tests()[`forgejo-boot-${t.attr}`]] as const);
+      /** The runner's QEMU command line (create_machine in the script). */
+      const runnerCommand = (script: string) => {
+        const m = /runner = create_machine\(\s*((?:"[^"]*"\s*)+)\)/.exec(script);
+        return m ? [...m[1]!.matchAll(/"([^"]*)"/g)].map((s) => s[1]).join("") : "";
+      };
+
+      // NixOS options the nodes set that no stand-in declares: their names rest on memory of the
+      // NixOS modules (nix/forgejo-boot-test.nix says so), so each is listed here on purpose.
+      const FOREIGN = [
+        "environment.systemPackages",
+        "networking.firewall",
+        "nix.settings",
+        "services.dnsmasq",
+        "systemd.services",
+        "systemd.tmpfiles",
+        "virtualisation.memorySize",
+      ];
+
+      test("one per netboot target: a Forgejo node and a boot server node, every option they set declared by a stand-in or listed as foreign", () => {
+        expect(Object.keys(tests()).sort()).toEqual(netboots.map((t) => `forgejo-boot-${t.attr}`).sort());
+        for (const [attr, test] of each()) {
+          expect(Object.keys(test.nodes).sort(), attr).toEqual(["bootserver", "forgejo"]);
+          for (const [name, node] of Object.entries<any>(test.nodes)) {
+            for (const path of node.foreign) expect(FOREIGN, `${attr} ${name} sets ${path}`).toContain(path);
+          }
+          expect(test.nodes.forgejo.declared).toContain("services.forgejo");
+          expect(test.globalTimeout).toBeLessThan(60 * 60);
+        }
+      });
+
+      test("Forgejo serves Actions at the URL the broker and the runner use, on a port its firewall opens", () => {
+        for (const [, test] of each()) {
+          const { forgejo } = test.nodes.forgejo;
+          expect(forgejo.settings.actions.ENABLED).toBe(true);
+          expect(forgejo.settings.service.DISABLE_REGISTRATION).toBe(true);
+          const url = new URL(forgejo.settings.server.ROOT_URL);
+          expect(url.hostname).toBe("forgejo"); // the node's name, in every node's /etc/hosts
+          expect(Number(url.port)).toBe(forgejo.settings.server.HTTP_PORT);
+          expect(test.nodes.forgejo.tcpPorts).toContain(forgejo.settings.server.HTTP_PORT);
+          expect(test.brokerConfig.forgejo.url + "/").toBe(forgejo.settings.server.ROOT_URL);
+          expect(test.brokerConfig.forgejo.runnerUrl + "/").toBe(forgejo.settings.server.ROOT_URL);
+        }
+      });
+
+      // The broker's settings, as scripts/lib/broker/config.ts (broker branch h19a @ bb81705)
+      // accepts them: an unknown key is a mistake there, so it is one here.
+      const BROKER_KEYS: Record<string, string[]> = {
+        "": ["forgejo", "listen", "tls", "credentials", "rateLimit", "log", "machines"],
+        forgejo: ["url", "runnerUrl", "repository", "level", "tokenFile", "allowInsecureHttp"],
+        listen: ["host", "port"],
+        tls: ["certFile", "keyFile"],
+        log: ["file"],
+        credentials: ["unusedDeadlineSeconds", "forgejoWaitSeconds", "maxForgejoCalls"],
+        rateLimit: ["requests", "perSeconds"],
+        machine: ["name", "mac", "address", "mode", "labels", "legacySecretFile"],
+      };
+
+      test("the broker's configuration has only settings the broker knows, and names this runner: its MAC, its DHCP address, host mode, the workflow's label", () => {
+        for (const [attr, test] of each()) {
+          const config = test.brokerConfig;
+          for (const [section, keys] of Object.entries(BROKER_KEYS)) {
+            const values = section === "" ? [config] : section === "machine" ? config.machines : [config[section] ?? {}];
+            for (const value of values) for (const key of Object.keys(value)) expect(keys, `${attr}: ${section || "(top)"}.${key}`).toContain(key);
+          }
+          expect(config.machines).toHaveLength(1);
+          const [machine] = config.machines;
+          const command = runnerCommand(test.testScript);
+          expect(command, attr).toContain(`mac=${machine.mac} `);
+          expect(test.nodes.bootserver.dnsmasq["dhcp-host"]).toEqual([`${machine.mac},${machine.address},runner`]);
+          expect(machine.mode).toBe("host");
+          // the workflow's jobs run on the label the broker registers the machine with
+          const runsOn = [...test.workflow.matchAll(/runs-on: (\S+)/g)].map((m) => m[1]);
+          expect(runsOn.length).toBe(2);
+          for (const label of runsOn) expect(machine.labels).toContain(label);
+          expect(test.workflow).toMatch(/second:\n\s+needs: first/);
+          // where the machine asks: the broker's port, its MAC spelled with hyphens
+          expect(test.runnerEnvUrl).toBe(`https://bootserver:${config.listen.port}/v1/machines/${machine.mac.replaceAll(":", "-")}/runner.env`);
+          expect(test.nodes.bootserver.tcpPorts).toContain(config.listen.port);
+          expect(test.nodes.bootserver.execStart["boot-broker"]).toMatch(/\/bin\/bun \/nix\/store\/\S+\/scripts\/boot-broker\.ts --config \/nix\/store\/\S+-boot-broker\.json$/);
+        }
+      });
+
+      test("the runner is this flake's instrumented netboot image, PXE-booted on the test VLAN, told the broker's URL, trusting the CA that signed the broker's certificate", () => {
+        for (const [attr, test] of each()) {
+          expect(test.runnerModules).toEqual(["installer/netboot/netboot.nix", "profiles/minimal.nix", "testing/test-instrumentation.nix"]);
+          const command = runnerCommand(test.testScript);
+          expect(command).toContain(`-m ${test.memoryMiB} `);
+          expect(command).toMatch(/-device virtio-net-pci,netdev=vlan1,mac=\S+ -netdev vde,id=vlan1,sock=\$QEMU_VDE_SOCKET_1 /);
+          expect(command).toMatch(/-boot order=n$/);
+          expect(command).not.toContain("-kernel"); // a real network boot, not QEMU's direct kernel boot
+          expect(test.nodes.bootserver.dnsmasq["dhcp-boot"]).toBe("http://192.168.1.1/boot.ipxe");
+          expect(test.nodes.bootserver.execStart["netboot-http"]).toMatch(new RegExp(`--bind 192\\.168\\.1\\.1 --directory ${test.bootFilesPath}$`));
+          expect(test.bootFiles).toContain(test.runnerArtifact);
+          expect(test.bootIpxe).toBe(`#!ipxe\nset cmdline ${test.runnerCmdlineParam}=${test.runnerEnvUrl}\nchain netboot.ipxe\n`);
+          expect(test.runnerCertificates).toEqual([`${test.pki.path}/ca.crt`]);
+          expect(test.brokerConfig.tls.certFile, attr).toBe(`${test.pki.path}/bootserver.crt`);
+        }
+      });
+
+      test("the test certificate authority signs a server certificate for the name the runner asks (the PKI script, run with this machine's openssl)", async () => {
+        const [, test] = each()[0]!;
+        const out = await mkdtemp(join(scratch, "pki-"));
+        const work = await mkdtemp(join(scratch, "pki-work-"));
+        const built = spawnSync("bash", ["-euo", "pipefail", "-c", test.pki.script], { cwd: work, encoding: "utf8", env: { PATH: process.env.PATH, out } });
+        expect(built.stderr).toBe("");
+        expect(built.status).toBe(0);
+        const verify = spawnSync("openssl", ["verify", "-CAfile", join(out, "ca.crt"), "-verify_hostname", new URL(test.runnerEnvUrl).hostname, join(out, "bootserver.crt")], { encoding: "utf8" });
+        expect(verify.stdout.trim()).toBe(`${join(out, "bootserver.crt")}: OK`);
+        const other = spawnSync("openssl", ["verify", "-CAfile", join(out, "ca.crt"), "-verify_hostname", "forgejo", join(out, "bootserver.crt")], { encoding: "utf8" });
+        expect(other.status).not.toBe(0);
+      });
+
+      test("the scripts' npm packages are fetched by the integrity hashes of bun.lock", async () => {
+        const lock = await readFile(join(ROOT, "bun.lock"), "utf8");
+        for (const [, test] of each()) {
+          const names = Object.keys(test.npmPackages).sort();
+          const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
+          expect(names).toEqual(Object.keys(pkg.dependencies).sort());
+          for (const [name, { url, hash }] of Object.entries<any>(test.npmPackages)) {
+            const m = new RegExp(`"${name}": \\["${name}@([^"]+)", "", (.*), "(sha512-[^"]+)"\\]`).exec(lock);
+            expect(m, name).not.toBeNull();
+            expect(url).toBe(`https://registry.npmjs.org/${name}/-/${name}-${m![1]}.tgz`);
+            expect(hash).toBe(m![3]);
+            // no dependencies of its own, so these two are the whole node_modules
+            expect(m![2]).not.toContain("dependencies");
+          }
+        }
+      });
+
+      /** Evaluates a copy of the flake whose nix/forgejo-boot-test.nix has `from` replaced by `to`. */
+      async function evalWithForgejoTest(name: string, from: string, to: string) {
+        const dir = await copyFlake(join(scratch, name));
+        const file = join(dir, "nix", "forgejo-boot-test.nix");
+        const text = await readFile(file, "utf8");
+        expect(text).toContain(from);
+        await writeFile(file, text.replace(from, to));
+        return evalFlake(dir, "forgejoTests");
+      }
+
+      test("a services.forgejo option the module does not have, or a value of the wrong type, fails the evaluation", async () => {
+        const typo = await evalWithForgejoTest("forgejo-typo", 'database.type = "sqlite3";', 'databse.type = "sqlite3";');
+        expect(typo.ok).toBe(false);
+        expect(typo.stderr).toContain("services.forgejo.databse' does not exist");
+        const badType = await evalWithForgejoTest("forgejo-type", "HTTP_PORT = 3000;", 'HTTP_PORT = "3000";');
+        expect(badType.ok).toBe(false);
+        expect(badType.stderr).toContain("HTTP_PORT");
+      }, 120_000);
     });
 
     // The credential's path from runner-secret.sh to the runner that reads it: a mismatch

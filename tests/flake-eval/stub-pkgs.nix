@@ -37,6 +37,15 @@ let
     jq = drv "jq" { };
     closureInfo = args: drv "closure-info" { inherit args; };
     linux-firmware = drv "linux-firmware" { };
+    # nix/forgejo-boot-test.nix
+    fetchurl = args: drv (baseNameOf args.url) { inherit args; };
+    forgejo-lts = drv "forgejo-lts-15.0.0-stub" { };
+    bun = drv "bun" { };
+    curl = drv "curl" { };
+    git = drv "git" { };
+    openssh = drv "openssh" { };
+    openssl = drv "openssl" { };
+    python3 = drv "python3" { };
     coreutils = drv "coreutils" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };
