@@ -36,8 +36,8 @@
   # per build in CI. Stay under ~1 GB (EFI-stub highmem limits, #73588) and far under 2 GB
   # (makeInitrdNG/iPXE limits, #203593): flake.nix's checks.<system>.initrd-size-<target>
   # fails the build over runnerImage.initrdBudgetMiB (nix/image-size.nix) and logs the
-  # measured size and the largest store paths. Measured on a sample here (docs/testing.md):
-  # zstd-19 and xz within a few per cent, zstd-19 decompressing several times faster.
+  # measured size and the largest store paths. docs/testing.md, "Size", has what these settings
+  # give on a sample measured with mksquashfs.
   netboot.squashfsCompression = "zstd -Xcompression-level 19";
 
   boot.kernelParams = [
