@@ -75,25 +75,40 @@
             (pkgsFor target.system).linkFarm target.attr entries;
           # Checks of the built artifact (in checks.<system>, next to the package).
           # (pkgs.runCommand name env script: trivial-builders, not re-read: from memory.)
-          checks = target: artifact: {
+          checks = target: config: artifact: {
             # The initrd carries the whole store and sits in RAM: the EFI stub must allocate
             # it in one piece (fails around 1 GB on real hardware, NixOS/nixpkgs#73588) and
-            # iPXE loads below 4 GB (#203593). Enforce the budget nix/netboot.nix states, and
-            # log the measured size on every build.
+            # iPXE loads below 4 GB (#203593). Enforce the budget the machine states
+            # (runnerImage.initrdBudgetMiB, nix/image-size.nix), and log on every build the
+            # size and what takes the room: the largest store paths of what netboot.nix puts
+            # in the squashfs (netboot.storeContents; pkgs.closureInfo's store-paths, the list
+            # make-squashfs.nix itself reads, per helper notes @ faukah/nixpkgs 3b20077c).
+            # $out is JSON: the numbers docs/testing.md and the release notes use.
             "initrd-size-${target.attr}" =
               (pkgsFor target.system).runCommand "initrd-size-${target.attr}"
                 {
                   initrd = "${artifact}/initrd";
-                  limitBytes = 1024 * 1024 * 1024;
+                  budgetMiB = config.runnerImage.initrdBudgetMiB;
+                  closure = (pkgsFor target.system).closureInfo { rootPaths = config.netboot.storeContents; };
+                  largestCount = 15;
                 }
                 ''
                   size=$(stat -L -c %s "$initrd")
-                  echo "initrd: $size bytes ($((size / 1048576)) MiB), limit $limitBytes bytes ($((limitBytes / 1048576)) MiB)"
-                  if [ "$size" -ge "$limitBytes" ]; then
-                    echo "initrd-size: the netboot initrd is over its 1 GiB budget; shrink the closure (see nix/netboot.nix)" >&2
+                  budget=$((budgetMiB * 1048576))
+                  echo "initrd: $size bytes ($((size / 1048576)) MiB), budget $budget bytes ($budgetMiB MiB, runnerImage.initrdBudgetMiB)"
+                  while read -r path; do du -sb "$path"; done < "$closure/store-paths" | sort -rn > sizes
+                  total=$(awk '{ sum += $1 } END { print sum + 0 }' sizes)
+                  echo "store in the image: $(wc -l < sizes) paths, $total bytes ($((total / 1048576)) MiB) before compression; the largest:"
+                  head -n "$largestCount" sizes | awk '{ printf "  %6d MiB  %s\n", $1 / 1048576, $2 }'
+                  if [ "$size" -gt "$budget" ]; then
+                    echo "initrd-size: the netboot initrd is over its $budgetMiB MiB budget (runnerImage.initrdBudgetMiB); shrink the closure (the paths above; nix/image-size.nix)" >&2
                     exit 1
                   fi
-                  echo "$size" > "$out"
+                  {
+                    printf '{"initrdBytes":%s,"budgetBytes":%s,"storeBytes":%s,"largest":[' "$size" "$budget" "$total"
+                    head -n "$largestCount" sizes | awk '{ printf "%s{\"path\":\"%s\",\"bytes\":%s}", (NR > 1 ? "," : ""), $2, $1 }'
+                    printf ']}\n'
+                  } > "$out"
                 '';
           };
         };
@@ -163,7 +178,21 @@
             // ipxeConfig
           );
         };
-      checksOf = target: ((kindOf target).checks or (_: _: { })) target self.packages.${target.system}.${target.attr};
+      # The instrumented sibling of a target (nix/boot-tests.nix): the same machine with the test
+      # driver's backdoor (nixpkgs nixos/modules/testing/test-instrumentation.nix) and `extra`.
+      instrumentedWith =
+        target: extra:
+        let
+          machine = mkMachine target ([ (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix") ] ++ extra);
+        in
+        {
+          inherit (machine) config;
+          artifact = artifactOf target machine.config;
+        };
+      checksOf =
+        target:
+        ((kindOf target).checks or (_: _: _: { })) target self.nixosConfigurations.${target.attr}.config
+          self.packages.${target.system}.${target.attr};
     in
     {
       nixosModules.runner = ./nix/runner.nix;
@@ -209,7 +238,8 @@
         // lib.optionalAttrs (system == "x86_64-linux") (
           import ./nix/ipxe-boot-tests.nix {
             inherit pkgs lib nixpkgs;
-            target = targets.netboot-x86_64;
+            # the system's netboot target, by kind: targets.json is the only place names are spelled
+            target = lib.findFirst (t: t.image == "netboot") (throw "ipxe-boot-tests: no netboot target for ${system}") (lib.attrValues bySystem.${system});
             instrumented =
               target:
               let
@@ -226,19 +256,24 @@
           import ./nix/boot-tests.nix {
             inherit pkgs lib nixpkgs;
             targets = bySystem.${system};
-            # the instrumented sibling of a target (see nix/boot-tests.nix)
-            instrumented =
-              target:
-              let
-                machine = mkMachine target [
-                  (nixpkgs + "/nixos/modules/testing/test-instrumentation.nix")
-                ];
-              in
-              {
-                inherit (machine) config;
-                artifact = artifactOf target machine.config;
-              };
+            instrumented = target: instrumentedWith target [ ];
           }
+          # The first contact with a real Forgejo: one per netboot target (nix/forgejo-boot-test.nix).
+          // lib.concatMapAttrs (
+            _: target:
+            let
+              testPki = import ./nix/forgejo-boot-test-pki.nix { inherit pkgs; };
+            in
+            lib.optionalAttrs (target.image == "netboot") {
+              "forgejo-boot-${target.attr}" = import ./nix/forgejo-boot-test.nix {
+                inherit pkgs lib target testPki;
+                source = self;
+                # the broker's certificate is signed by the test CA
+                # (security.pki.certificateFiles: nixos/modules/security/ca.nix, from memory)
+                runnerMachine = instrumentedWith target [ { security.pki.certificateFiles = [ "${testPki}/ca.crt" ]; } ];
+              };
+            }
+          ) bySystem.${system}
         )
       );
 

@@ -17,6 +17,8 @@
     # installation-cd-minimal.nix (installer tooling, autologin, channel).
     "${modulesPath}/installer/cd-dvd/iso-image.nix"
     "${modulesPath}/profiles/minimal.nix"
+    # the initrd budget (runnerImage.initrdBudgetMiB) and the firmware a runner keeps
+    ./image-size.nix
   ];
 
   options.runnerImage.isoBaseName = lib.mkOption {

@@ -17,6 +17,8 @@
     # nixos/modules/profiles/minimal.nix (nixpkgs flake.nix @ 02d79c9 evaluates a system from it;
     # nixos-images e17386d nix/kexec-installer/test.nix imports it the same way)
     "${modulesPath}/profiles/minimal.nix"
+    # the initrd budget (runnerImage.initrdBudgetMiB) and the firmware a runner keeps
+    ./image-size.nix
   ];
 
   # Storage and NIC drivers in the initrd for arbitrary bare metal (what netboot-base.nix
@@ -33,7 +35,9 @@
   # on every cold read of a store path during jobs. The cost, slow compression, is paid once
   # per build in CI. Stay under ~1 GB (EFI-stub highmem limits, #73588) and far under 2 GB
   # (makeInitrdNG/iPXE limits, #203593): flake.nix's checks.<system>.initrd-size-<target>
-  # fails the build at 1 GiB and logs the measured size.
+  # fails the build over runnerImage.initrdBudgetMiB (nix/image-size.nix) and logs the
+  # measured size and the largest store paths. docs/testing.md, "Size", has what these settings
+  # give on a sample measured with mksquashfs.
   netboot.squashfsCompression = "zstd -Xcompression-level 19";
 
   boot.kernelParams = [

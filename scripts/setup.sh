@@ -40,6 +40,10 @@ command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # `git check-ref-format` which tag names git accepts.
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+# golang-go: tests/runner-secret.test.ts compares the .runner bytes with Go's own encoder (it
+# skips without go); python3: tests/flake-eval-waits.test.ts reads the boot tests' Python.
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The netboot chain test and the demo: QEMU with Debian's iPXE ROMs boots the published chain;
 # busybox-static and cpio make the fixture's initrd.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

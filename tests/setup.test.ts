@@ -4,7 +4,7 @@
  * The user is simulated with an `id` (and `sudo`) on PATH ahead of the real tools.
  */
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./support/run.ts";
@@ -57,4 +57,35 @@ test.skipIf(!haveNixUsers)("a user outside nix-users, with sudo: added to the gr
   expect(existsSync(log) && readFileSync(log, "utf8")).toBe("adduser -q newcomer nix-users\n");
   expect(result.stderr.toString()).toContain("setup.sh: added newcomer to the group nix-users (Nix's daemon is open to it only): log in again");
   expect(result.exitCode).toBe(1);
+});
+
+/**
+ * PATH with every command the machine has except `without`: links to the first of each name on
+ * the real PATH, the way a machine that never installed them would look.
+ */
+function pathWithout(name: string, without: string[], extra: Record<string, string>): string {
+  const dir = fakeBin(name, extra);
+  for (const source of process.env.PATH!.split(":")) {
+    if (!existsSync(source)) continue;
+    for (const entry of readdirSync(source)) {
+      if (without.includes(entry) || existsSync(join(dir, entry))) continue;
+      symlinkSync(join(source, entry), join(dir, entry));
+    }
+  }
+  return dir;
+}
+
+test("a machine without go or python3 gets Debian's golang-go and python3, so the Go-encoder and driver-call tests run", () => {
+  const log = join(scratch, "apt.log");
+  const bin = pathWithout("no-go", ["go", "python3"], { "apt-get": `echo "$*" >> ${log}` });
+  const result = Bun.spawnSync(["bash", SETUP], {
+    cwd: ROOT,
+    env: { PATH: bin, HOME: process.env.HOME! },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  expect(result.stderr.toString()).toBe("");
+  expect(result.stdout.toString()).toBe("installing golang-go python3 from Debian\n");
+  expect(readFileSync(log, "utf8")).toBe("update -qq\ninstall -y -qq golang-go python3\n");
+  expect(result.exitCode).toBe(0);
 });

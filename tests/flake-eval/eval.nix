@@ -21,7 +21,7 @@
   shortRev,
   lastModifiedDate,
   nixpkgsRev,
-  # "machines", "packages", "ipxe", "check" or "bootTests"; one at a time, so one failure does not
+  # "machines", "packages", "ipxe", "ipxeBootTests", "check", "bootTests" or "forgejoTests"; one at a time, so one failure does not
   # hide the others
   part,
 }:
@@ -159,10 +159,80 @@ let
         };
       # NixOS assertions the project's modules declare (NixOS fails the build on a false one).
       assertions = map (a: { inherit (a) assertion message; }) (config.assertions or [ ]);
+      # The firmware the image carries (nix/image-size.nix): hardware.firmware's packages, and
+      # the linux-firmware families the project's runCommand copies.
+      firmware = {
+        redistributable = config.hardware.enableRedistributableFirmware;
+        packages = map (p: p.name) config.hardware.firmware;
+        families = lib.concatMap (p: p.env.families or [ ]) config.hardware.firmware;
+      };
       runnerImage = lib.listToAttrs (
         map (opt: lib.nameValuePair (lib.showOption opt.loc) opt.value) dataOptions
       );
     };
+
+  # A node of a multi-machine test, evaluated as lib.nixosSystem is here: the root stand-in, the
+  # stand-ins of the nixpkgs service modules the project's tests use with their real options
+  # (./nixpkgs/nixos/modules/services), and the node's own module. What is left of its
+  # definitions outside declared options is "foreign": listed, so that tests/flake-eval.test.ts
+  # can name every one the project relies on without a stand-in.
+  evalNode =
+    node:
+    let
+      machine = lib.evalModules {
+        class = "nixos";
+        modules = [
+          (import ./stub-root.nix nixpkgs.legacyPackages)
+          ./nixpkgs/nixos/modules/services/misc/forgejo.nix
+          node
+          # the test framework's nodes follow the test's hostPkgs
+          { nixpkgs.hostPlatform = "x86_64-linux"; }
+        ];
+      };
+      inherit (machine) config options;
+      secondLevel = lib.concatMap (
+        top:
+        let
+          value = config.${top};
+        in
+        if builtins.isAttrs value && !lib.isDerivation value then map (name: [ top name ]) (builtins.attrNames value) else [ [ top ] ]
+      ) (builtins.attrNames (removeAttrs config [ "_module" "stub" "nixpkgs" "system" ]));
+      # what ./stub-root.nix itself defines on every machine
+      fromStubRoot = [ "systemd.package" "hardware.enableRedistributableFirmware" ];
+      declared = path: lib.hasAttrByPath path options;
+      show = lib.concatStringsSep ".";
+    in
+    {
+      foreign = builtins.filter (name: !builtins.elem name fromStubRoot) (map show (builtins.filter (path: !declared path) secondLevel));
+      declared = map show (builtins.filter declared secondLevel);
+      forgejo = lib.optionalAttrs config.services.forgejo.enable {
+        inherit (config.services.forgejo) settings;
+        databaseType = config.services.forgejo.database.type;
+        package = config.services.forgejo.package.name;
+      };
+      dnsmasq = config.services.dnsmasq.settings or null;
+      tcpPorts = config.networking.firewall.allowedTCPPorts or [ ];
+      udpPorts = config.networking.firewall.allowedUDPPorts or [ ];
+      execStart = lib.mapAttrs (_: unit: unit.serviceConfig.ExecStart or null) (config.systemd.services or { });
+    };
+
+  # checks.<system>.forgejo-boot-<target> (nix/forgejo-boot-test.nix): every node evaluated, the
+  # broker's configuration, the runner machine's boot files and trusted certificates.
+  forgejoTestFacts = check: {
+    inherit (check.test) name globalTimeout testScript;
+    nodes = lib.mapAttrs (_: evalNode) check.test.nodes;
+    inherit (check.test.passthru) brokerConfig runnerEnvUrl memoryMiB;
+    workflow = check.test.passthru.workflow.text;
+    bootIpxe = (lib.findFirst (p: (p.name or "") == "boot.ipxe") { text = null; } check.test.passthru.bootFiles.paths).text;
+    bootFiles = map toString check.test.passthru.bootFiles.paths;
+    bootFilesPath = toString check.test.passthru.bootFiles;
+    runnerArtifact = toString check.test.passthru.runnerMachine.artifact;
+    pki = { inherit (check.test.passthru.testPki) script; path = toString check.test.passthru.testPki; };
+    runnerCertificates = check.test.passthru.runnerMachine.config.security.pki.certificateFiles or [ ];
+    runnerCmdlineParam = check.test.passthru.runnerMachine.config.runnerImage.secretSource.cmdlineParam;
+    runnerModules = lib.sort lib.lessThan check.test.passthru.runnerMachine.config.stub.importedNixosModules;
+    npmPackages = lib.mapAttrs (_: p: p.args) check.test.passthru.npmPackages;
+  };
 
   packageFacts = package: {
     inherit (package) name;
@@ -188,7 +258,11 @@ in
       inherit (checks.image-composition.env) expected actual;
     };
     # checks.<system>.initrd-size-<target>: the build environment and script
-    initrdSize = lib.mapAttrs (_: check: { inherit (check) env script; }) (
+    initrdSize = lib.mapAttrs (_: check: {
+      inherit (check) script;
+      env = removeAttrs check.env [ "closure" ];
+      closureRoots = map toString check.env.closure.args.rootPaths;
+    }) (
       lib.filterAttrs (name: _: lib.hasPrefix "initrd-size-" name) checks
     );
   }) self.checks;
@@ -199,12 +273,17 @@ in
       lib.filterAttrs (name: _: lib.hasPrefix "ipxe-trust-" name) checks
     )
   ) self.checks;
-  # checks.<system>.{boot,security}-*: each QEMU test's script, start commands included
+  # checks.<system>.{boot,security,forgejo-boot}-*: each QEMU test's script, start commands included
   bootTests = lib.mapAttrs (
     _: checks:
     lib.mapAttrs (_: check: check.test.testScript) (
-      lib.filterAttrs (name: _: lib.hasPrefix "boot-" name || lib.hasPrefix "security-" name) checks
+      lib.filterAttrs (
+        name: _: lib.hasPrefix "boot-" name || lib.hasPrefix "security-" name || lib.hasPrefix "forgejo-boot-" name
+      ) checks
     )
+  ) self.checks;
+  forgejoTests = lib.mapAttrs (
+    _: checks: lib.mapAttrs (_: forgejoTestFacts) (lib.filterAttrs (name: _: lib.hasPrefix "forgejo-boot-" name) checks)
   ) self.checks;
 }
 .${part}

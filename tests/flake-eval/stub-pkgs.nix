@@ -37,10 +37,18 @@ let
     jq = drv "jq" { };
     # nixosModules.boot-broker's default runtime (lib.getExe reads meta.mainProgram).
     bun = drv "bun-0.0.0-stub" { meta.mainProgram = "bun"; };
+    closureInfo = args: drv "closure-info" { inherit args; };
+    linux-firmware = drv "linux-firmware" { };
+    # nix/forgejo-boot-test.nix
+    fetchurl = args: drv (baseNameOf args.url) { inherit args; };
+    forgejo-lts = drv "forgejo-lts-15.0.0-stub" { };
+    curl = drv "curl" { };
+    git = drv "git" { };
+    openssh = drv "openssh" { };
+    openssl = drv "openssl" { };
+    python3 = drv "python3" { };
     coreutils = drv "coreutils" { };
     findutils = drv "findutils" { };
-    curl = drv "curl" { };
-    openssh = drv "openssh" { };
     systemd = drv "systemd" { };
     writeShellScript = name: text: drv name { inherit text; };
 
@@ -83,8 +91,6 @@ let
         ];
       };
     dosfstools = drv "dosfstools" { };
-    openssl = drv "openssl" { };
-    python3 = drv "python3" { };
     mtools = drv "mtools" { };
   };
 in

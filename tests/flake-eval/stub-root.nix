@@ -29,9 +29,12 @@ let
         lib.types.anything.merge loc defs;
   };
 
-  # Top-level names declared by the project's modules: a freeform value under one of them is
-  # a definition of an option that does not exist, exactly the mistake NixOS would reject.
-  ownNamespaces = builtins.attrNames (removeAttrs options [ "_module" ]);
+  # Option trees declared by the project's modules or by the stand-ins of nixpkgs modules
+  # (top-level names, and services.<name>): a freeform value under one of them is a definition
+  # of an option that does not exist, exactly the mistake NixOS would reject.
+  ownNamespaces = lib.concatMap (
+    name: if name == "services" then map (service: [ name service ]) (builtins.attrNames options.services) else [ [ name ] ]
+  ) (builtins.attrNames (removeAttrs options [ "_module" ]));
   foreignRoot =
     let
       base = lib.types.lazyAttrsOf foreign;
@@ -43,7 +46,10 @@ let
         let
           value = base.merge loc defs;
           undeclared = lib.concatMap (
-            ns: map (name: "${ns}.${name}") (builtins.attrNames (value.${ns} or { }))
+            path:
+            map (name: "${lib.concatStringsSep "." path}.${name}") (
+              builtins.attrNames (lib.attrByPath path { } value)
+            )
           ) ownNamespaces;
         in
         if undeclared != [ ] then
@@ -67,5 +73,8 @@ in
     system.boot.loader.kernelFile = pkgs.stdenv.hostPlatform.linux-kernel.target;
     # nixos/modules/system/boot/systemd.nix: systemd.package defaults to pkgs.systemd.
     systemd.package = lib.mkDefault pkgs.systemd;
+    # nixos/modules/hardware/all-hardware.nix @ 08783a39: enableAllHardware also turns on the
+    # redistributable firmware, at normal priority (so a plain `false` elsewhere conflicts).
+    hardware.enableRedistributableFirmware = lib.mkIf (config.hardware.enableAllHardware or false) true;
   };
 }
