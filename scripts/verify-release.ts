@@ -42,7 +42,7 @@ import { provenanceLines } from "./lib/trust/provenance-summary.ts";
 import type { RebuildDepth } from "./lib/trust/rebuild.ts";
 import {
   CHECK,
-  countersignature, everyFileByteForByte, gitTagMatches, newFindings, onlyManifestFiles, publisherSignature, rebuiltFromCommit,
+  countersignature, everyFileByteForByte, releaseIsTheOneAsked, gitTagMatches, newFindings, onlyManifestFiles, publisherSignature, rebuiltFromCommit,
   statementMatches, statementParses, sumsMatchManifest, type ReleaseUnderCheck,
 } from "./lib/trust/release-checks.ts";
 import { readDocuments } from "./lib/trust/release-documents.ts";
@@ -57,8 +57,10 @@ const COMMAND: CommandSpec = {
   passThrough: "[-- <nix arguments for --rebuild>]",
   flags: [
     { name: "tag", value: "tag|latest", description: "Required, or --dist: the release to check (with --server and --repo, or their FORGEJO_* defaults); with --dist, the tag its files must be for" },
-    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or a --download mirror) instead; add --tag to require the statement's tag" },
+    { name: "dist", value: "dir", description: "Required, or --tag: check a local directory (a build, or a --download mirror) instead; needs --tag (the statement's tag) or --any-tag" },
     ...SERVER_FLAGS,
+    { name: "any-tag", description: "With --dist: accept whichever tag the statement names (nothing binds the files to a release)" },
+    { name: "statement-repo", value: "url", description: "The repository the statement must name, when verifying a copy held on another server or mirror (default: --server/--repo)" },
     { name: "only", value: "name", repeatable: true, description: "Check only this file's bytes (repeatable); the statement, signature, manifest and SHA256SUMS are always checked" },
     { name: "allowed-signers", value: "file", description: "Whose signatures count (default: allowed_signers in this checkout, which anyone who can push may change)" },
     { name: "signer-fingerprint", value: "SHA256:…", description: "Trust exactly this publisher key instead of allowed_signers: the way auditors run it" },
@@ -118,6 +120,12 @@ await runMain(async () => {
   const dist = flags.dist as string | undefined;
   if (!tag && !dist) throw new UsageError("give either --tag <tag|latest> (a published release, with --server and --repo) or --dist <dir> (a local directory)");
   if (dist && tag === "latest") throw new UsageError("--dist with --tag latest: name the tag the directory's files must be for");
+  // A directory proves nothing about which release it holds unless a tag is bound (or the user says none is).
+  if (dist && !tag && flags["any-tag"] !== true) throw new UsageError("--dist needs --tag <tag> (the tag its files must be for), or --any-tag to accept whichever tag the statement names");
+  const statementRepo = flags["statement-repo"] as string | undefined;
+  if (statementRepo !== undefined && !/^[a-z][a-z0-9+.-]*:\/\/[^\s]+\/[\w.-]+\/[\w.-]+$/i.test(statementRepo)) {
+    throw new UsageError(`--statement-repo ${JSON.stringify(statementRepo)}: give the original repository as the statement names it, https://forge.example/owner/name`);
+  }
   const only = flags.only ? new Set(flags.only as string[]) : null;
   const depth = flags.rebuild as RebuildDepth | undefined;
   if (depth !== undefined && depth !== "drv" && depth !== "full") throw new UsageError(`--rebuild=${depth}: choose drv or full`);
@@ -172,9 +180,18 @@ await runMain(async () => {
     documents,
     // A mirror's files must be for the tag it is served as: a signed dev prerelease in
     // /srv/netboot/boot-v1.2.0 passes every other check.
-    expectedTag: found ? found.release.tag_name : (tag ?? null),
+    // The tag asked for, never the server's answer (a signed older release is genuine too);
+    // for `latest`, the answer, held to being the newest release by releaseIsTheOneAsked.
+    expectedTag: tag && tag !== "latest" ? tag : (found?.release.tag_name ?? null),
     client: found?.client ?? null,
     dist: dist ?? null,
+    asked: {
+      tag: tag ?? null,
+      servedTag: found?.release.tag_name ?? null,
+      servedPrerelease: found?.release.prerelease ?? false,
+      newestRelease: found?.newestRelease ?? null,
+      repository: statementRepo ?? found?.repository ?? null,
+    },
   };
 
   const staging = downloadDir ? await makeStaging(downloadDir) : null;
@@ -185,6 +202,7 @@ await runMain(async () => {
     const results = await runChecklist([
       sumsMatchManifest(release),
       statementParses(release),
+      releaseIsTheOneAsked(release),
       publisherSignature(release, { allowUnsigned, trust: publisherTrust }, findings),
       countersignature(release, { required: requireCountersignature, trust: countersignerTrust }, findings),
       statementMatches(release),

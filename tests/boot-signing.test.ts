@@ -126,7 +126,9 @@ describe("a release published with a boot signer, and verify-release against the
     for (const d of scratch) await rm(d, { recursive: true, force: true });
   });
   const publish = async (tag: string, signer: { certificate: string; chain: string; key: { file: string } } | null) => {
-    const { dir } = await makeDist({ commit: MAIN_SHA, flavour: tag });
+    // built by CI in ops/runner-images on this server: the statement names the repository verified
+    const builtBy = { server: forge.url, repository: "ops/runner-images", runId: "7", runNumber: "7", workflow: "boot-images", workflowFile: "boot-images.yml", ref: `refs/tags/${tag}`, event: "push" };
+    const { dir } = await makeDist({ commit: MAIN_SHA, flavour: tag, ci: builtBy });
     scratch.push(dir);
     const bootFlags = signer ? ["--boot-signing-cert", signer.certificate, "--boot-signing-chain", signer.chain] : [];
     const r = await runScript("publish-release.ts", ["--dist", dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", tag, ...bootFlags], {

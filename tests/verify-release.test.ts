@@ -69,7 +69,7 @@ describe("a local dist", () => {
   test("a signed build verifies, and its provenance is printed with the signer's key", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-dev-7-0123456789ab");
-    const r = await verify(["--dist", d.dir, "--json"]);
+    const r = await verify(["--dist", d.dir, "--any-tag", "--json"]);
     expect(r.stderr).not.toContain("FAIL");
     expect(r.code).toBe(0);
     expect(r.stderr).toContain("tag        boot-dev-7-0123456789ab (dev-prerelease, refs/tags/boot-dev-7-0123456789ab)");
@@ -89,7 +89,7 @@ describe("a local dist", () => {
     const bytes = await Bun.file(iso).bytes();
     bytes[1000] = bytes[1000]! ^ 1;
     await Bun.write(iso, bytes);
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     const expected = d.manifest.artifacts.find((a) => a.name === "runner-x86_64.iso")!.sha256;
     expect(r.stderr).toMatch(new RegExp(`FAIL runner-x86_64\\.iso has SHA-256 [0-9a-f]{64}, the manifest says ${expected}`));
@@ -103,13 +103,14 @@ describe("a local dist", () => {
     const bytes = await Bun.file(iso).bytes();
     bytes[1000] = bytes[1000]! ^ 1;
     await Bun.write(iso, bytes);
-    const r = await verify(["--dist", d.dir, "--json"]);
+    const r = await verify(["--dist", d.dir, "--any-tag", "--json"]);
     expect(r.code).toBe(1);
     const result = JSON.parse(r.stdout) as { ok: boolean; problems: string[]; checks: { check: string; outcome: string; reason?: string; details: string[] }[] };
     expect(result.ok).toBe(false);
     expect(result.checks.map((c) => [c.check, c.outcome, c.reason ?? null])).toEqual([
       ["manifest.json matches SHA256SUMS", "ok", null],
       ["statement parses", "ok", null],
+      ["the release is the one asked for", "ok", null],
       ["publisher's signature", "ok", null],
       ["maintainer's countersignature", "skipped", "not required (--require-countersignature)"],
       ["statement matches the tag, manifest.json and SHA256SUMS", "ok", null],
@@ -130,7 +131,7 @@ describe("a local dist", () => {
 
   test("with no statement, the checks that need it are skipped and say which check failed; --allow-unsigned is a skipped signature check", async () => {
     const d = await dist();
-    const r = await verify(["--dist", d.dir, "--allow-unsigned", "--json"]);
+    const r = await verify(["--dist", d.dir, "--any-tag", "--allow-unsigned", "--json"]);
     expect(r.code).toBe(1);
     const checks = (JSON.parse(r.stdout) as { checks: { check: string; outcome: string; reason?: string; details: string[] }[] }).checks;
     const outcome = (name: string) => checks.find((c) => c.check === name);
@@ -148,7 +149,7 @@ describe("a local dist", () => {
       m.version = "boot-v9.9.9";
       m.source.commit = OTHER_SHA;
     });
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("signature  good");
     expect(r.stderr).toMatch(/FAIL manifest\.json has SHA-256 [0-9a-f]{64}, the statement says [0-9a-f]{64}: it was changed after the statement was made/);
@@ -162,7 +163,7 @@ describe("a local dist", () => {
     const signature = await Bun.file(join(d.dir, `${STATEMENT_FILE}.sig`)).bytes();
     await writeProvenance(d.dir, edited, "boot-dev-1", null);
     await writeFile(join(d.dir, `${STATEMENT_FILE}.sig`), signature);
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig does not match ${STATEMENT_FILE}: ${STATEMENT_FILE} was changed after signing`);
   });
@@ -171,7 +172,7 @@ describe("a local dist", () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-dev-1", null);
     await rewriteManifest(d.dir, (m) => (m.builtAt = "2020-01-01T00:00:00.000Z"));
-    const r = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    const r = await verify(["--dist", d.dir, "--any-tag", "--allow-unsigned"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("WARNING: --allow-unsigned");
     expect(r.stderr).toContain("it was changed after the statement was made");
@@ -181,7 +182,7 @@ describe("a local dist", () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     await writeFile(join(d.dir, "manifest.json"), "{");
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`error: dist ${d.dir}: manifest.json is not valid JSON`);
     expect(r.stderr).not.toContain("Parse error");
@@ -191,7 +192,7 @@ describe("a local dist", () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     await symlink(join(d.dir, "gone"), join(d.dir, "stale-link"));
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`error: cannot stat ${join(d.dir, "stale-link")}: it does not exist (ENOENT)`);
     expect(r.stderr).not.toContain("no such file or directory");
@@ -202,7 +203,7 @@ describe("a local dist", () => {
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     const forged = d.manifest.artifacts.map((a) => (a.name === "initrd-x86_64" ? { ...a, sha256: "0".repeat(64) } : a));
     await writeFile(join(d.dir, "SHA256SUMS"), formatSums(forged));
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("FAIL SHA256SUMS and manifest.json disagree on the SHA-256 of initrd-x86_64");
     expect(r.stderr).toMatch(/FAIL SHA256SUMS has SHA-256 [0-9a-f]{64}, the statement says [0-9a-f]{64}: it was changed after the statement was made/);
@@ -211,10 +212,10 @@ describe("a local dist", () => {
   test("a missing signature fails by default; --allow-unsigned passes and says what it skipped", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", null);
-    const strict = await verify(["--dist", d.dir]);
+    const strict = await verify(["--dist", d.dir, "--any-tag"]);
     expect(strict.code).toBe(1);
     expect(strict.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}.sig: an unsigned release proves nothing about who built it (--allow-unsigned skips this check)`);
-    const lax = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    const lax = await verify(["--dist", d.dir, "--any-tag", "--allow-unsigned"]);
     expect(lax.code).toBe(0);
     expect(lax.stderr).toContain("WARNING: --allow-unsigned: provenance.intoto.json.sig is not checked, so nothing proves who made these files");
     expect(lax.stderr).toContain("signature  NOT CHECKED (--allow-unsigned)");
@@ -223,7 +224,7 @@ describe("a local dist", () => {
 
   test("a dist with no statement at all fails, even with --allow-unsigned", async () => {
     const d = await dist();
-    const r = await verify(["--dist", d.dir, "--allow-unsigned"]);
+    const r = await verify(["--dist", d.dir, "--any-tag", "--allow-unsigned"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}: nothing binds these files to a tag, a commit or a builder`);
   });
@@ -231,7 +232,7 @@ describe("a local dist", () => {
   test("a signature by a key that is not in allowed_signers names the key", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", "intruder");
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig was made by key ${fingerprint.intruder}, which is not in ${allowedSigners}`);
     expect(r.stderr).toContain("signature  BAD");
@@ -240,7 +241,7 @@ describe("a local dist", () => {
   test("a maintainer's key, allowed only to countersign, cannot stand in for the publisher", async () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0", "maintainer");
-    const r = await verify(["--dist", d.dir]);
+    const r = await verify(["--dist", d.dir, "--any-tag"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`does not allow for namespace ${NAMESPACE.publisher}`);
   });
@@ -250,13 +251,13 @@ describe("a local dist", () => {
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     const empty = join(keys, "empty_signers");
     await writeFile(empty, "# no keys yet\n#   ci@runner-images namespaces=\"runner-images-provenance\" ssh-ed25519 AAAAC3Nza...\n");
-    const r = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir], { env: cleanEnv() });
+    const r = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir, "--any-tag"], { env: cleanEnv() });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${empty} has no key for namespace ${NAMESPACE.publisher}, so no signature can be trusted: add the public key (echo`);
     expect(r.stderr).toContain("--signer-fingerprint SHA256:");
     expect(r.stderr).not.toContain("run with --help");
     // The repository's own allowed_signers has no key yet: the default refuses to pass too.
-    const repoDefault = await runScript("verify-release.ts", ["--dist", d.dir], { env: cleanEnv() });
+    const repoDefault = await runScript("verify-release.ts", ["--dist", d.dir, "--any-tag"], { env: cleanEnv() });
     expect(repoDefault.code).toBe(2);
     expect(repoDefault.stderr).toContain("has no key for namespace");
   });
@@ -266,14 +267,14 @@ describe("a local dist", () => {
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     const empty = join(keys, "none");
     await writeFile(empty, "");
-    const good = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir, "--signer-fingerprint", fingerprint.ci!], { env: cleanEnv() });
+    const good = await runScript("verify-release.ts", ["--allowed-signers", empty, "--dist", d.dir, "--any-tag", "--signer-fingerprint", fingerprint.ci!], { env: cleanEnv() });
     expect(good.stderr).not.toContain("FAIL");
     expect(good.code).toBe(0);
     expect(good.stderr).toContain(`signature  good, by pinned-key (key ${fingerprint.ci})`);
-    const other = await verify(["--dist", d.dir, "--signer-fingerprint", fingerprint.intruder!]);
+    const other = await verify(["--dist", d.dir, "--any-tag", "--signer-fingerprint", fingerprint.intruder!]);
     expect(other.code).toBe(1);
     expect(other.stderr).toContain(`FAIL ${STATEMENT_FILE}.sig was made by key ${fingerprint.ci}, not the pinned ${fingerprint.intruder}`);
-    const malformed = await verify(["--dist", d.dir, "--signer-fingerprint", "abc"]);
+    const malformed = await verify(["--dist", d.dir, "--any-tag", "--signer-fingerprint", "abc"]);
     expect(malformed.code).toBe(2);
   });
 
@@ -281,10 +282,10 @@ describe("a local dist", () => {
     const d = await dist();
     await writeProvenance(d.dir, d.manifest, "boot-v1.0.0");
     await writeFile(join(d.dir, "runner-x86_64.iso"), "broken");
-    const subset = await verify(["--dist", d.dir, "--only", "bzImage-x86_64", "--json"]);
+    const subset = await verify(["--dist", d.dir, "--any-tag", "--only", "bzImage-x86_64", "--json"]);
     expect(subset.code).toBe(0);
     expect(JSON.parse(subset.stdout).checked).toEqual(["bzImage-x86_64"]);
-    const unknown = await verify(["--dist", d.dir, "--only", "vmlinuz"]);
+    const unknown = await verify(["--dist", d.dir, "--any-tag", "--only", "vmlinuz"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("--only vmlinuz: the manifest has no such file");
   });
@@ -297,7 +298,10 @@ describe("a local dist", () => {
     expect(r.stderr).toContain("FAIL the signed statement is for boot-dev-5-0123456789ab, not boot-v2.0.0: these files were published under another tag");
     expect((await verify(["--dist", d.dir, "--tag", "boot-dev-5-0123456789ab"])).code).toBe(0);
     // Without --tag, nothing is compared with the statement's tag, and the output says so.
-    const untagged = await verify(["--dist", d.dir]);
+    const bound = await verify(["--dist", d.dir]);
+    expect(bound.code).toBe(2);
+    expect(bound.stderr).toContain("--dist needs --tag <tag> (the tag its files must be for), or --any-tag");
+    const untagged = await verify(["--dist", d.dir, "--any-tag"]);
     expect(untagged.code).toBe(0);
     expect(untagged.stderr).toContain("no --tag: the statement's tag boot-dev-5-0123456789ab is not compared with the tag you expect");
   });
@@ -305,7 +309,7 @@ describe("a local dist", () => {
   test("bad input: neither --tag nor --dist, --dist with --tag latest, a --dist that does not exist", async () => {
     expect((await verify([])).code).toBe(2);
     expect((await verify(["--dist", "x", "--tag", "latest"])).code).toBe(2);
-    const missing = await verify(["--dist", join(keys, "no-such-dir")]);
+    const missing = await verify(["--dist", join(keys, "no-such-dir"), "--any-tag"]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("does not exist");
   });
@@ -350,12 +354,23 @@ describe("releases published to the server", () => {
   let release: Awaited<ReturnType<typeof dist>>;
   let dev: Awaited<ReturnType<typeof dist>>;
 
+  /** Built by CI in `repository` on the test server: the statement names that repository. */
+  const builtIn = (dir: string, repository = "ops/runner-images") =>
+    rewriteManifest(dir, (m) => {
+      m.ci = { server: forge.url, repository, runId: "7", runNumber: "7", workflow: "release.yml", ref: "refs/heads/main", event: "push" };
+    });
+  let older: Awaited<ReturnType<typeof dist>>;
   beforeAll(async () => {
     forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } }, commits: [OTHER_SHA] });
+    older = await dist();
+    await builtIn(older.dir);
+    await publish(older.dir, "boot-v0.9.0");
     release = await dist();
+    await builtIn(release.dir);
     await publish(release.dir, "boot-v1.0.0");
     dev = await makeDist({ commit: MAIN_SHA, flavour: "dev" });
     dirs.push(dev.dir);
+    await builtIn(dev.dir);
     await publish(dev.dir, "boot-dev-5-0123456789ab");
   }, 60_000);
   afterAll(() => forge.stop());
@@ -378,6 +393,58 @@ describe("releases published to the server", () => {
     const made = forge.requests.slice(from);
     expect(made.length).toBeGreaterThanOrEqual(2 * assets.length);
     expect(made.filter((q) => q.auth)).toEqual([]);
+  });
+
+  // A server that answers with another genuine, signed release than the one asked for (item 18.1).
+  const downgrade = async (asked: string, served: string) => {
+    forge.answerFor(asked, served);
+    try {
+      return await remote(asked);
+    } finally {
+      forge.answerFor(asked, null);
+    }
+  };
+
+  test("downgrade: asked for boot-v1.0.0, the server answers with the signed older boot-v0.9.0", async () => {
+    const r = await downgrade("boot-v1.0.0", "boot-v0.9.0");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("signature  good");
+    expect(r.stderr).toContain("FAIL asked for boot-v1.0.0, the server answered with release boot-v0.9.0: a server handing out another (older) release is a downgrade");
+    expect(r.stderr).not.toContain("verified:");
+  });
+
+  test("downgrade: asked for boot-v1.0.0, the server answers with a signed dev prerelease", async () => {
+    const r = await downgrade("boot-v1.0.0", "boot-dev-5-0123456789ab");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("FAIL asked for boot-v1.0.0, the server answered with release boot-dev-5-0123456789ab");
+  });
+
+  test("downgrade: latest answered with the signed older boot-v0.9.0, or with a signed dev prerelease", async () => {
+    const old = await downgrade("latest", "boot-v0.9.0");
+    expect(old.code).toBe(1);
+    expect(old.stderr).toContain("FAIL latest resolved to boot-v0.9.0, but the newest published release is boot-v1.0.0: a downgrade");
+    const pre = await downgrade("latest", "boot-dev-5-0123456789ab");
+    expect(pre.code).toBe(1);
+    expect(pre.stderr).toContain("FAIL latest resolved to boot-dev-5-0123456789ab, a prerelease by its release: latest is only ever a release");
+  });
+
+  test("a statement signed for another repository is refused, for a tag and for latest; --statement-repo names the original of a copy", async () => {
+    const copy = await dist();
+    await builtIn(copy.dir, "ops/other-images");
+    await publish(copy.dir, "boot-v1.1.0");
+    try {
+      for (const tag of ["boot-v1.1.0", "latest"]) {
+        const r = await remote(tag);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain(`FAIL the signed statement is for repository ${forge.url}/ops/other-images, not ${forge.url}/ops/runner-images`);
+      }
+      const named = await remote("boot-v1.1.0", ["--statement-repo", `${forge.url}/ops/other-images`]);
+      expect(named.stderr).not.toContain("FAIL");
+      expect(named.code).toBe(0);
+    } finally {
+      const id = forge.state().releases.find((x) => x.tagName === "boot-v1.1.0")!.id;
+      await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${id}`, { method: "DELETE", headers: { authorization: `token ${TOKEN}` } });
+    }
   });
 
   test("a signed dev prerelease re-published as a boot-v release is refused", async () => {

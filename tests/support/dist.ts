@@ -17,6 +17,8 @@ export interface DistOptions {
   flavour?: string;
   /** Size of the ISO; the other files are smaller. */
   isoBytes?: number;
+  /** The CI run that built it: the signed statement then names that server's repository. */
+  ci?: Manifest["ci"];
 }
 
 function content(name: string, size: number, flavour: string): Uint8Array {
@@ -48,7 +50,7 @@ export async function makeDist(options: DistOptions): Promise<{ dir: string; man
     inputs: { nixpkgs: { type: "github", owner: "NixOS", repo: "nixpkgs", rev: "b18a4b905f8d028dc4476412e6d6891728695379", narHash: "sha256-gwrPcFf/rDjHPaVflbDZ040ZDmBTRj/7+s8ZmE2SaIM=", lastModified: 1787101114 } },
     nix: { version: "2.8.0", system: "x86_64-linux" },
     builtAt: new Date().toISOString(),
-    ci: null,
+    ci: options.ci ?? null,
     artifacts,
   };
   await writeManifest(dir, manifest);

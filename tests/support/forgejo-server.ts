@@ -174,6 +174,12 @@ export interface ForgejoServer {
   };
   addFault(f: Fault): void;
   clearFaults(): void;
+  /**
+   * A server that lies about which release it hands out: asked for the release of `asked` (a tag,
+   * or "latest"), it answers with the release of tag `served` (an older one, a dev prerelease, a
+   * copy from another repository): the downgrade a verifier must catch. `null` ends the lie.
+   */
+  answerFor(asked: string, served: string | null): void;
   /** `git push` of a tag (bypasses protection, like an admin push): bare-tag row, or auto-publishes a draft of that name (§12). */
   pushTag(name: string, sha: string): void;
   /** `git push --delete` of a tag: a published release turns back into a draft; a bare-tag row disappears (§7). */
@@ -417,6 +423,8 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
   let nextReleaseId = 1;
   let nextAttId = 101; // a different range than release ids, so mixing them up fails
   let faults: (Fault & { left: number })[] = [];
+  /** answerFor's lies: a tag asked for (or "latest") -> the tag whose release is served instead. */
+  const lies = new Map<string, string>();
   const requests: RequestRecord[] = [];
   const internalErrors: string[] = [];
   /** Requests whose handler has not returned yet: stop() waits for them. */
@@ -1123,6 +1131,12 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
       if (method === "POST") return createRelease(req, b, caller);
       return notFound();
     }
+    // ---- the lying switch (answerFor): a release lookup answered with another release ----------
+    const lie = lies.get(sub === "/releases/latest" ? "latest" : decodeURIComponent(/^\/releases\/tags\/([^/]+)$/.exec(sub)?.[1] ?? "\0"));
+    if (lie !== undefined && method === "GET") {
+      const r = findRow(lie);
+      return r && !r.isTag ? json(200, toRelease(r, req)) : notFound();
+    }
     if (sub === "/releases/latest" && method === "GET") {
       const r = latestRow();
       return r ? json(200, toRelease(r, req)) : notFound();
@@ -1685,6 +1699,10 @@ export async function startForgejo(opts: ForgejoOptions = {}): Promise<ForgejoSe
     },
     clearFaults() {
       faults = [];
+    },
+    answerFor(asked: string, served: string | null) {
+      if (served === null) lies.delete(asked);
+      else lies.set(asked, served);
     },
     pushTag(name: string, sha: string) {
       sha = sha.toLowerCase();

@@ -40,7 +40,9 @@ export async function signedReleases(tags: string[]): Promise<SignedReleases> {
   const forge = await startForgejo({ tokens: { [TOKEN]: { user: "ops", access: "write" } } });
   const dists = new Map<string, { dir: string }>();
   for (const tag of tags) {
-    const d = await makeDist({ commit: MAIN_SHA, flavour: tag });
+    // Built by CI in ops/runner-images on this server: the statement names the repository verified.
+    const builtBy = { server: forge.url, repository: "ops/runner-images", runId: "7", runNumber: "7", workflow: "boot-images", workflowFile: "boot-images.yml", ref: `refs/tags/${tag}`, event: "push" };
+    const d = await makeDist({ commit: MAIN_SHA, flavour: tag, ci: builtBy });
     dists.set(tag, d);
     const r = await runScript("publish-release.ts", ["--dist", d.dir, "--server", forge.url, "--repo", "ops/runner-images", "--tag", tag], {
       env: cleanEnv({ FORGEJO_TOKEN: TOKEN, RUNNER_IMAGES_SIGNING_KEY: await Bun.file(ci.file).text() }),

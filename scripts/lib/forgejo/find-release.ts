@@ -20,7 +20,10 @@ export interface FindReleaseFlags {
 }
 
 /** `tag` is a tag name or "latest" (the newest published release). */
-export async function findRelease(flags: FindReleaseFlags, tag: string): Promise<{ client: ForgejoClient; release: Release }> {
+export async function findRelease(
+  flags: FindReleaseFlags,
+  tag: string,
+): Promise<{ client: ForgejoClient; release: Release; repository: string; newestRelease: string | null }> {
   const token = await readToken(flags.tokenFile, { required: false });
   const ci = ciEnv();
   const server = resolveServer(flags.server, ci, { insecureHttp: flags.insecureHttp, publishing: false });
@@ -40,5 +43,27 @@ export async function findRelease(flags: FindReleaseFlags, tag: string): Promise
   const release = tag === "latest" ? await client.latestRelease() : await client.releaseByTag(tag);
   if (!release) throw new Failure(`${owner}/${repo} on ${server} has no ${tag === "latest" ? "published release" : `release ${tag}`}`);
   if (release.draft) say(`note: ${release.tag_name} is a draft: not yet visible to downloaders`);
-  return { client, release };
+  // `latest` is a pointer the server controls: the newest published release in its own list is
+  // what the answer is held to (a server that also lies in the list is caught by the signed kind
+  // only, see docs/verifying.md).
+  const newestRelease = tag === "latest" ? await newestPublishedRelease(client) : null;
+  return { client, release, repository: `${server}/${owner}/${repo}`, newestRelease };
+}
+
+/** boot-vX.Y.Z as numbers, for ordering; null for any other tag (a prerelease has a suffix). */
+function releaseVersion(tag: string): number[] | null {
+  const m = /^boot-v(\d+)\.(\d+)\.(\d+)$/.exec(tag);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : null;
+}
+
+async function newestPublishedRelease(client: ForgejoClient): Promise<string | null> {
+  let newest: { tag: string; version: number[] } | null = null;
+  for await (const r of client.releases()) {
+    const version = r.draft || r.prerelease ? null : releaseVersion(r.tag_name);
+    if (!version) continue;
+    const [a, b, c] = version as [number, number, number];
+    const [x, y, z] = (newest?.version ?? [-1, -1, -1]) as [number, number, number];
+    if (a - x || b - y || c - z ? (a - x || b - y || c - z) > 0 : false) newest = { tag: r.tag_name, version };
+  }
+  return newest?.tag ?? null;
 }

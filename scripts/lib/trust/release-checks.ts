@@ -18,6 +18,7 @@ import { COUNTERSIGNATURE_FILE, NAMESPACE, STATEMENT_SIGNATURE_FILE, verifySigna
 
 /** The checks' names: what the report and --json call them, and what `needs` refers to. */
 export const CHECK = {
+  asked: "the release is the one asked for",
   sums: `${MANIFEST_FILE} matches SHA256SUMS`,
   statement: "statement parses",
   signature: "publisher's signature",
@@ -38,6 +39,18 @@ export interface ReleaseUnderCheck {
   client: ForgejoClient | null;
   /** The --dist directory, if that is what is checked. */
   dist: string | null;
+  /**
+   * What the user asked for, to hold the server's answer to: the tag ("latest" included), the
+   * tag the server answered with and whether it marked it a prerelease, the newest published
+   * release in the server's own list (for "latest"), and the repository the statement must name.
+   */
+  asked: {
+    tag: string | null;
+    servedTag: string | null;
+    servedPrerelease: boolean;
+    newestRelease: string | null;
+    repository: string | null;
+  };
 }
 
 /** What the checks learn that the report and the mirror need. */
@@ -52,6 +65,36 @@ export const newFindings = (): Findings => ({ signature: null, countersignature:
 
 const statementCommit = (r: ReleaseUnderCheck) => r.documents.statement!.predicate.buildDefinition.externalParameters.source.commit;
 const statementTag = (r: ReleaseUnderCheck) => r.documents.statement!.predicate.buildDefinition.externalParameters.release.tag;
+
+/**
+ * The server's answer against the question: a server that hands out a genuine, signed older
+ * release (or a dev prerelease) for the tag asked passes every other check, since those files are
+ * what they say they are. Only the tag asked for, the signed kind and the signed repository tell.
+ */
+export const releaseIsTheOneAsked = (r: ReleaseUnderCheck): Check => ({
+  name: CHECK.asked,
+  needs: [CHECK.statement],
+  run() {
+    const { tag, servedTag, servedPrerelease, newestRelease, repository } = r.asked;
+    const signed = r.documents.statement!.predicate.buildDefinition.externalParameters;
+    const problems: string[] = [];
+    if (tag !== null && tag !== "latest" && servedTag !== null && servedTag !== tag) {
+      problems.push(`asked for ${tag}, the server answered with release ${servedTag}: a server handing out another (older) release is a downgrade`);
+    }
+    if (tag === "latest") {
+      if (signed.release.kind !== "release" || servedPrerelease) {
+        problems.push(`latest resolved to ${signed.release.tag}, a ${servedPrerelease ? "prerelease" : signed.release.kind} by its ${servedPrerelease ? "release" : "signed statement"}: latest is only ever a release`);
+      }
+      if (newestRelease !== null && servedTag !== newestRelease) {
+        problems.push(`latest resolved to ${servedTag}, but the newest published release is ${newestRelease}: a downgrade`);
+      }
+    }
+    if (repository !== null && signed.source.repository !== repository) {
+      problems.push(`the signed statement is for repository ${signed.source.repository}, not ${repository} (to verify a copy held elsewhere, name the original: --statement-repo)`);
+    }
+    return problems.length > 0 ? problemsFound(problems) : passed([`${signed.release.tag} (${signed.release.kind}) from ${signed.source.repository}`]);
+  },
+});
 
 export const sumsMatchManifest = (r: ReleaseUnderCheck): Check => ({
   name: CHECK.sums,
@@ -179,6 +222,9 @@ export const rebuiltFromCommit = (
   options: { depth: RebuildDepth | undefined; source: string; nixArgs: string[]; staging: string | null },
 ): Check => ({
   name: CHECK.rebuild,
+  // Nix evaluates (and, with full, builds) what the manifest names: only once the statement is
+  // signed, is the one asked for and matches the manifest (docs/verifying.md).
+  needs: [CHECK.signature, CHECK.asked, CHECK.statementMatches, CHECK.sums],
   async run() {
     if (!options.depth) return skipped("not asked for (--rebuild)");
     const { manifest } = r.documents;
