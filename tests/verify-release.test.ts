@@ -306,6 +306,32 @@ describe("a local dist", () => {
     expect(untagged.stderr).toContain("no --tag: the statement's tag boot-dev-5-0123456789ab is not compared with the tag you expect");
   });
 
+  test("--rebuild: a signed manifest whose target or system carries Nix syntax is refused before any nix process starts", async () => {
+    const fake = await mkdtemp(join(tmpdir(), "runner-images-fake-nix-"));
+    dirs.push(fake);
+    const marker = join(fake, "nix-ran");
+    // A nix (and nix-store) that only records being started: any call at all is the bug.
+    for (const name of ["nix", "nix-store"]) {
+      await writeFile(join(fake, name), `#!/bin/sh\necho "$0 $*" >> ${marker}\nexit 1\n`, { mode: 0o755 });
+    }
+    const injected = "${builtins.readFile (derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"touch /tmp/pwned\" ]; })}";
+    for (const change of [
+      (m: Manifest) => { m.artifacts[0]!.target = injected; },
+      (m: Manifest) => { m.nix.system = injected; m.artifacts[0]!.target = `netboot-x86_64" = ${injected}; "`; },
+    ]) {
+      const d = await dist();
+      const m = await rewriteManifest(d.dir, change);
+      await writeFile(join(d.dir, "SHA256SUMS"), formatSums(m.artifacts));
+      await writeProvenance(d.dir, m, "boot-dev-7-0123456789ab");
+      const r = await verify(["--dist", d.dir, "--tag", "boot-dev-7-0123456789ab", "--rebuild"], { PATH: `${fake}:${process.env.PATH}` });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("signature  good");
+      expect(r.stderr).toContain("FAIL rebuild refused:");
+      expect(r.stderr).toContain("which is not in scripts/lib/build/targets.json");
+      expect(await Bun.file(marker).exists()).toBe(false);
+    }
+  });
+
   test("bad input: neither --tag nor --dist, --dist with --tag latest, a --dist that does not exist", async () => {
     expect((await verify([])).code).toBe(2);
     expect((await verify(["--dist", "x", "--tag", "latest"])).code).toBe(2);

@@ -156,7 +156,10 @@ export async function evalTargets(
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],
 ): Promise<{ drv: string; out: string }[]> {
-  // Attribute names come from targets.json; JSON string literals are valid Nix strings for them.
+  // The names are spliced into the --apply code below, so only plain names pass (a JSON string
+  // literal does not escape Nix's `${`): a second lock behind rebuild's check against targets.json.
+  const bad = targets.flatMap((t) => [t.system, t.attr]).find((name) => !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(name));
+  if (bad !== undefined) throw new Failure(`refused to evaluate ${JSON.stringify(bad)}: a target or system name holds more than letters, digits, - and _`);
   const pick = targets.map((t, i) => {
     const pkg = `p.${JSON.stringify(t.system)}.${JSON.stringify(t.attr)}`;
     return `"${i}" = { drv = ${pkg}.drvPath; out = ${pkg}.outPath; };`;

@@ -40,19 +40,45 @@ export interface RebuildOptions {
   localCopy: (name: string) => string | null;
 }
 
+/** A file name as a release names it: no path, no shell or Nix syntax. */
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const COMMIT = /^[0-9a-f]{40}$/;
+
 /**
- * The release's targets as the manifest records them: each target's files under the exact
- * paths they had in its store path. The system comes from the target table, else the build's.
+ * What in the manifest would reach git, Nix or a path, against strict patterns and
+ * targets.json, before any of them runs: the manifest is the server's file, and a target named
+ * `${builtins.readFile (derivation {…})}` would otherwise be Nix code (import from derivation).
+ */
+export function unsafeManifestValues(manifest: Manifest, commit: string): string[] {
+  const problems: string[] = [];
+  const shown = (v: unknown) => JSON.stringify(v);
+  if (typeof commit !== "string" || !COMMIT.test(commit)) problems.push(`rebuild refused: the commit ${shown(commit)} is not 40 hex digits`);
+  for (const a of manifest.artifacts) {
+    const known = TARGETS.find((t) => t.attr === a.target);
+    if (!known) {
+      problems.push(`rebuild refused: ${shown(a.name)} names target ${shown(a.target)}, which is not in scripts/lib/build/targets.json`);
+      continue;
+    }
+    if (typeof a.name !== "string" || !FILE_NAME.test(a.name)) problems.push(`rebuild refused: the file name ${shown(a.name)} is not a plain file name`);
+    if (!known.files.some((f) => f.source === a.source)) problems.push(`rebuild refused: ${shown(a.name)} comes from ${shown(a.source)}, which ${a.target} in targets.json does not produce`);
+  }
+  return problems;
+}
+
+/**
+ * The release's targets as the manifest records them (checked by unsafeManifestValues first):
+ * each target's files under the exact paths they had in its store path. The system comes from
+ * the target table, never from the manifest.
  */
 function targetsOf(manifest: Manifest): Target[] {
   const byAttr = new Map<string, Artifact[]>();
   for (const a of manifest.artifacts) byAttr.set(a.target, [...(byAttr.get(a.target) ?? []), a]);
   return [...byAttr].map(([attr, artifacts]) => {
-    const known = TARGETS.find((t) => t.attr === attr);
+    const known = TARGETS.find((t) => t.attr === attr)!;
     return {
       attr,
-      system: known?.system ?? manifest.nix.system,
-      image: known?.image ?? "netboot",
+      system: known.system,
+      image: known.image,
       files: artifacts.map((a) => ({ source: a.source, name: a.name })),
     };
   });
@@ -91,6 +117,8 @@ async function checkout(source: string, commit: string, dir: string): Promise<vo
 /** Rebuilds and compares; returns every difference, the first one first. */
 export async function rebuild(options: RebuildOptions): Promise<string[]> {
   const { manifest, commit } = options;
+  const unsafe = unsafeManifestValues(manifest, commit);
+  if (unsafe.length > 0) return unsafe;
   await checkNix();
   const scratch = await mkdtemp(join(tmpdir(), "runner-images-rebuild-"));
   const forget = onInterrupt(() => rm(scratch, { recursive: true, force: true }));
