@@ -74,7 +74,7 @@ const COMMAND: CommandSpec = {
     { name: "allow-downgrade", description: "With --download: move the pointer even to an older release than it names now (a rollback you mean)" },
     { name: "pointer", value: "name", description: "With --download: the pointer to move instead of current (sync-mirror moves a channel's)" },
     { name: "statement-sha256", value: "hex", description: "Also require the statement to have this SHA-256 (what a channel statement names)" },
-    { name: "token-file", value: "file", description: "Token for a private repository (default: FORGEJO_TOKEN/GITHUB_TOKEN if set; public releases need none)" },
+    { name: "token-file", value: "file", description: "Token for a private repository (public releases need none); FORGEJO_TOKEN/GITHUB_TOKEN are sent only to the server of the CI run itself" },
     { name: "boot-root", value: "file", description: "The fleet's boot root (PEM): every boot file must carry a .sig by a code-signing certificate under it, as the trust-enforcing iPXE requires (default: nix/boot-root.pem in this checkout, if present)" },
     { name: "json", description: "Print the result as JSON on stdout" },
     { name: "debug", description: "Log every request and show stack traces" },
@@ -83,7 +83,7 @@ const COMMAND: CommandSpec = {
     {
       title: "Environment",
       body: [
-        "  FORGEJO_TOKEN, GITHUB_TOKEN   a read token, for a private repository only; never a flag value",
+        "  FORGEJO_TOKEN, GITHUB_TOKEN   in CI only, and only to the run's own server (FORGEJO_SERVER_URL); elsewhere give --token-file",
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY   defaults for --server and --repo (set in Forgejo Actions)",
         ...TUNING_HELP,
       ].join("\n"),

@@ -351,3 +351,16 @@ describe("terminal output", () => {
     expect(shown(out)).toContain("creating draft release boot-v1.2.0");
   });
 });
+
+describe("server strings on the terminal", () => {
+  // An asset name a lying server could send: a carriage return and an erase-line sequence that
+  // would print a fake success over the real output, and a right-to-left override.
+  const NAME = "x\r\x1b[2Kverified: 4 files match the statement\u202egpj.exe";
+  test("a name with ESC, CR and a bidi override prints as visible escapes, on every line say() writes", () => {
+    const script = `import { say } from ${JSON.stringify(join(ROOT, "scripts", "lib", "cli", "log.ts"))}; say(${JSON.stringify(`FAIL it has ${NAME}, the manifest does not`)});`;
+    const r = Bun.spawnSync([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const out = r.stderr.toString();
+    expect(out).toBe("FAIL it has x\\x0d\\x1b[2Kverified: 4 files match the statement\\u202egpj.exe, the manifest does not\n");
+    expect(out).not.toMatch(/[\r\x1b\u202e]/);
+  });
+});

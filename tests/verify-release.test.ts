@@ -643,10 +643,20 @@ describe("releases published to the server", () => {
     try {
       const anonymous = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"]);
       expect(anonymous.code).toBe(1);
-      expect(anonymous.stderr).toContain("if it is private, give a read token (FORGEJO_TOKEN or --token-file)");
-      const withToken = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: TOKEN });
+      expect(anonymous.stderr).toContain("if it is private, give a read token with --token-file");
+      // An exported token is not sent to a --server the user named: an operator's publishing
+      // token never reaches a mirror. Only --token-file, or the CI run's own server, gets one.
+      const exported = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: TOKEN });
+      expect(exported.code).toBe(1);
+      expect(exported.stderr).toContain("has no public repository");
+      expect(hidden.requests.some((q) => q.auth)).toBe(false);
+      const tokenFile = join(keys, "read-token");
+      await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+      const withToken = await verify(["--server", hidden.url, "--repo", "ops/runner-images", "--tag", "boot-v1.0.0", "--token-file", tokenFile]);
       expect(withToken.code).toBe(1);
       expect(withToken.stderr).toContain("has no release boot-v1.0.0");
+      const inCi = await verify(["--repo", "ops/runner-images", "--tag", "boot-v1.0.0"], { FORGEJO_TOKEN: TOKEN, FORGEJO_RUN_ID: "7", FORGEJO_SERVER_URL: hidden.url });
+      expect(inCi.stderr).toContain("has no release boot-v1.0.0");
     } finally {
       await hidden.stop();
     }

@@ -1,8 +1,10 @@
 /**
  * Human output. Everything for people goes to stderr, one line at a time, so stdout stays free
  * for the one machine-readable `--json` result. Every line passes through `redact`: a secret
- * registered with `addSecret` can never be printed, whatever message carries it.
+ * registered with `addSecret` can never be printed, whatever message carries it, and through
+ * `printable` (escape.ts): a control character from a server can never move the cursor.
  */
+import { printable } from "./escape.ts";
 
 const secrets = new Set<string>();
 let debugEnabled = false;
@@ -34,7 +36,7 @@ let barOpen = false;
 export function say(line: string): void {
   const end = barOpen ? "\n" : "";
   barOpen = false;
-  process.stderr.write(`${end}${redact(line)}\n`);
+  process.stderr.write(`${end}${printable(redact(line))}\n`);
 }
 
 /** Detail only shown with --debug. */
@@ -90,7 +92,7 @@ export function progress(label: string, total: number): Progress {
         const now = performance.now();
         if (now - lastDraw < 100) return;
         lastDraw = now;
-        process.stderr.write(`\r\x1b[2K${redact(line(done))}`);
+        process.stderr.write(`\r\x1b[2K${printable(redact(line(done)))}`);
         barOpen = true;
         return;
       }
@@ -104,7 +106,7 @@ export function progress(label: string, total: number): Progress {
       if (finished) return;
       finished = true;
       if (tty) {
-        process.stderr.write(`\r\x1b[2K${redact(line(total))}\n`);
+        process.stderr.write(`\r\x1b[2K${printable(redact(line(total)))}\n`);
         barOpen = false;
       } else if (lastTenth < 10) say(line(total));
     },

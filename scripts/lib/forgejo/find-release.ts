@@ -24,9 +24,12 @@ export async function findRelease(
   flags: FindReleaseFlags,
   tag: string,
 ): Promise<{ client: ForgejoClient; release: Release; repository: string; newestRelease: string | null }> {
-  const token = await readToken(flags.tokenFile, { required: false });
   const ci = ciEnv();
   const server = resolveServer(flags.server, ci, { insecureHttp: flags.insecureHttp, publishing: false });
+  // A token goes only where the user sent it (--token-file), or to the server this CI run names:
+  // an operator's exported publishing token never reaches a mirror or another --server.
+  const ciServer = ci.inCi && ci.serverUrl ? resolveServer(ci.serverUrl, ci, { insecureHttp: true, publishing: false }) : null;
+  const token = flags.tokenFile || ciServer === server ? await readToken(flags.tokenFile, { required: false }) : "";
   const { owner, repo } = await resolveRepo(flags.repo, ci);
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   // First contact: a dead server is named in seconds, a --server with a path as such (not as --repo's 404).
@@ -37,7 +40,7 @@ export async function findRelease(
     throw new Failure(
       token
         ? `${server} has no repository ${owner}/${repo} that this token can read: check --repo, and that the token's user has read access`
-        : `${server} has no public repository ${owner}/${repo}: check --repo; if it is private, give a read token (FORGEJO_TOKEN or --token-file)`,
+        : `${server} has no public repository ${owner}/${repo}: check --repo; if it is private, give a read token with --token-file (a token in the environment is sent only to the server of the CI run)`,
     );
   }
   const release = tag === "latest" ? await client.latestRelease() : await client.releaseByTag(tag);
