@@ -60,7 +60,14 @@ export function unsafeManifestValues(manifest: Manifest, commit: string): string
       continue;
     }
     if (typeof a.name !== "string" || !FILE_NAME.test(a.name)) problems.push(`rebuild refused: the file name ${shown(a.name)} is not a plain file name`);
-    if (!known.files.some((f) => f.source === a.source)) problems.push(`rebuild refused: ${shown(a.name)} comes from ${shown(a.source)}, which ${a.target} in targets.json does not produce`);
+    // The declared source, with `*` standing for one path segment of plain characters (the ISO's
+    // `iso/*.iso` is recorded as the file the build made); never a path out of the store path.
+    const declared = known.files.find((f) => f.name === a.name);
+    const segment = "[A-Za-z0-9._+-]+";
+    const pattern = declared && new RegExp(`^${declared.source.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(segment)}$`);
+    if (!pattern || typeof a.source !== "string" || !pattern.test(a.source) || a.source.split("/").includes("..")) {
+      problems.push(`rebuild refused: ${shown(a.name)} comes from ${shown(a.source)}, which ${a.target} in targets.json does not produce`);
+    }
   }
   return problems;
 }
