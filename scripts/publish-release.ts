@@ -32,10 +32,9 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError } from "./lib/cli/errors.ts";
+import { UsageError } from "./lib/cli/errors.ts";
 import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
 import { parseCommandLine, type CommandSpec } from "./lib/cli/command-line.ts";
 import { ciEnv } from "./lib/cli/ci-env.ts";
@@ -48,14 +47,14 @@ import { TUNING_HELP, tuningFromEnv } from "./lib/forgejo/http.ts";
 import { lookUp } from "./lib/forgejo/publish-look.ts";
 import { planProvenance, planPublish, planReport, type Plan } from "./lib/forgejo/publish-plan.ts";
 import { Whereabouts, applyPlan, inRounds, printPlan, type Target } from "./lib/forgejo/publish-apply.ts";
-import { releaseFields } from "./lib/forgejo/release-fields.ts";
+import { releaseFields, webAddress } from "./lib/forgejo/release-fields.ts";
 import { checkAccess, checkTag } from "./lib/forgejo/preflight.ts";
 import type { LocalFile } from "./lib/forgejo/upload.ts";
 import { hashBytes } from "./lib/build/hash.ts";
 import { checkDistAsInput, rehashDist } from "./lib/build/dist-input.ts";
 import { MANIFEST_FILE, SUMS_FILE, type Manifest } from "./lib/build/manifest.ts";
 import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/trust/provenance.ts";
-import { BOOT_SIGNATURE_SUFFIX, BOOT_SIGNING_HINT, bootSignatureNames, bootSigner, signBootFile, verifyBootSignature, type BootSigner } from "./lib/trust/boot-signing.ts";
+import { bootSigner, signBootFilesFor } from "./lib/trust/boot-signing.ts";
 import {
   NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
 } from "./lib/trust/signing.ts";
@@ -167,44 +166,6 @@ async function provenance(dist: string, manifest: Manifest, tag: string, key: Si
   return { plan, files: [small(SUMS_FILE, sums), ...write.map((f) => small(f.name, f.bytes)), small(MANIFEST_FILE, manifestBytes)] };
 }
 
-/** The server's html_url for the repository, if it is a plain http(s) URL (it goes into the notes). */
-function webAddress(raw: string | undefined): string | null {
-  if (!raw) return null;
-  try {
-    const url = new URL(raw);
-    return (url.protocol === "https:" || url.protocol === "http:") && !url.search && !url.hash && !url.username ? url.href.replace(/\/+$/, "") : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Step 1a: each netboot file signed for the trust-enforcing iPXE (trust/boot-signing.ts), in
- * memory; the .sig files then go into the dist, the statement and the release with the
- * provenance files. None without a boot signer (a release for the plain chain only).
- */
-async function signBootFilesFor(dist: string, manifest: Manifest, signer: BootSigner | null): Promise<{ name: string; bytes: Uint8Array }[]> {
-  if (!signer) return [];
-  const names = bootSignatureNames(manifest).map((sig) => sig.slice(0, -BOOT_SIGNATURE_SUFFIX.length));
-  const sigs: { name: string; bytes: Uint8Array }[] = [];
-  const scratch = await mkdtemp(join(tmpdir(), "runner-images-boot-sigs-"));
-  try {
-    for (const name of names) {
-      const sig = { name: `${name}${BOOT_SIGNATURE_SUFFIX}`, bytes: await signBootFile(join(dist, name), signer) };
-      // As iPXE will check it, against the chain's root: a certificate iPXE refuses (no
-      // code-signing EKU, another root) fails here, before anything is published.
-      await writeFile(join(scratch, sig.name), sig.bytes);
-      const check = await verifyBootSignature(join(dist, name), join(scratch, sig.name), signer.chain);
-      if (!check.ok) throw new UsageError(`--boot-signing-cert: iPXE would refuse its signature: ${check.problem}`, BOOT_SIGNING_HINT);
-      sigs.push(sig);
-    }
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
-  if (sigs.length > 0) say(`signed ${sigs.length} boot files for iPXE: ${sigs.map((s) => s.name).join(", ")}`);
-  return sigs;
-}
-
 function parseKeepDev(raw: string | undefined): number {
   if (raw === undefined) return 3;
   if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
@@ -251,8 +212,7 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
-  const bootSigs = await signBootFilesFor(dist, manifest, bootKey);
-  const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true, bootSigs);
+  const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true, await signBootFilesFor(dist, manifest, bootKey));
   files.push(...signed.files);
   const commit = manifest.source.commit;
   const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };
@@ -267,8 +227,7 @@ await runMain(async () => {
   await client.probe(); // first contact
   const repository = await checkAccess(client);
   await checkTag(client, tag, commit);
-  // The notes' download and iPXE chain links name the repository as the server publishes it
-  // (html_url), not FORGEJO_SERVER_URL, the address the runner registered with (maybe internal).
+  // Notes' links: the repository as the server publishes it (html_url), not the runner's address.
   const publicUrl = webAddress(repository.html_url);
   if (publicUrl) apply.fields = await releaseFields(given, manifest, tag, publicUrl);
 

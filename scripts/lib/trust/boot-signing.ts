@@ -23,8 +23,9 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { Failure, UsageError } from "../cli/errors.ts";
 import { onInterrupt } from "../cli/run-main.ts";
-import { addSecret } from "../cli/log.ts";
+import { addSecret, say } from "../cli/log.ts";
 import { TARGETS } from "../build/targets.ts";
+import type { Manifest } from "../build/manifest.ts";
 
 export const BOOT_SIGNATURE_SUFFIX = ".sig";
 export const BOOT_SIGNING_KEY_ENV = "RUNNER_IMAGES_BOOT_SIGNING_KEY";
@@ -199,4 +200,31 @@ export async function checkBootSignatures(dir: string, names: readonly string[],
     if (!check.ok) problems.push(check.problem);
   }
   return problems;
+}
+
+/**
+ * publish-release's step 1a: each netboot file signed for the trust-enforcing iPXE (trust/boot-signing.ts), in
+ * memory; the .sig files then go into the dist, the statement and the release with the
+ * provenance files. None without a boot signer (a release for the plain chain only).
+ */
+export async function signBootFilesFor(dist: string, manifest: Manifest, signer: BootSigner | null): Promise<{ name: string; bytes: Uint8Array }[]> {
+  if (!signer) return [];
+  const names = bootSignatureNames(manifest).map((sig) => sig.slice(0, -BOOT_SIGNATURE_SUFFIX.length));
+  const sigs: { name: string; bytes: Uint8Array }[] = [];
+  const scratch = await mkdtemp(join(tmpdir(), "runner-images-boot-sigs-"));
+  try {
+    for (const name of names) {
+      const sig = { name: `${name}${BOOT_SIGNATURE_SUFFIX}`, bytes: await signBootFile(join(dist, name), signer) };
+      // As iPXE will check it, against the chain's root: a certificate iPXE refuses (no
+      // code-signing EKU, another root) fails here, before anything is published.
+      await writeFile(join(scratch, sig.name), sig.bytes);
+      const check = await verifyBootSignature(join(dist, name), join(scratch, sig.name), signer.chain);
+      if (!check.ok) throw new UsageError(`--boot-signing-cert: iPXE would refuse its signature: ${check.problem}`, BOOT_SIGNING_HINT);
+      sigs.push(sig);
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  if (sigs.length > 0) say(`signed ${sigs.length} boot files for iPXE: ${sigs.map((s) => s.name).join(", ")}`);
+  return sigs;
 }
