@@ -145,7 +145,7 @@ async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Arr
  * without a key is refused before any upload: verify-release rejects unsigned releases by
  * default, so it could not be verified, and nothing would bind its files to the tag.
  */
-async function provenance(dist: string, manifest: Manifest, tag: string, key: SigningKey | null, unsigned: boolean, bootSigs: { name: string; bytes: Uint8Array }[]): Promise<{ plan: Plan; files: LocalFile[] }> {
+async function provenance(dist: string, manifest: Manifest, tag: string, repository: string, key: SigningKey | null, unsigned: boolean, bootSigs: { name: string; bytes: Uint8Array }[]): Promise<{ plan: Plan; files: LocalFile[] }> {
   if (!key && isReleaseTag(tag) && !unsigned) {
     throw new UsageError(
       `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
@@ -156,7 +156,7 @@ async function provenance(dist: string, manifest: Manifest, tag: string, key: Si
   if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
   const manifestBytes = await readFile(join(dist, MANIFEST_FILE));
   const sums = await readFile(join(dist, SUMS_FILE));
-  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag, bootSigs)));
+  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag, bootSigs, repository)));
   const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
   if (signature) await checkAgainstRepository(statement, signature);
   const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
@@ -212,7 +212,7 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
-  const signed = await provenance(dist, manifest, tag, key, flags.unsigned === true, await signBootFilesFor(dist, manifest, bootKey));
+  const signed = await provenance(dist, manifest, tag, `${server}/${owner}/${repo}`, key, flags.unsigned === true, await signBootFilesFor(dist, manifest, bootKey));
   files.push(...signed.files);
   const commit = manifest.source.commit;
   const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };

@@ -455,9 +455,16 @@ describe("releases published to the server", () => {
   });
 
   test("a statement signed for another repository is refused, for a tag and for latest; --statement-repo names the original of a copy", async () => {
+    // Genuine files of ops/other-images, signed by the shared (owner-level) CI key for that
+    // repository, copied into this one by someone who can write releases here but has no key.
     const copy = await dist();
-    await builtIn(copy.dir, "ops/other-images");
-    await publish(copy.dir, "boot-v1.1.0");
+    const m = await builtIn(copy.dir, "ops/other-images");
+    const manifestBytes = await Bun.file(join(copy.dir, "manifest.json")).bytes();
+    const sums = await Bun.file(join(copy.dir, "SHA256SUMS")).bytes();
+    const statement = Buffer.from(formatStatement(makeStatement(m, manifestBytes, sums, "boot-v1.1.0", [], `${forge.url}/ops/other-images`)));
+    await writeFile(join(copy.dir, STATEMENT_FILE), statement);
+    await writeFile(join(copy.dir, `${STATEMENT_FILE}.sig`), await sign(statement, { file: join(keys, "ci") }, NAMESPACE.publisher));
+    await republish(copy.dir, "boot-v1.1.0");
     try {
       for (const tag of ["boot-v1.1.0", "latest"]) {
         const r = await remote(tag);

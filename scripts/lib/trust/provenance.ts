@@ -50,7 +50,8 @@ export interface Statement {
     buildDefinition: {
       buildType: string;
       externalParameters: {
-        release: { tag: string; kind: ReleaseKind; ref: string };
+        /** repository: where the publisher put it (<server>/<owner>/<repo>); what verify-release binds to. */
+        release: { tag: string; kind: ReleaseKind; ref: string; repository?: string };
         version: string;
         source: { repository: string; commit: string; dirty: boolean };
         trigger: { ref: string; event: string } | null;
@@ -79,7 +80,14 @@ function pinUri(input: LockedInput): string {
  * `bootSignatures`: the boot files' .sig (trust/boot-signing.ts), made at publishing, so not in
  * the manifest; listed with the other byproducts, so the signed statement covers them too.
  */
-export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sums: Uint8Array, tag: string, bootSignatures: readonly { name: string; bytes: Uint8Array }[] = []): Statement {
+export function makeStatement(
+  manifest: Manifest,
+  manifestBytes: Uint8Array,
+  sums: Uint8Array,
+  tag: string,
+  bootSignatures: readonly { name: string; bytes: Uint8Array }[] = [],
+  publishedTo?: string,
+): Statement {
   const ci = manifest.ci;
   const repository = ci ? `${ci.server}/${ci.repository}` : manifest.source.flake;
   return {
@@ -91,7 +99,8 @@ export function makeStatement(manifest: Manifest, manifestBytes: Uint8Array, sum
         buildType: BUILD_TYPE,
         externalParameters: {
           // The tag and its ref are signed: the signature holds for this tag and no other.
-          release: { tag, kind: kindOfTag(tag), ref: `refs/tags/${tag}` },
+          // And the repository it is published to: a build made by hand names only its flake path.
+          release: { tag, kind: kindOfTag(tag), ref: `refs/tags/${tag}`, ...(publishedTo ? { repository: publishedTo } : {}) },
           version: manifest.version,
           source: { repository, commit: manifest.source.commit, dirty: manifest.source.dirty },
           trigger: ci ? { ref: ci.ref, event: ci.event } : null,
@@ -159,6 +168,7 @@ export function parseStatement(text: string): Statement {
   check(Array.isArray(s.subject) && s.subject.every((x) => typeof x?.name === "string" && typeof x?.digest?.sha256 === "string"), "subject is not a list of names with SHA-256 digests");
   const params = s.predicate?.buildDefinition?.externalParameters;
   check(typeof params?.release?.tag === "string" && typeof params.release.kind === "string" && typeof params.release.ref === "string", "the release tag, kind or ref is missing");
+  check(params.release.repository === undefined || typeof params.release.repository === "string", "the release repository is not a string");
   check(typeof params.source?.commit === "string", "the source commit is missing");
   check(Array.isArray(s.predicate.runDetails?.byproducts), "runDetails.byproducts is missing");
   return s;

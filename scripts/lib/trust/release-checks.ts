@@ -89,10 +89,12 @@ export const releaseIsTheOneAsked = (r: ReleaseUnderCheck): Check => ({
         problems.push(`latest resolved to ${servedTag}, but the newest published release is ${newestRelease}: a downgrade`);
       }
     }
-    if (repository !== null && signed.source.repository !== repository) {
-      problems.push(`the signed statement is for repository ${signed.source.repository}, not ${repository} (to verify a copy held elsewhere, name the original: --statement-repo)`);
+    // Where the publisher signed that it put the release; older statements: the CI source repository.
+    const boundTo = signed.release.repository ?? signed.source.repository;
+    if (repository !== null && boundTo !== repository) {
+      problems.push(`the signed statement is for repository ${boundTo}, not ${repository} (to verify a copy held elsewhere, name the original: --statement-repo)`);
     }
-    return problems.length > 0 ? problemsFound(problems) : passed([`${signed.release.tag} (${signed.release.kind}) from ${signed.source.repository}`]);
+    return problems.length > 0 ? problemsFound(problems) : passed([`${signed.release.tag} (${signed.release.kind}) in ${signed.release.repository ?? signed.source.repository}`]);
   },
 });
 
