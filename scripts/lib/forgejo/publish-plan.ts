@@ -107,8 +107,16 @@ export function releaseVerdict(release: { draft: boolean } | null, differences: 
   if (!release) return "new";
   if (release.draft) return "draft";
   if (differences.length === 0) return "identical";
+  // Two runs for one tag at once: the other published while this one's uploads were landing, so
+  // the only differences are second copies of the dist's own files, this run's debris. Cleaning
+  // them up (through a draft, as --replace-published does) is finishing our work, not rewriting
+  // someone's release; any other difference stays refused.
+  if (differences.every((d) => DUPLICATE.test(d))) return "replace";
   return replacePublished ? "replace" : "refused";
 }
+
+/** publishedDifferences' line for a file the release holds more than once. */
+const DUPLICATE = / is there \d+ times$/;
 
 const calls = (n: number) => `${n} API call${n === 1 ? "" : "s"}`;
 
