@@ -161,14 +161,14 @@ describe("a release published with a boot signer, and verify-release against the
       const check = await verifyBootSignature(join(mirror, "current", file), join(mirror, "current", `${file}.sig`), pki.root);
       expect(check.ok).toBe(true);
     }
-  });
+  }, 120_000);
 
   test("verify-release refuses a netboot release without .sig files when a boot root is given", async () => {
     const dir = await publish("boot-v9.2.0", null);
     const r = await verify(["--dist", dir, "--tag", "boot-v9.2.0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("initrd-x86_64 has no initrd-x86_64.sig: the trust-enforcing iPXE will not boot it");
-  });
+  }, 120_000);
 
   test("the publisher refuses a boot-signing certificate without the code-signing EKU before publishing anything", async () => {
     const { dir } = await makeDist({ commit: MAIN_SHA, flavour: "noeku" });
@@ -179,14 +179,14 @@ describe("a release published with a boot signer, and verify-release against the
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("iPXE would refuse its signature: bzImage-x86_64: its signer certificate has no code-signing extended key usage");
     expect(forge.state().releases.some((rel) => rel.tagName === "boot-v9.3.0")).toBe(false);
-  });
+  }, 120_000);
 
   test("verify-release refuses .sig files the publisher signed, and the statement lists, under another root than the fleet's", async () => {
     const dir = await publish("boot-v9.5.0", pki.otherRoot);
     const r = await verify(["--dist", dir, "--tag", "boot-v9.5.0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("bzImage-x86_64: its signer does not chain to the boot root");
-  });
+  }, 120_000);
 
   test("verify-release refuses a .sig replaced after publishing (not the statement's)", async () => {
     const dir = await publish("boot-v9.4.0", pki.signer);
@@ -194,5 +194,5 @@ describe("a release published with a boot signer, and verify-release against the
     const r = await verify(["--dist", dir, "--tag", "boot-v9.4.0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("initrd-x86_64.sig has SHA-256");
-  });
+  }, 120_000);
 });
