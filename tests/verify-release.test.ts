@@ -626,7 +626,7 @@ describe("releases published to the server", () => {
     const forged = await remote("boot-v1.0.0", ["--require-countersignature"]);
     expect(forged.code).toBe(1);
     expect(forged.stderr).toContain(`whose key ${allowedSigners} does not allow for namespace ${NAMESPACE.countersignature} (--require-countersignature)`);
-  });
+  }, 120_000);
 
   test("a --server with a path is named as the problem (exit 2), not blamed on --repo", async () => {
     for (const path of ["/ops/runner-images", "/api/v1"]) {
