@@ -231,19 +231,19 @@ await runMain(async () => {
   const publicUrl = webAddress(repository.html_url);
   if (publicUrl) apply.fields = await releaseFields(given, manifest, tag, publicUrl);
 
-  // 3-5. Look, plan, print; apply unless a dry run. A concurrent run's changes: look again. The
-  // look first asks whether this token can download assets back (a private repository and the
-  // Actions token: no); the plan refuses then, before any write, unless --verify sizes.
+  // 3-5. Look (first: can this token download back?), plan, print; apply unless a dry run. A
+  // concurrent run's changes: look again; only then may this run clean up its own duplicates.
   const inputs = { tag, commit, files, manifest, repository, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
   let rehash: (() => Promise<void>) | null = () => rehashDist(dist).then(() => void (rehash = null));
+  let uploadedThisRun = false;
   const { plan, target } = await inRounds(where, async () => {
-    const state = await lookUp(client, { ...inputs, rehash });
-    const plan = planPublish(inputs, state);
+    const state = await lookUp(client, { ...inputs, rehash, uploadedThisRun });
+    const plan = planPublish({ ...inputs, uploadedThisRun }, state);
     printPlan(plan, where);
+    if (!dryRun) uploadedThisRun = true;
     return { plan, target: dryRun ? state.release : await applyPlan(plan, { ...apply, target: state.release }) };
   });
 
   // 6. Report.
-  const url = target?.url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`;
-  report({ plan, files, dryRun, url, tag, commit, stats: client.stats, json: flags.json === true });
+  report({ plan, files, dryRun, url: target?.url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`, tag, commit, stats: client.stats, json: flags.json === true });
 });

@@ -136,4 +136,13 @@ describe("a published release", () => {
     expect(plan.actions[0]!.midway).toBe("boot-v1.0.0 may have been turned back into a draft; run the same command again to finish it");
     expect(plan.actions[0]!.leaves).toBe(drafted("boot-v1.0.0"));
   });
+
+  test("second copies of the dist's files: a fresh run refuses; only a later round of a run that uploaded cleans up its own", () => {
+    const doubled = { ...published, differences: ["manifest.json is there 2 times"] };
+    expect(() => planPublish(INPUTS, doubled)).toThrow("boot-v1.0.0 is already published and differs from the dist (manifest.json is there 2 times)");
+    expect(summary(planPublish({ ...INPUTS, uploadedThisRun: true }, doubled))[0]).toBe("unpublish");
+    // any other difference stays refused, even then
+    const changed = { ...published, differences: ["manifest.json is there 2 times", "runner-x86_64.iso has another SHA-256 there"] };
+    expect(() => planPublish({ ...INPUTS, uploadedThisRun: true }, changed)).toThrow("is already published and differs");
+  });
 });

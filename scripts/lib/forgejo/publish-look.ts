@@ -23,6 +23,7 @@ export interface LookInputs {
   files: LocalFile[];
   manifest: Manifest;
   replacePublished: boolean;
+  uploadedThisRun?: boolean;
   verify: "full" | "sizes";
   /** The repository as checkAccess read it: its visibility decides whether assets can be downloaded back. */
   repository: RepositoryAccess;
@@ -36,7 +37,7 @@ export async function lookUp(client: ForgejoClient, inputs: LookInputs): Promise
   const readBack = await readBackAccess(client, inputs.repository);
   const found = await client.findRelease(tag);
   const differences = found && !found.draft ? await publishedDifferences(client, found, files, inputs.manifest, readBack.possible) : [];
-  const verdict = releaseVerdict(found, differences, inputs.replacePublished);
+  const verdict = releaseVerdict(found, differences, inputs.replacePublished, inputs.uploadedThisRun);
   if (verdict === "identical" || verdict === "refused") {
     return { release: found && released(found, found.assets), differences, identical: [], devReleases: [], readBack };
   }

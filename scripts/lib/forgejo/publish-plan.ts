@@ -59,6 +59,8 @@ export interface PlanInputs {
   files: readonly { name: string; size: number }[];
   verify: "full" | "sizes";
   replacePublished: boolean;
+  /** A later round of a run that already uploaded (publish-release's inRounds). */
+  uploadedThisRun?: boolean;
   keepDev: number;
 }
 
@@ -103,15 +105,21 @@ export const NOTHING_CHANGED = "nothing was changed on the server";
 export const drafted = (tag: string) => `${tag} is left as a draft, not visible to downloaders; run the same command again to finish it`;
 
 /** How far a looked-up release needs work; the look uses it too, to look no further than needed. */
-export function releaseVerdict(release: { draft: boolean } | null, differences: readonly string[], replacePublished: boolean): "new" | "draft" | "identical" | "refused" | "replace" {
+export function releaseVerdict(
+  release: { draft: boolean } | null,
+  differences: readonly string[],
+  replacePublished: boolean,
+  uploadedThisRun = false,
+): "new" | "draft" | "identical" | "refused" | "replace" {
   if (!release) return "new";
   if (release.draft) return "draft";
   if (differences.length === 0) return "identical";
   // Two runs for one tag at once: the other published while this one's uploads were landing, so
   // the only differences are second copies of the dist's own files, this run's debris. Cleaning
   // them up (through a draft, as --replace-published does) is finishing our work, not rewriting
-  // someone's release; any other difference stays refused.
-  if (differences.every((d) => DUPLICATE.test(d))) return "replace";
+  // someone's release. Only in a round after this run uploaded: a fresh run never rewrites a
+  // published release it finds with duplicates, and any other difference stays refused.
+  if (uploadedThisRun && differences.every((d) => DUPLICATE.test(d))) return "replace";
   return replacePublished ? "replace" : "refused";
 }
 
@@ -143,7 +151,7 @@ export function planPublish(inputs: PlanInputs, state: LookedUp): Plan {
   const warning = readBack.possible
     ? undefined
     : `warning: --verify sizes: ${readBack.cause}; only names and sizes are checked, nothing this run sends is read back, and every file is uploaded again`;
-  const verdict = releaseVerdict(release, state.differences, inputs.replacePublished);
+  const verdict = releaseVerdict(release, state.differences, inputs.replacePublished, inputs.uploadedThisRun);
   if (verdict === "refused") {
     throw new Failure(`${tag} is already published and differs from the dist (${state.differences.join("; ")}); published releases are not rewritten: use a new tag, or --replace-published if you mean it`);
   }
