@@ -75,7 +75,7 @@ await runMain(async () => {
   const keyFile = flags["signing-key"] as string | undefined;
   if (!keyFile) throw new UsageError("--signing-key <file>: the maintainer's key signs the channel statement (CI's key is not allowed to)");
   const key = await signingKey(keyFile, {});
-  const server = { server: flags.server as string | undefined, repo: flags.repo as string | undefined, insecureHttp: flags["insecure-http"] === true, tokenFile: flags["token-file"] as string | undefined };
+  const server = { server: flags.server as string | undefined, repo: flags.repo as string | undefined, insecureHttp: flags["insecure-http"] === true, tokenFile: flags["token-file"] as string | undefined, writing: true };
 
   // 2. The release, and the digest of its statement.
   const { client, release } = await findRelease(server, tag);

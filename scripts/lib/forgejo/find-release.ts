@@ -17,6 +17,8 @@ export interface FindReleaseFlags {
   repo: string | undefined;
   insecureHttp: boolean;
   tokenFile: string | undefined;
+  /** A writer (promote.ts), like publish-release: FORGEJO_TOKEN/GITHUB_TOKEN count wherever --server points. */
+  writing?: boolean;
 }
 
 /** `tag` is a tag name or "latest" (the newest published release). */
@@ -29,7 +31,7 @@ export async function findRelease(
   // A token goes only where the user sent it (--token-file), or to the server this CI run names:
   // an operator's exported publishing token never reaches a mirror or another --server.
   const ciServer = ci.inCi && ci.serverUrl ? resolveServer(ci.serverUrl, ci, { insecureHttp: true, publishing: false }) : null;
-  const token = flags.tokenFile || ciServer === server ? await readToken(flags.tokenFile, { required: false }) : "";
+  const token = flags.tokenFile || flags.writing || ciServer === server ? await readToken(flags.tokenFile, { required: false }) : "";
   const { owner, repo } = await resolveRepo(flags.repo, ci);
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
   // First contact: a dead server is named in seconds, a --server with a path as such (not as --repo's 404).
