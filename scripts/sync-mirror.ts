@@ -46,6 +46,7 @@ const COMMAND: CommandSpec = {
     { name: "keep", value: "n", description: "Keep the N newest releases no pointer names, for a rollback (default 2)" },
     { name: "watch", value: "seconds", description: "Sync again every SECONDS, for ever (a failed round is reported and retried)" },
     { name: "token-file", value: "file", description: "Token for a private repository (public releases need none)" },
+    { name: "boot-root", value: "file", description: "The fleet's boot-signing root: every boot file's .sig must verify against it (passed to verify-release; default: nix/boot-root.pem if the checkout has one)" },
     { name: "debug", description: "Log every request and show stack traces" },
   ],
   sections: [
@@ -118,6 +119,7 @@ await runMain(async () => {
       ...(releaseFingerprint ? ["--signer-fingerprint", releaseFingerprint] : ["--allowed-signers", allowedSigners]),
       ...(flags["require-countersignature"] ? ["--require-countersignature"] : []),
       ...(server.tokenFile ? ["--token-file", server.tokenFile] : []),
+      ...(flags["boot-root"] ? ["--boot-root", flags["boot-root"] as string] : []),
       ...(server.insecureHttp ? ["--insecure-http"] : []),
     ];
     const child = Bun.spawn([process.execPath, VERIFY_RELEASE, ...verifyArgs], { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
