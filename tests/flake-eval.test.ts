@@ -831,6 +831,17 @@ describe.skipIf(!HAVE_LIB)("the trust-enforcing iPXE (nix/ipxe.nix), evaluated a
     expect(result.stderr).toContain("ipxe-x86_64: no boot root configured: commit the fleet's root certificate (PEM) as nix/boot-root.pem");
   });
 
+  test("until the root and URL are committed, ipxe-x86_64 is in legacyPackages only: nix flake check never evaluates it, nix build .#ipxe-x86_64 does", async () => {
+    const without = mustEval(await configured("ipxe-names-none", {}), "outputNames");
+    expect(without.packages["x86_64-linux"]).not.toContain("ipxe-x86_64");
+    expect(without.checks["x86_64-linux"]).not.toContain("package-ipxe-x86_64");
+    expect(without.legacyPackages["x86_64-linux"]).toContain("ipxe-x86_64");
+    const withRoot = mustEval(await configured("ipxe-names-set", { "boot-root.pem": ROOT_PEM, "boot-url": `${BOOT_URL}\n` }), "outputNames");
+    expect(withRoot.packages["x86_64-linux"]).toContain("ipxe-x86_64");
+    expect(withRoot.checks["x86_64-linux"]).toContain("package-ipxe-x86_64");
+    expect(withRoot.legacyPackages["x86_64-linux"] ?? []).not.toContain("ipxe-x86_64");
+  });
+
   test("without a boot URL, or with one carrying iPXE variables, evaluation fails", async () => {
     const none = evalFlake(await configured("ipxe-no-url", { "boot-root.pem": ROOT_PEM }), "ipxe");
     expect(none.ok).toBe(false);

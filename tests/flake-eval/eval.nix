@@ -21,7 +21,7 @@
   shortRev,
   lastModifiedDate,
   nixpkgsRev,
-  # "machines", "packages", "ipxe", "ipxeBootTests", "check", "bootTests" or "forgejoTests"; one at a time, so one failure does not
+  # "machines", "packages", "outputNames", "ipxe", "ipxeBootTests", "check", "bootTests" or "forgejoTests"; one at a time, so one failure does not
   # hide the others
   part,
 }:
@@ -242,6 +242,13 @@ let
 in
 {
   machines = lib.mapAttrs (_: machineFacts) self.nixosConfigurations;
+  # Which names `nix flake check` evaluates (packages, checks) and which only `nix build` finds
+  # (legacyPackages): names only, so nothing under them is forced.
+  outputNames = {
+    packages = lib.mapAttrs (_: builtins.attrNames) self.packages;
+    checks = lib.mapAttrs (_: builtins.attrNames) self.checks;
+    legacyPackages = lib.mapAttrs (_: builtins.attrNames) (self.legacyPackages or { });
+  };
   packages = lib.mapAttrs (_: ps: lib.mapAttrs (_: packageFacts) (lib.filterAttrs (n: _: !lib.hasPrefix "ipxe-" n) ps)) self.packages;
   # packages.<system>.ipxe-<arch> (nix/ipxe.nix): what it asked of nixpkgs' ipxe; before the
   # fleet's root is committed it is in legacyPackages (flake.nix, ipxeOf)

@@ -31,7 +31,7 @@ export interface EvalResult {
   stderr: string;
 }
 
-export type Part = "machines" | "packages" | "ipxe" | "ipxeBootTests" | "check" | "bootTests" | "forgejoTests";
+export type Part = "machines" | "packages" | "outputNames" | "ipxe" | "ipxeBootTests" | "check" | "bootTests" | "forgejoTests";
 
 export function evalFlake(flakeDir: string, part: Part): EvalResult {
   const result = spawnSync(
