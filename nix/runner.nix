@@ -180,8 +180,9 @@ let
   #   - a signal, a crash, or systemd's RuntimeMaxSec= (SERVICE_RESULT=timeout).
   # systemd runs ExecStopPost after the main process ended for any reason, also when a start
   # step failed, and sets EXIT_CODE, EXIT_STATUS and SERVICE_RESULT for it (systemd.exec(5),
-  # "Environment Variables in Spawned Processes"; systemd.service(5) ExecStopPost=: from memory,
-  # not re-read). They are only logged. KillMode=control-group (the default) has ended everything
+  # "Environment Variables in Spawned Processes", its table of $SERVICE_RESULT values: success,
+  # exit-code, signal, core-dump, timeout; read in Debian's systemd 252.38 man pages). They are
+  # only logged. KillMode=control-group (the default) has ended everything
   # the job left running, setsid or not, before this runs.
   afterHostJob = pkgs.writeShellScript "forgejo-runner-host-after-job" ''
     echo "forgejo-runner-host: one-job ended (''${EXIT_CODE:-unknown} ''${EXIT_STATUS:-}, result ''${SERVICE_RESULT:-unknown}); removing its credential and rebooting for a clean machine"
@@ -676,7 +677,7 @@ in
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = printHostKeys;
-        # StandardOutput=journal+console: systemd.exec(5) (from memory); an exec-context setting
+        # StandardOutput=journal+console: systemd.exec(5), systemd 252.38 (read); an exec-context setting
         # in load-fragment-gperf.gperf.in @ 00f37365.
         StandardOutput = "journal+console";
       };
