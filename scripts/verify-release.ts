@@ -96,7 +96,7 @@ const COMMAND: CommandSpec = {
         "  bun scripts/verify-release.ts --server https://forge.example --repo ops/runner-images --tag boot-v1.2.0 \\",
         "      --signer-fingerprint SHA256:0hC/p0VkCpQti3BAbYXGlsfTIwV7nbJOkiHaOsOZAUg --download /srv/netboot",
         "  bun scripts/verify-release.ts --dist /srv/netboot/current --tag boot-v1.2.0",
-        "  bun scripts/verify-release.ts --dist dist --rebuild=full",
+        "  bun scripts/verify-release.ts --dist dist --tag boot-v1.2.0 --rebuild=full   # a published dist: rebuild it from its commit",
       ].join("\n"),
     },
   ],
