@@ -150,25 +150,43 @@ export async function nixBuild(
   });
 }
 
-/** One evaluation: each target's derivation path and "out" path, in the targets' order. */
+/**
+ * Each target's derivation path and "out" path, in the targets' order.
+ *
+ * A first lock: only plain names pass, the same rule as scripts/lib/build/targets.json, and
+ * rebuild checks every manifest target against that file before this. Then each name goes to
+ * Nix as data (see evalTarget). The evaluations run side by side: each is its own NixOS system.
+ */
 export async function evalTargets(
   flake: string,
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],
 ): Promise<{ drv: string; out: string }[]> {
-  // The names are spliced into the --apply code below, so only plain names pass (a JSON string
-  // literal does not escape Nix's `${`): a second lock behind rebuild's check against targets.json.
   const bad = targets.flatMap((t) => [t.system, t.attr]).find((name) => !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(name));
   if (bad !== undefined) throw new Failure(`refused to evaluate ${JSON.stringify(bad)}: a target or system name holds more than letters, digits, - and _`);
-  const pick = targets.map((t, i) => {
-    const pkg = `p.${JSON.stringify(t.system)}.${JSON.stringify(t.attr)}`;
-    return `"${i}" = { drv = ${pkg}.drvPath; out = ${pkg}.outPath; };`;
-  });
+  return Promise.all(targets.map((target) => evalTarget(flake, target, extraArgs)));
+}
+
+/**
+ * One target's derivation and "out" path. The system and attribute are the installable's
+ * attribute path (`<flake>#packages."<system>"."<attr>"`), which Nix looks up and never parses
+ * as an expression; the --apply code is a constant. (Nix 2.8 refuses --argstr with flakes, and
+ * pure evaluation refuses to read a JSON file of values, even one added to the store, so the
+ * attribute path is how data reaches a flake evaluation.) Quoting keeps each name one path
+ * element; a name holding a quote cannot be quoted and is refused.
+ */
+export async function evalTarget(
+  flake: string,
+  target: { attr: string; system: string },
+  extraArgs: string[],
+): Promise<{ drv: string; out: string }> {
+  const names = [target.system, target.attr];
+  if (names.some((name) => name.includes('"'))) throw new Failure(`refused to evaluate ${JSON.stringify(target.attr)}: a name holds a quote`);
+  const attrPath = ["packages", ...names.map((name) => `"${name}"`)].map(encodeURIComponent).join(".");
   // stderr is shown live (evaluation warnings matter to operators) and kept for the error line.
-  const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#packages`} --apply ${`p: { ${pick.join(" ")} }`} ${extraArgs}`;
+  const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#${attrPath}`} --apply ${"d: { drv = d.drvPath; out = d.outPath; }"} ${extraArgs}`;
   if (evaluated.exitCode !== 0) {
-    throw new Failure(`nix could not evaluate the targets in ${flake}: ${firstError(evaluated.stderr)}`);
+    throw new Failure(`nix could not evaluate ${target.attr} (${target.system}) in ${flake}: ${firstError(evaluated.stderr)}`);
   }
-  const byIndex = JSON.parse(evaluated.stdout) as Record<string, { drv: string; out: string }>;
-  return targets.map((_, i) => byIndex[String(i)]!);
+  return JSON.parse(evaluated.stdout) as { drv: string; out: string };
 }
