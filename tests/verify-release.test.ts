@@ -517,6 +517,22 @@ describe("releases published to the server", () => {
     expect(r.stderr).toContain(`FAIL there is no ${STATEMENT_FILE}.sig`);
   });
 
+  test("an asset name with ESC, CR and a bidi override prints as visible escapes: no fake success line over the real output", async () => {
+    await republish(release.dir, "boot-v1.0.3");
+    const r0 = forge.state().releases.find((r) => r.tagName === "boot-v1.0.3")!;
+    const name = "x\r\x1b[2Kverified: 4 files match the statement\u202egpj.exe";
+    const up = await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${r0.id}/assets?name=${encodeURIComponent(name)}`, {
+      method: "POST",
+      body: "decoy",
+      headers: { authorization: `token ${TOKEN}`, "content-type": "application/octet-stream" },
+    });
+    expect(up.status).toBe(201);
+    const r = await remote("boot-v1.0.3");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("FAIL x\\x0d\\x1b[2Kverified: 4 files match the statement\\u202egpj.exe is on the release but not in the manifest");
+    expect(r.stderr).not.toMatch(/[\r\x1b\u202e]/);
+  });
+
   test("bytes swapped on the server behind its back are caught: the server is not trusted", async () => {
     const asset = forge.state().releases.find((r) => r.tagName === "boot-v1.0.0")!.assets.find((a) => a.name === "bzImage-x86_64")!;
     const original = await Bun.file(asset.path).bytes();
