@@ -8,12 +8,14 @@
  *   2. check nix can build flakes, and read the flake's commit and flake.lock pins;
  *   3. one `nix build` for every target (packages.<system>.<attr>), its log streamed live;
  *   4. copy each file out of the store under its release name, hashing it in the same pass;
- *   5. write SHA256SUMS and manifest.json, then move the finished directory into place.
+ *   5. with --boot-numbers, what the Forgejo boot test measured on these netboot images;
+ *   6. write SHA256SUMS and manifest.json, then move the finished directory into place.
  */
 import { UsageError } from "./lib/cli/errors.ts";
 import { parseCommandLine, type CommandSpec } from "./lib/cli/command-line.ts";
 import { runMain } from "./lib/cli/run-main.ts";
 import { ciEnv, ciRun } from "./lib/cli/ci-env.ts";
+import { bootTestNumbers } from "./lib/build/boot-test-numbers.ts";
 import { collectTarget } from "./lib/build/collect.ts";
 import { say } from "./lib/cli/log.ts";
 import { MANIFEST_SCHEMA_VERSION, SUMS_FILE, writeManifest, type Artifact, type Manifest } from "./lib/build/manifest.ts";
@@ -30,6 +32,7 @@ const COMMAND: CommandSpec = {
     { name: "target", value: "name", repeatable: true, description: `Target to build; repeat or comma-separate (default: ${DEFAULT_TARGETS.map((t) => t.attr).join(",")}; known: ${TARGETS.map((t) => t.attr).join(", ")})` },
     { name: "flake", value: "ref", description: "Flake to build from: a directory or a flake reference (default: .)" },
     { name: "out", value: "dir", description: "Where the dist goes; must be new, empty, or a previous dist, which is replaced (default: dist)" },
+    { name: "boot-numbers", description: "Also build each netboot target's forgejo-boot check (the Forgejo boot test: a Nix runner with KVM; cached after nix flake check) and record its numbers in the manifest and the release notes" },
     { name: "json", description: "Print the manifest as JSON on stdout when done" },
     { name: "debug", description: "Show stack traces on errors" },
   ],
@@ -49,6 +52,7 @@ const COMMAND: CommandSpec = {
         "  bun scripts/build-images.ts",
         "  bun scripts/build-images.ts --target iso-x86_64 --out /tmp/iso",
         "  bun scripts/build-images.ts -- --option substituters ''   # fully offline",
+        "  bun scripts/build-images.ts --boot-numbers   # as CI does: the boot test's numbers go into the release notes",
       ].join("\n"),
     },
   ],
@@ -92,7 +96,10 @@ await runMain(async () => {
     artifacts.push(...(await collectTarget(target, built[i]!, staging.dir)));
   }
 
-  // 5. Checksums and provenance, then the finished directory goes into place.
+  // 5. What the boot test measured on these images, when asked (it runs the test if not cached).
+  const bootNumbers = args.flags["boot-numbers"] ? await bootTestNumbers(flake, targets, args.passThrough) : undefined;
+
+  // 6. Checksums and provenance, then the finished directory goes into place.
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     version,
@@ -102,6 +109,7 @@ await runMain(async () => {
     builtAt: new Date().toISOString(),
     ci: ciRun(ci),
     artifacts,
+    ...(bootNumbers?.length ? { bootNumbers } : {}),
   };
   await writeManifest(staging.dir, manifest);
   await staging.commit();

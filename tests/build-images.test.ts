@@ -131,6 +131,40 @@ describe("choosing targets", () => {
   });
 });
 
+describe("--boot-numbers: what the Forgejo boot test measured, in the manifest", () => {
+  test("records the netboot target's numbers from its forgejo-boot check; without the flag, none", async () => {
+    const f = await fixture();
+    const withNumbers = join(f.scratch, "with");
+    const r = await build(["--flake", f.dir, "--out", withNumbers, "--boot-numbers", ...OFFLINE]);
+    expect(r.stderr).not.toContain("error:");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("building forgejo-boot-netboot-x86_64 for the boot numbers");
+    const manifest = await readManifest(withNumbers);
+    expect(manifest.bootNumbers).toEqual([expect.objectContaining({ target: "netboot-x86_64", powerOnToRunnerOnlineSeconds: 84, initrdBytes: 3145728 })]);
+    const without = join(f.scratch, "without");
+    expect((await build(["--flake", f.dir, "--out", without, ...OFFLINE])).code).toBe(0);
+    expect("bootNumbers" in (await readManifest(without))).toBe(false);
+  }, 120_000);
+
+  test("no netboot target built: no check is built and no numbers are recorded", async () => {
+    const f = await fixture();
+    const out = join(f.scratch, "iso");
+    const r = await build(["--flake", f.dir, "--out", out, "--target", "iso-x86_64", "--boot-numbers", ...OFFLINE]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain("forgejo-boot");
+    expect("bootNumbers" in (await readManifest(out))).toBe(false);
+  }, 120_000);
+
+  test("a check whose numbers claim another target is refused, and nothing is left in --out", async () => {
+    const f = await fixture("lying-numbers");
+    const out = join(f.scratch, "dist");
+    const r = await build(["--flake", f.dir, "--out", out, "--boot-numbers", ...OFFLINE]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: \/nix\/store\/[a-z0-9]{32}-forgejo-boot-netboot-x86_64\/boot-numbers\.json is for iso-x86_64, not netboot-x86_64/);
+    expect(await Bun.file(join(out, "manifest.json")).exists()).toBe(false);
+  }, 120_000);
+});
+
 describe("provenance", () => {
   test("uncommitted changes are recorded as dirty, on the HEAD commit, with a -dirty label", async () => {
     const f = await fixture();

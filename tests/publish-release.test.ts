@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Manifest } from "../scripts/lib/build/manifest.ts";
+import { writeManifest, type Manifest } from "../scripts/lib/build/manifest.ts";
 import { releaseNames } from "../scripts/lib/build/targets.ts";
 import { makeDist } from "./support/dist.ts";
 import {
@@ -227,6 +227,29 @@ describe("title, notes and --debug", () => {
     expect(note).toContain(MAIN_SHA);
     expect(note).toContain("b18a4b905f8d028dc4476412e6d6891728695379");
     for (const a of d.manifest.artifacts) expect(note).toContain(a.sha256);
+    expect(note).not.toContain("Boot numbers");
+  });
+
+  test("a manifest with the boot test's numbers (build-images --boot-numbers) puts them in the notes", async () => {
+    const s = await server();
+    const d = await dist();
+    const measured = { target: "netboot-x86_64", memoryMiB: 3072, initrdBytes: 943718400, powerOnToRunnerOnlineSeconds: 84, peakMemoryKiB: 1572864 };
+    await writeManifest(d.dir, { ...d.manifest, bootNumbers: [measured] });
+    expect((await publish(s, d.dir, ["--tag", "boot-v1.0.3"])).code).toBe(0);
+    const note = s.state().releases.find((x) => x.tagName === "boot-v1.0.3")!.note;
+    expect(note).toContain("### Boot numbers (netboot-x86_64, measured by the Forgejo boot test)");
+    expect(note).toContain("| power-on to the runner online | 84.0 s |");
+    expect(note).toContain("| peak memory in use (of 3072 MiB) | 1536 MiB |");
+  });
+
+  test("boot numbers for a target the manifest did not build are bad input, before the server is touched", async () => {
+    const s = await server();
+    const d = await dist();
+    await writeManifest(d.dir, { ...d.manifest, bootNumbers: [{ target: "netboot-aarch64", memoryMiB: 3072, initrdBytes: 1 }] });
+    const r = await publish(s, d.dir, ["--tag", "boot-v1.0.4"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("manifest.json: bootNumbers[0] is for netboot-aarch64, which this manifest did not build");
+    expect(s.requests.length).toBe(0);
   });
 });
 

@@ -331,9 +331,17 @@ describe("boot-images.yml", () => {
       const proc = Bun.spawn(["bash", "-e", "-c", script], { env: { PATH: process.env.PATH ?? "", TARGETS: targets }, stdout: "pipe" });
       return (await new Response(proc.stdout).text()).split("\n").filter(Boolean);
     };
-    expect(await argv("")).toEqual([]);
-    expect(await argv("iso-x86_64, netboot-x86_64")).toEqual(["--target", "iso-x86_64, netboot-x86_64"]);
-    expect(await argv("iso-x86_64; touch /tmp/pwned")).toEqual(["--target", "iso-x86_64; touch /tmp/pwned"]);
+    expect(await argv("")).toEqual(["--boot-numbers"]);
+    expect(await argv("iso-x86_64, netboot-x86_64")).toEqual(["--boot-numbers", "--target", "iso-x86_64, netboot-x86_64"]);
+    expect(await argv("iso-x86_64; touch /tmp/pwned")).toEqual(["--boot-numbers", "--target", "iso-x86_64; touch /tmp/pwned"]);
+  });
+
+  test("the images boot (nix flake check) before the build collects them, and the build records the boot test's numbers", () => {
+    const runsOf = job.steps.map((s) => s.run ?? "");
+    const check = runsOf.indexOf("nix flake check -L");
+    expect(check).toBeGreaterThanOrEqual(0);
+    expect(check).toBeLessThan(runsOf.findIndex((r) => r.includes(BUILD)));
+    expect(buildStep!.run).toContain(" --boot-numbers ");
   });
 
   test.each([

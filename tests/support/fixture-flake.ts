@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./run.ts";
 
-export type Variant = "ok" | "build-fails" | "no-ipxe" | "two-isos" | "slow" | "bootable";
+export type Variant = "ok" | "build-fails" | "no-ipxe" | "two-isos" | "slow" | "bootable" | "lying-numbers";
 
 /** For "bootable": the kernel and initrd the netboot target publishes (netboot-vm.ts makes them). */
 export interface BootFiles {

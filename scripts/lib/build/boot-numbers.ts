@@ -37,14 +37,19 @@ export function parseBootNumbers(text: string, file: string): BootNumbers {
   } catch {
     throw new BootNumbersError(`${file} is not JSON`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new BootNumbersError(`${file} is not a record of boot numbers`);
+  return checkBootNumbers(value, file);
+}
+
+/** Checks a parsed record (from the file, or as manifest.json carries it); `where` names it. */
+export function checkBootNumbers(value: unknown, where: string): BootNumbers {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new BootNumbersError(`${where} is not a record of boot numbers`);
   const record = value as Record<string, unknown>;
   const unknown = Object.keys(record).filter((key) => !KEYS.has(key));
-  if (unknown.length) throw new BootNumbersError(`${file} has fields no boot test writes: ${unknown.join(", ")}`);
-  if (typeof record.target !== "string" || !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(record.target)) throw new BootNumbersError(`${file}: target is not a target name`);
-  for (const key of ["memoryMiB", "initrdBytes"]) if (!isAmount(record[key])) throw new BootNumbersError(`${file}: ${key} is not a number`);
-  for (const [key] of TIMES) if (record[key] !== undefined && !isAmount(record[key])) throw new BootNumbersError(`${file}: ${key} is not a number of seconds`);
-  if (record.peakMemoryKiB !== undefined && record.peakMemoryKiB !== null && !isAmount(record.peakMemoryKiB)) throw new BootNumbersError(`${file}: peakMemoryKiB is not a number`);
+  if (unknown.length) throw new BootNumbersError(`${where} has fields no boot test writes: ${unknown.join(", ")}`);
+  if (typeof record.target !== "string" || !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(record.target)) throw new BootNumbersError(`${where}: target is not a target name`);
+  for (const key of ["memoryMiB", "initrdBytes"]) if (!isAmount(record[key])) throw new BootNumbersError(`${where}: ${key} is not a number`);
+  for (const [key] of TIMES) if (record[key] !== undefined && !isAmount(record[key])) throw new BootNumbersError(`${where}: ${key} is not a number of seconds`);
+  if (record.peakMemoryKiB !== undefined && record.peakMemoryKiB !== null && !isAmount(record.peakMemoryKiB)) throw new BootNumbersError(`${where}: peakMemoryKiB is not a number`);
   return record as unknown as BootNumbers;
 }
 

@@ -6,6 +6,7 @@
  */
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { BootNumbersError, checkBootNumbers, type BootNumbers } from "./boot-numbers.ts";
 import { hashFile } from "./hash.ts";
 
 export const MANIFEST_FILE = "manifest.json";
@@ -72,6 +73,8 @@ export interface Manifest {
   builtAt: string;
   ci: CiRun | null;
   artifacts: Artifact[];
+  /** What the Forgejo boot test measured for each netboot target, when the build asked for it (build-images --boot-numbers). */
+  bootNumbers?: BootNumbers[];
 }
 
 export class ManifestError extends Error {}
@@ -128,6 +131,20 @@ export function validateManifest(value: unknown): Manifest {
     names.add(a.name);
     check(Number.isSafeInteger(a.size) && a.size >= 0, `artifact ${a.name} has no valid size`);
     check(typeof a.sha256 === "string" && SHA256_HEX.test(a.sha256), `artifact ${a.name} has no valid sha256`);
+  }
+  if (m.bootNumbers !== undefined) {
+    // The numbers reach the release notes: each must be a record the boot test writes, for a
+    // target this manifest built.
+    check(Array.isArray(m.bootNumbers), "bootNumbers is not a list");
+    for (const [i, numbers] of m.bootNumbers.entries()) {
+      try {
+        checkBootNumbers(numbers, `bootNumbers[${i}]`);
+      } catch (error) {
+        if (error instanceof BootNumbersError) check(false, error.message);
+        throw error;
+      }
+      check(m.artifacts.some((a) => a.target === numbers.target), `bootNumbers[${i}] is for ${numbers.target}, which this manifest did not build`);
+    }
   }
   return m;
 }

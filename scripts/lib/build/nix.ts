@@ -100,9 +100,12 @@ export interface BuiltTarget {
   drvPath: string;
 }
 
+/** The flake outputs built here: the images (packages), and the boot tests' numbers (checks). */
+export type FlakeOutput = "packages" | "checks";
+
 /**
- * Builds the targets' packages (`packages.<system>.<attr>`) in one nix build and returns their
- * store paths in the targets' order.
+ * Builds the targets' packages (`packages.<system>.<attr>`, or `checks.<system>.<attr>`) in one
+ * nix build and returns their store paths in the targets' order.
  *
  * Two steps, because `nix build --json` lists its results sorted by derivation path, not in the
  * order asked: one `nix eval` turns every attribute into its derivation and output path, then
@@ -118,8 +121,9 @@ export async function nixBuild(
   flake: string,
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],
+  output: FlakeOutput = "packages",
 ): Promise<BuiltTarget[]> {
-  const paths = await evalTargets(flake, targets, extraArgs);
+  const paths = await evalTargets(flake, targets, extraArgs, output);
   const build = $({ stdio: ["inherit", "pipe", "inherit"], quiet: true, nothrow: true })`nix build ${FLAKES} --json --no-link -L --keep-going ${paths.map((p) => p.drv)} ${extraArgs}`;
   let settled = false;
   void build.then(() => (settled = true));
@@ -161,10 +165,11 @@ export async function evalTargets(
   flake: string,
   targets: readonly { attr: string; system: string }[],
   extraArgs: string[],
+  output: FlakeOutput = "packages",
 ): Promise<{ drv: string; out: string }[]> {
   const bad = targets.flatMap((t) => [t.system, t.attr]).find((name) => !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(name));
   if (bad !== undefined) throw new Failure(`refused to evaluate ${JSON.stringify(bad)}: a target or system name holds more than letters, digits, - and _`);
-  return Promise.all(targets.map((target) => evalTarget(flake, target, extraArgs)));
+  return Promise.all(targets.map((target) => evalTarget(flake, target, extraArgs, output)));
 }
 
 /**
@@ -179,14 +184,27 @@ export async function evalTarget(
   flake: string,
   target: { attr: string; system: string },
   extraArgs: string[],
+  output: FlakeOutput = "packages",
 ): Promise<{ drv: string; out: string }> {
   const names = [target.system, target.attr];
   if (names.some((name) => name.includes('"'))) throw new Failure(`refused to evaluate ${JSON.stringify(target.attr)}: a name holds a quote`);
-  const attrPath = ["packages", ...names.map((name) => `"${name}"`)].map(encodeURIComponent).join(".");
+  const attrPath = [output, ...names.map((name) => `"${name}"`)].map(encodeURIComponent).join(".");
   // stderr is shown live (evaluation warnings matter to operators) and kept for the error line.
   const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#${attrPath}`} --apply ${"d: { drv = d.drvPath; out = d.outPath; }"} ${extraArgs}`;
   if (evaluated.exitCode !== 0) {
     throw new Failure(`nix could not evaluate ${target.attr} (${target.system}) in ${flake}: ${firstError(evaluated.stderr)}`);
   }
   return JSON.parse(evaluated.stdout) as { drv: string; out: string };
+}
+
+/** The names of the flake's checks for `system` (attrNames forces none of them). */
+export async function checkNames(flake: string, system: string, extraArgs: string[]): Promise<string[]> {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(system)) throw new Failure(`refused to evaluate ${JSON.stringify(system)}: not a system name`);
+  const listed = await $({ nothrow: true, quiet: true })`nix eval ${FLAKES} --json ${`${flake}#checks.${system}`} --apply ${"c: builtins.attrNames c"} ${extraArgs}`;
+  if (listed.exitCode !== 0) {
+    // A flake without checks for the system has none to build; any other error is the flake's.
+    if (/does not provide attribute/.test(listed.stderr)) return [];
+    throw new Failure(`nix could not list the checks of ${flake} for ${system}: ${firstError(listed.stderr)}`);
+  }
+  return JSON.parse(listed.stdout) as string[];
 }

@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { UsageError } from "../cli/errors.ts";
 import { formatBytes } from "../cli/log.ts";
+import { bootNumbersNotes } from "../build/boot-numbers.ts";
 import { SUMS_FILE, type Manifest } from "../build/manifest.ts";
 import { isPrereleaseTag } from "../trust/tags.ts";
 
@@ -46,6 +47,8 @@ function defaultNotes(manifest: Manifest, tag: string, repoUrl: string): string 
     "",
     `Verify a download: \`sha256sum -c ${SUMS_FILE}\` next to the files.`,
     ...manifest.artifacts.filter((a) => a.name.endsWith(".ipxe")).map((a) => `Boot over the network: \`chain ${base}/${a.name}\``),
+    // What the Forgejo boot test measured on these images (build-images --boot-numbers).
+    ...(manifest.bootNumbers ?? []).flatMap((numbers) => ["", bootNumbersNotes(numbers)]),
   ];
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
