@@ -38,7 +38,9 @@ let
     forgejo = {
       inherit (cfg.forgejo) url repository level;
       tokenFile = "$CREDENTIALS_DIRECTORY/forgejo-token";
-    } // lib.optionalAttrs (cfg.forgejo.runnerUrl != null) { inherit (cfg.forgejo) runnerUrl; };
+    }
+    // lib.optionalAttrs (cfg.forgejo.runnerUrl != null) { inherit (cfg.forgejo) runnerUrl; }
+    // lib.optionalAttrs cfg.forgejo.allowInsecureHttp { allowInsecureHttp = true; };
     listen = { inherit (cfg) host port; };
     tls = {
       certFile = "$CREDENTIALS_DIRECTORY/tls-cert";
@@ -123,6 +125,11 @@ in
         type = types.enum [ "repository" "organization" "user" ];
         default = "repository";
         description = "Where registrations are made. Above repository level a credential takes jobs of every repository there, and host mode is refused.";
+      };
+      allowInsecureHttp = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Lab networks only: accept a plain http:// `url` or `runnerUrl` (the broker refuses one otherwise, except on loopback). The token then crosses the network in the clear.";
       };
       tokenFile = mkOption {
         type = secretPath;

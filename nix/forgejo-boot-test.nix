@@ -3,7 +3,7 @@
 #
 #   forgejo     services.forgejo from the same nixpkgs, a repository ops/runner-images that
 #               holds a host-mode workflow of two jobs, and accepts no pull requests (push-only)
-#   bootserver  the project's boot broker (scripts/boot-broker.ts) minting one single-use
+#   bootserver  the project's boot broker (nixosModules.boot-broker) minting one single-use
 #               credential per boot on that server; dnsmasq giving the runner its address
 #               and serving this flake's netboot files over HTTP; and bun with this
 #               repository's scripts, which publish a signed release to that server, verify it
@@ -31,10 +31,10 @@
 #     VLAN sockets as $QEMU_VDE_SOCKET_<n> in the driver's environment and the node numbering
 #     (bootserver = 1, forgejo = 2, attrNames order) per the notes §2 (vlan.py @ 011792b4,
 #     network.nix @ 003d5816); QEMU's -netdev vde and -boot order=n: from memory.
-#   - the broker's configuration: scripts/lib/broker/config.ts and runner-env.ts of the broker
-#     branch (h19a @ bb81705, read): forgejo.{url,runnerUrl,repository,level,tokenFile,
-#     allowInsecureHttp}, listen, tls.{certFile,keyFile}, log.file, machines[].{name,mac,
-#     address,mode,labels}; GET /v1/machines/<mac, hyphens>/runner.env.
+#   - the broker: nixosModules.boot-broker (./boot-broker.nix) writes the configuration
+#     scripts/lib/broker/config.ts reads (tests/flake-eval.test.ts checks the node's file with
+#     that parser); GET /v1/machines/<mac, hyphens>/runner.env (runner-env.ts). imports in a
+#     test node and lib.mkForce on wantedBy: NixOS module conventions, from memory.
 #   - services.dnsmasq.settings (freeform dnsmasq.conf keys), security.pki.certificateFiles,
 #     systemd.tmpfiles.rules, virtualisation.memorySize: NixOS options from memory.
 {
@@ -77,26 +77,28 @@ let
           - run: echo "second job, boot $(cat /proc/sys/kernel/random/boot_id)"
   '';
 
-  # The broker's configuration (scripts/lib/broker/config.ts at h19a bb81705).
-  brokerConfig = {
+  # The broker as an operator runs it: nixosModules.boot-broker (./boot-broker.nix), with these
+  # settings. Its unit (DynamicUser, LoadCredential, the hardening) meets a real Forgejo here
+  # first. The token and the TLS key are files the test writes before it starts the unit.
+  brokerSettings = {
+    enable = true;
+    source = releaseTools;
     forgejo = {
       url = forgejoUrl;
       runnerUrl = forgejoUrl;
       inherit repository;
       level = "repository";
       tokenFile = "/run/broker/forgejo-token";
-      # a lab network of the test driver; the config refuses plain http elsewhere
+      # a lab network of the test driver; the broker refuses plain http elsewhere
       allowInsecureHttp = true;
     };
-    listen = {
-      host = "0.0.0.0";
-      port = 8443;
-    };
+    host = "0.0.0.0";
+    port = 8443;
+    openFirewall = true;
     tls = {
       certFile = "${testPki}/bootserver.crt";
       keyFile = "/run/broker/bootserver.key";
     };
-    log.file = "-";
     machines = [
       {
         name = "runner";
@@ -107,8 +109,7 @@ let
       }
     ];
   };
-  brokerConfigFile = pkgs.writeText "boot-broker.json" (builtins.toJSON brokerConfig);
-  runnerEnvUrl = "https://bootserver:8443/v1/machines/${lib.replaceStrings [ ":" ] [ "-" ] runnerMac}/runner.env";
+  runnerEnvUrl = "https://bootserver:${toString brokerSettings.port}/v1/machines/${lib.replaceStrings [ ":" ] [ "-" ] runnerMac}/runner.env";
 
   # What the boot server serves over HTTP: this flake's netboot directory and a first script that sets
   # the broker's URL on the kernel command line and chains the image's own netboot.ipxe, as an
@@ -177,7 +178,7 @@ pkgs.testers.runNixOSTest {
   # revisions in the search index, none naming its commit).
   passthru = {
     inherit
-      brokerConfig
+      brokerSettings
       runnerEnvUrl
       runnerMachine
       npmPackages
@@ -232,10 +233,10 @@ pkgs.testers.runNixOSTest {
         dhcp-boot = "http://${bootserverAddress}/boot.ipxe";
       };
     };
+    # (the broker's port: openFirewall above)
     networking.firewall.allowedTCPPorts = [
       53
       80
-      8443
     ];
     networking.firewall.allowedUDPPorts = [
       53
@@ -246,11 +247,11 @@ pkgs.testers.runNixOSTest {
       wantedBy = [ "multi-user.target" ];
       serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server 80 --bind ${bootserverAddress} --directory ${bootFiles}";
     };
-    # The broker, as scripts/boot-broker.ts runs by hand; started by the test once its token exists.
-    systemd.services.boot-broker = {
-      description = "runner-images boot broker (test)";
-      serviceConfig.ExecStart = "${pkgs.bun}/bin/bun ${releaseTools}/scripts/boot-broker.ts --config ${brokerConfigFile}";
-    };
+    # The broker: nixosModules.boot-broker, as an operator's boot server runs it. Not at boot:
+    # the test starts it once the token it loads exists (the unit would fail without it).
+    imports = [ ./boot-broker.nix ];
+    services.runner-boot-broker = brokerSettings;
+    systemd.services.runner-boot-broker.wantedBy = lib.mkForce [ ];
     systemd.tmpfiles.rules = map (tool: "L+ /usr/bin/${tool} - - - - ${pkgs.coreutils}/bin/${tool}") fixtureTools;
     nix.settings.experimental-features = [
       "nix-command"
@@ -360,8 +361,8 @@ pkgs.testers.runNixOSTest {
         t.assertFalse(release["draft"], "the release is still a draft")
 
     with subtest("the broker mints on this Forgejo"):
-        bootserver.succeed("systemctl start boot-broker.service", timeout=COMMAND_SECONDS)
-        bootserver.wait_for_open_port(8443, timeout=300)
+        bootserver.succeed("systemctl start runner-boot-broker.service", timeout=COMMAND_SECONDS)
+        bootserver.wait_for_open_port(${toString brokerSettings.port}, timeout=300)
 
     numbers = {"target": "${target.attr}", "memoryMiB": ${toString memoryMiB}}
     numbers["initrdBytes"] = os.path.getsize("${artifact}/initrd")

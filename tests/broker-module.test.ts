@@ -99,4 +99,20 @@ describe.skipIf(!HAVE_LIB)("nixosModules.boot-broker", () => {
     expect(loud.value.ports).toEqual([443]);
     expect(value.warnings).toEqual([]);
   });
+
+  test("a plain http:// Forgejo (a lab network) is refused by the broker unless forgejo.allowInsecureHttp says so", async () => {
+    const tls = await makeTls(mkdtempSync(join(scratch, "tls-http-")));
+    const creds = join(scratch, "credentials-http");
+    spawnSync("mkdir", ["-p", creds]);
+    writeFileSync(join(creds, "forgejo-token"), "a-token\n");
+    writeFileSync(join(creds, "tls-cert"), await Bun.file(tls.cert).text());
+    writeFileSync(join(creds, "tls-key"), await Bun.file(tls.key).text());
+    const lab = { ...BASE, machines: [BASE.machines[0]], forgejo: { ...BASE.forgejo, url: "http://forgejo:3000" } };
+    const refused = evaluate(lab);
+    expect(refused.ok).toBe(true);
+    expect(() => checkConfig(JSON.parse(refused.value.configText), "boot-broker.json", { CREDENTIALS_DIRECTORY: creds })).toThrow("forgejo.url");
+    const allowed = evaluate({ ...lab, forgejo: { ...lab.forgejo, allowInsecureHttp: true } });
+    const config = checkConfig(JSON.parse(allowed.value.configText), "boot-broker.json", { CREDENTIALS_DIRECTORY: creds });
+    expect(config.forgejo.url).toBe("http://forgejo:3000");
+  });
 });

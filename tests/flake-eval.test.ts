@@ -16,7 +16,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { TARGETS, type ImageKind } from "../scripts/lib/build/targets.ts";
+import { checkConfig } from "../scripts/lib/broker/config.ts";
 import { copyFlake, evalFlake, HAVE_LIB, KEYS, mustEval, NIXPKGS_REV, ROOT, SELF } from "./flake-eval/harness.ts";
+import { makeTls } from "./support/broker.ts";
 
 
 /** The nixpkgs NixOS module that makes each image kind's boot medium. */
@@ -553,6 +555,8 @@ describe.skipIf(!HAVE_LIB)(
     describe("checks.x86_64-linux.forgejo-boot-* (evaluated here, run on the Nix runner)", () => {
       let evaluated: Record<string, any> | undefined;
       const tests = (): Record<string, any> => (evaluated ??= mustEval(flakeDir, "forgejoTests")["x86_64-linux"] ?? {});
+      /** The configuration file nixosModules.boot-broker writes on the boot server node. */
+      const brokerConfig = (test: any) => JSON.parse(test.nodes.bootserver.brokerConfigText);
       const netboots = TARGETS.filter((t) => t.image === "netboot" && t.system === "x86_64-linux");
       const each = () => netboots.map((t) => [t.attr, tests()[`forgejo-boot-${t.attr}`]] as const);
       /** The runner's QEMU command line (create_machine in the script). */
@@ -571,6 +575,8 @@ describe.skipIf(!HAVE_LIB)(
         "systemd.services",
         "systemd.tmpfiles",
         "virtualisation.memorySize",
+        // set by nixosModules.boot-broker (nixos/modules/misc/assertions.nix declares it: memory)
+        "warnings",
       ];
 
       test("one per netboot target: a Forgejo node and a boot server node, every option they set declared by a stand-in or listed as foreign", () => {
@@ -594,46 +600,52 @@ describe.skipIf(!HAVE_LIB)(
           expect(url.hostname).toBe("forgejo"); // the node's name, in every node's /etc/hosts
           expect(Number(url.port)).toBe(forgejo.settings.server.HTTP_PORT);
           expect(test.nodes.forgejo.tcpPorts).toContain(forgejo.settings.server.HTTP_PORT);
-          expect(test.brokerConfig.forgejo.url + "/").toBe(forgejo.settings.server.ROOT_URL);
-          expect(test.brokerConfig.forgejo.runnerUrl + "/").toBe(forgejo.settings.server.ROOT_URL);
+          expect(brokerConfig(test).forgejo.url + "/").toBe(forgejo.settings.server.ROOT_URL);
+          expect(brokerConfig(test).forgejo.runnerUrl + "/").toBe(forgejo.settings.server.ROOT_URL);
         }
       });
 
-      // The broker's settings, as scripts/lib/broker/config.ts (broker branch h19a @ bb81705)
-      // accepts them: an unknown key is a mistake there, so it is one here.
-      const BROKER_KEYS: Record<string, string[]> = {
-        "": ["forgejo", "listen", "tls", "credentials", "rateLimit", "log", "machines"],
-        forgejo: ["url", "runnerUrl", "repository", "level", "tokenFile", "allowInsecureHttp"],
-        listen: ["host", "port"],
-        tls: ["certFile", "keyFile"],
-        log: ["file"],
-        credentials: ["unusedDeadlineSeconds", "forgejoWaitSeconds", "maxForgejoCalls"],
-        rateLimit: ["requests", "perSeconds"],
-        machine: ["name", "mac", "address", "mode", "labels", "legacySecretFile"],
-      };
-
-      test("the broker's configuration has only settings the broker knows, and names this runner: its MAC, its DHCP address, host mode, the workflow's label", () => {
+      test("the broker is nixosModules.boot-broker, and the file it writes is one the broker's own parser accepts, naming this runner: its MAC, its DHCP address, host mode, the workflow's label", async () => {
         for (const [attr, test] of each()) {
-          const config = test.brokerConfig;
-          for (const [section, keys] of Object.entries(BROKER_KEYS)) {
-            const values = section === "" ? [config] : section === "machine" ? config.machines : [config[section] ?? {}];
-            for (const value of values) for (const key of Object.keys(value)) expect(keys, `${attr}: ${section || "(top)"}.${key}`).toContain(key);
-          }
+          expect(test.nodes.bootserver.declared, attr).toContain("services.runner-boot-broker");
+          // The credentials directory as systemd fills it from LoadCredential= (any valid files).
+          const tls = await makeTls(await mkdtemp(join(scratch, "broker-tls-")));
+          const creds = await mkdtemp(join(scratch, "broker-creds-"));
+          await writeFile(join(creds, "forgejo-token"), "a-token\n");
+          await writeFile(join(creds, "tls-cert"), await readFile(tls.cert));
+          await writeFile(join(creds, "tls-key"), await readFile(tls.key));
+          const config = checkConfig(brokerConfig(test), "boot-broker.json", { CREDENTIALS_DIRECTORY: creds });
           expect(config.machines).toHaveLength(1);
           const [machine] = config.machines;
           const command = runnerCommand(test.testScript);
-          expect(command, attr).toContain(`mac=${machine.mac} `);
-          expect(test.nodes.bootserver.dnsmasq["dhcp-host"]).toEqual([`${machine.mac},${machine.address},runner`]);
-          expect(machine.mode).toBe("host");
+          expect(command, attr).toContain(`mac=${machine!.mac} `);
+          expect(test.nodes.bootserver.dnsmasq["dhcp-host"]).toEqual([`${machine!.mac},${machine!.address},runner`]);
+          expect(machine!.mode).toBe("host");
           // the workflow's jobs run on the label the broker registers the machine with
           const runsOn = [...test.workflow.matchAll(/runs-on: (\S+)/g)].map((m) => m[1]);
           expect(runsOn.length).toBe(2);
-          for (const label of runsOn) expect(machine.labels).toContain(label);
+          for (const label of runsOn) expect(machine!.labels).toContain(label);
           expect(test.workflow).toMatch(/second:\n\s+needs: first/);
           // where the machine asks: the broker's port, its MAC spelled with hyphens
-          expect(test.runnerEnvUrl).toBe(`https://bootserver:${config.listen.port}/v1/machines/${machine.mac.replaceAll(":", "-")}/runner.env`);
+          expect(test.runnerEnvUrl).toBe(`https://bootserver:${config.listen.port}/v1/machines/${machine!.mac.replaceAll(":", "-")}/runner.env`);
           expect(test.nodes.bootserver.tcpPorts).toContain(config.listen.port);
-          expect(test.nodes.bootserver.execStart["boot-broker"]).toMatch(/\/bin\/bun \/nix\/store\/\S+\/scripts\/boot-broker\.ts --config \/nix\/store\/\S+-boot-broker\.json$/);
+          expect(test.nodes.bootserver.execStart["runner-boot-broker"]).toMatch(/\/bin\/bun --no-install \/nix\/store\/\S+-runner-images-scripts\/scripts\/boot-broker\.ts --config \/nix\/store\/\S+-boot-broker\.json$/);
+        }
+      });
+
+      test("the broker starts only when the test has written the token and key it loads as credentials", () => {
+        for (const [attr, test] of each()) {
+          const loads = test.nodes.bootserver.loadCredential["runner-boot-broker"] as string[];
+          expect(loads, attr).toEqual(["forgejo-token:/run/broker/forgejo-token", `tls-cert:${test.pki.path}/bootserver.crt`, "tls-key:/run/broker/bootserver.key"]);
+          expect(test.nodes.bootserver.wantedBy["runner-boot-broker"]).toEqual([]);
+          const script: string = test.testScript;
+          const started = script.indexOf("systemctl start runner-boot-broker.service");
+          expect(started).toBeGreaterThan(0);
+          for (const file of ["/run/broker/forgejo-token", "/run/broker/bootserver.key"]) {
+            const written = script.indexOf(` ${file}`);
+            expect(written, file).toBeGreaterThan(0);
+            expect(written, file).toBeLessThan(started);
+          }
         }
       });
 
@@ -650,7 +662,7 @@ describe.skipIf(!HAVE_LIB)(
           expect(test.bootFiles).toContain(test.runnerArtifact);
           expect(test.bootIpxe).toBe(`#!ipxe\nset cmdline ${test.runnerCmdlineParam}=${test.runnerEnvUrl}\nchain netboot.ipxe\n`);
           expect(test.runnerCertificates).toEqual([`${test.pki.path}/ca.crt`]);
-          expect(test.brokerConfig.tls.certFile, attr).toBe(`${test.pki.path}/bootserver.crt`);
+          expect(test.nodes.bootserver.loadCredential["runner-boot-broker"], attr).toContain(`tls-cert:${test.pki.path}/bootserver.crt`);
         }
       });
 

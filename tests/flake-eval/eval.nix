@@ -214,6 +214,15 @@ let
       tcpPorts = config.networking.firewall.allowedTCPPorts or [ ];
       udpPorts = config.networking.firewall.allowedUDPPorts or [ ];
       execStart = lib.mapAttrs (_: unit: unit.serviceConfig.ExecStart or null) (config.systemd.services or { });
+      loadCredential = lib.mapAttrs (_: unit: unit.serviceConfig.LoadCredential or null) (config.systemd.services or { });
+      wantedBy = lib.mapAttrs (_: unit: unit.wantedBy or [ ]) (config.systemd.services or { });
+      # nixosModules.boot-broker's configuration file, when the node runs it (restartTriggers
+      # holds the file; the stand-in writeText keeps its text)
+      brokerConfigText =
+        let
+          unit = config.systemd.services.runner-boot-broker or null;
+        in
+        if unit == null then null else (lib.head unit.restartTriggers).text;
     };
 
   # checks.<system>.forgejo-boot-<target> (nix/forgejo-boot-test.nix): every node evaluated, the
@@ -221,7 +230,7 @@ let
   forgejoTestFacts = check: {
     inherit (check.test) name globalTimeout testScript;
     nodes = lib.mapAttrs (_: evalNode) check.test.nodes;
-    inherit (check.test.passthru) brokerConfig runnerEnvUrl memoryMiB;
+    inherit (check.test.passthru) brokerSettings runnerEnvUrl memoryMiB;
     workflow = check.test.passthru.workflow.text;
     bootIpxe = (lib.findFirst (p: (p.name or "") == "boot.ipxe") { text = null; } check.test.passthru.bootFiles.paths).text;
     bootFiles = map toString check.test.passthru.bootFiles.paths;
