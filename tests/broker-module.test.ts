@@ -6,11 +6,11 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { checkConfig } from "../scripts/lib/broker/config.ts";
-import { makeTls } from "./support/broker.ts";
+import { makeCredentialsDir } from "./support/broker.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const NIXPKGS_LIB = resolve(ROOT, "..", "shared", "nixpkgs-lib", "lib");
@@ -64,13 +64,7 @@ describe.skipIf(!HAVE_LIB)("nixosModules.boot-broker", () => {
 
   test("the configuration it writes is one the broker accepts, machine for machine", async () => {
     // The credentials directory as systemd would fill it from LoadCredential=.
-    const tls = await makeTls(mkdtempSync(join(scratch, "tls-")));
-    const creds = join(scratch, "credentials");
-    spawnSync("mkdir", ["-p", creds]);
-    writeFileSync(join(creds, "forgejo-token"), "a-token\n");
-    writeFileSync(join(creds, "tls-cert"), await Bun.file(tls.cert).text());
-    writeFileSync(join(creds, "tls-key"), await Bun.file(tls.key).text());
-    writeFileSync(join(creds, "legacy-secret-rack1-node2"), `${"ab".repeat(20)}\n`);
+    const creds = await makeCredentialsDir(mkdtempSync(join(scratch, "creds-")), { "legacy-secret-rack1-node2": `${"ab".repeat(20)}\n` });
     const config = checkConfig(JSON.parse(value.configText), "boot-broker.json", { CREDENTIALS_DIRECTORY: creds });
     expect(config.forgejo).toMatchObject({ url: "https://forge.example", owner: "ops", repo: "runner-images", token: "a-token", level: "repository" });
     expect(config.listen).toEqual({ host: "0.0.0.0", port: 8443 });
@@ -101,12 +95,7 @@ describe.skipIf(!HAVE_LIB)("nixosModules.boot-broker", () => {
   });
 
   test("a plain http:// Forgejo (a lab network) is refused by the broker unless forgejo.allowInsecureHttp says so", async () => {
-    const tls = await makeTls(mkdtempSync(join(scratch, "tls-http-")));
-    const creds = join(scratch, "credentials-http");
-    spawnSync("mkdir", ["-p", creds]);
-    writeFileSync(join(creds, "forgejo-token"), "a-token\n");
-    writeFileSync(join(creds, "tls-cert"), await Bun.file(tls.cert).text());
-    writeFileSync(join(creds, "tls-key"), await Bun.file(tls.key).text());
+    const creds = await makeCredentialsDir(mkdtempSync(join(scratch, "creds-http-")));
     const lab = { ...BASE, machines: [BASE.machines[0]], forgejo: { ...BASE.forgejo, url: "http://forgejo:3000" } };
     const refused = evaluate(lab);
     expect(refused.ok).toBe(true);

@@ -18,7 +18,7 @@ import { join, resolve } from "node:path";
 import { TARGETS, type ImageKind } from "../scripts/lib/build/targets.ts";
 import { checkConfig } from "../scripts/lib/broker/config.ts";
 import { copyFlake, evalFlake, HAVE_LIB, KEYS, mustEval, NIXPKGS_REV, ROOT, SELF } from "./flake-eval/harness.ts";
-import { makeTls } from "./support/broker.ts";
+import { makeCredentialsDir } from "./support/broker.ts";
 
 
 /** The nixpkgs NixOS module that makes each image kind's boot medium. */
@@ -609,11 +609,7 @@ describe.skipIf(!HAVE_LIB)(
         for (const [attr, test] of each()) {
           expect(test.nodes.bootserver.declared, attr).toContain("services.runner-boot-broker");
           // The credentials directory as systemd fills it from LoadCredential= (any valid files).
-          const tls = await makeTls(await mkdtemp(join(scratch, "broker-tls-")));
-          const creds = await mkdtemp(join(scratch, "broker-creds-"));
-          await writeFile(join(creds, "forgejo-token"), "a-token\n");
-          await writeFile(join(creds, "tls-cert"), await readFile(tls.cert));
-          await writeFile(join(creds, "tls-key"), await readFile(tls.key));
+          const creds = await makeCredentialsDir(await mkdtemp(join(scratch, "broker-creds-")));
           const config = checkConfig(brokerConfig(test), "boot-broker.json", { CREDENTIALS_DIRECTORY: creds });
           expect(config.machines).toHaveLength(1);
           const [machine] = config.machines;

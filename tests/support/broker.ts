@@ -30,6 +30,20 @@ export async function makeTls(dir = mkdtempSync(join(tmpdir(), "broker-tls-"))):
   return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
 }
 
+/**
+ * The directory systemd fills from nixosModules.boot-broker's LoadCredential= (ids forgejo-token,
+ * tls-cert, tls-key, and any `extra`), for checking the module's configuration file with the
+ * broker's own parser as $CREDENTIALS_DIRECTORY.
+ */
+export async function makeCredentialsDir(dir: string, extra: Record<string, string> = {}): Promise<string> {
+  const tls = await makeTls(join(dir, "tls"));
+  const creds = join(dir, "credentials");
+  mkdirSync(creds, { recursive: true });
+  const files = { "forgejo-token": "a-token\n", "tls-cert": await Bun.file(tls.cert).text(), "tls-key": await Bun.file(tls.key).text(), ...extra };
+  for (const [id, text] of Object.entries(files)) writeFileSync(join(creds, id), text);
+  return creds;
+}
+
 export interface MachineSpec {
   name: string;
   mac: string;
