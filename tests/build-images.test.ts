@@ -380,11 +380,11 @@ describe("the command line", () => {
   test("--help explains every flag, the output and the exit codes", async () => {
     const r = await build(["--help"]);
     expect(r.code).toBe(0);
-    for (const flag of ["--target", "--flake", "--out", "--json", "--debug"]) expect(r.stdout).toContain(flag);
+    for (const flag of ["--target", "--flake", "--out", "--boot-numbers", "--json", "--debug"]) expect(r.stdout).toContain(flag);
     expect(r.stdout).toContain("Exit codes");
     expect(r.stdout).toContain("runner-x86_64.iso");
     // The usage line shows the flags, and no line ends in spaces.
-    expect(r.stdout).toContain("$ build-images.ts [--target <name>...] [--flake <ref>] [--out <dir>] [--json] [--debug]");
+    expect(r.stdout).toContain("$ build-images.ts [--target <name>...] [--flake <ref>] [--out <dir>] [--boot-numbers] [--json]");
     expect(r.stdout).not.toMatch(/[ \t]$/m);
   });
 

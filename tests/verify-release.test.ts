@@ -518,8 +518,8 @@ describe("releases published to the server", () => {
   });
 
   test("an asset name with ESC, CR and a bidi override prints as visible escapes: no fake success line over the real output", async () => {
-    await republish(release.dir, "boot-v1.0.3");
-    const r0 = forge.state().releases.find((r) => r.tagName === "boot-v1.0.3")!;
+    await republish(release.dir, "boot-v1.0.9");
+    const r0 = forge.state().releases.find((r) => r.tagName === "boot-v1.0.9")!;
     const name = "x\r\x1b[2Kverified: 4 files match the statement\u202egpj.exe";
     const up = await fetch(`${forge.apiUrl}/repos/ops/runner-images/releases/${r0.id}/assets?name=${encodeURIComponent(name)}`, {
       method: "POST",
@@ -527,7 +527,7 @@ describe("releases published to the server", () => {
       headers: { authorization: `token ${TOKEN}`, "content-type": "application/octet-stream" },
     });
     expect(up.status).toBe(201);
-    const r = await remote("boot-v1.0.3");
+    const r = await remote("boot-v1.0.9");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("FAIL x\\x0d\\x1b[2Kverified: 4 files match the statement\\u202egpj.exe is on the release but not in the manifest");
     expect(r.stderr).not.toMatch(/[\r\x1b\u202e]/);
