@@ -2,14 +2,15 @@
  * How target names reach Nix (issue 18, item 2): as data, never as code. A name is looked up
  * as an attribute path of the installable; the only Nix code passed (--apply) is a constant.
  * So a name that is Nix syntax is an attribute that does not exist, or, here, one that does:
- * the fixture flake below really has an attribute whose name is Nix syntax.
+ * the fixture flake below really has an attribute whose name is Nix syntax. And the attribute
+ * named is the one evaluated, never a decoy under the prefixes nix eval tries first.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "zx/core";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { evalTarget, evalTargets } from "../scripts/lib/build/nix.ts";
+import { checkNames, evalTarget, evalTargets } from "../scripts/lib/build/nix.ts";
 
 const OFFLINE = ["--option", "substituters", ""];
 /** Spliced into Nix code, this name aborts evaluation with {"spliced":1}; as data it is a name. */
@@ -25,7 +26,17 @@ beforeAll(async () => {
   outputs = { self }: let
     drv = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };
   in {
-    packages.x86_64-linux = { first = drv "first"; second = drv "second"; "${nixName}" = drv "named-with-nix-syntax"; };
+    packages.x86_64-linux = {
+      first = drv "first"; second = drv "second"; "${nixName}" = drv "named-with-nix-syntax";
+      # decoys: what \`nix eval flake#packages.x86_64-linux.second\` finds first by its default prefix
+      packages.x86_64-linux.second = drv "decoy-second";
+    };
+    checks.x86_64-linux.forgejo-boot-first = drv "real-check";
+    # decoys under the other default prefix
+    legacyPackages.x86_64-linux = {
+      packages.x86_64-linux.first = drv "decoy-first";
+      checks.x86_64-linux.forgejo-boot-decoy = drv "decoy-check";
+    };
   };
 }
 `,
@@ -45,6 +56,19 @@ describe("target names reach Nix as data", () => {
     ], OFFLINE);
     expect(paths.map((p) => p.drv)).toEqual([expect.stringMatching(/^\/nix\/store\/[a-z0-9]{32}-second\.drv$/), expect.stringMatching(/-first\.drv$/)]);
     expect(paths.map((p) => p.out)).toEqual([expect.stringMatching(/^\/nix\/store\/[a-z0-9]{32}-second$/), expect.stringMatching(/-first$/)]);
+  }, 60_000);
+
+  test("the attribute named is the one evaluated: a decoy under nix's default prefixes (packages.<system>., legacyPackages.<system>.) is never picked", async () => {
+    const paths = await evalTargets(flake, [
+      { system: "x86_64-linux", attr: "first" },
+      { system: "x86_64-linux", attr: "second" },
+    ], OFFLINE);
+    expect(paths.map((p) => p.drv)).toEqual([expect.stringMatching(/-first\.drv$/), expect.stringMatching(/-second\.drv$/)]);
+    expect(await checkNames(flake, "x86_64-linux", OFFLINE)).toEqual(["forgejo-boot-first"]);
+  }, 60_000);
+
+  test("a target the flake lacks is named as such", async () => {
+    await expect(evalTargets(flake, [{ system: "x86_64-linux", attr: "third" }], OFFLINE)).rejects.toThrow(`${flake} has no packages.x86_64-linux.third`);
   }, 60_000);
 
   test("a name that is Nix syntax is looked up as a name, not evaluated", async () => {

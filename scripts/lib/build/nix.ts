@@ -173,6 +173,18 @@ export async function evalTargets(
 }
 
 /**
+ * `nix eval <flake>#<path>` tries `packages.<system>.<path>` and `legacyPackages.<system>.<path>`
+ * before `<path>` itself (Nix 2.8, tried here), so a flake could shadow the attribute named with
+ * a decoy such as `legacyPackages.x86_64-linux.packages.x86_64-linux.<target>`. With the
+ * evaluator's system set to a name no flake can know (pure evaluation never sees it), those
+ * prefixes cannot exist and the path means itself. Last, so no extra argument overrides it.
+ * The system setting names what this machine builds, not what the flake evaluates: it changes
+ * no derivation. Only import from derivation would build during evaluation, and would then
+ * fail loudly; this flake has none (nixpkgs avoids it too: from memory).
+ */
+const NO_PREFIX = ["--option", "system", `runner-images-no-prefix-${crypto.randomUUID()}`];
+
+/**
  * One target's derivation and "out" path. The system and attribute are the installable's
  * attribute path (`<flake>#packages."<system>"."<attr>"`), which Nix looks up and never parses
  * as an expression; the --apply code is a constant. (Nix 2.8 refuses --argstr with flakes, and
@@ -190,8 +202,9 @@ export async function evalTarget(
   if (names.some((name) => name.includes('"'))) throw new Failure(`refused to evaluate ${JSON.stringify(target.attr)}: a name holds a quote`);
   const attrPath = [output, ...names.map((name) => `"${name}"`)].map(encodeURIComponent).join(".");
   // stderr is shown live (evaluation warnings matter to operators) and kept for the error line.
-  const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#${attrPath}`} --apply ${"d: { drv = d.drvPath; out = d.outPath; }"} ${extraArgs}`;
+  const evaluated = await $({ nothrow: true })`nix eval ${FLAKES} --json ${`${flake}#${attrPath}`} --apply ${"d: { drv = d.drvPath; out = d.outPath; }"} ${extraArgs} ${NO_PREFIX}`;
   if (evaluated.exitCode !== 0) {
+    if (/does not provide attribute/.test(evaluated.stderr)) throw new Failure(`${flake} has no ${output}.${target.system}.${target.attr}`);
     throw new Failure(`nix could not evaluate ${target.attr} (${target.system}) in ${flake}: ${firstError(evaluated.stderr)}`);
   }
   return JSON.parse(evaluated.stdout) as { drv: string; out: string };
@@ -200,7 +213,7 @@ export async function evalTarget(
 /** The names of the flake's checks for `system` (attrNames forces none of them). */
 export async function checkNames(flake: string, system: string, extraArgs: string[]): Promise<string[]> {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(system)) throw new Failure(`refused to evaluate ${JSON.stringify(system)}: not a system name`);
-  const listed = await $({ nothrow: true, quiet: true })`nix eval ${FLAKES} --json ${`${flake}#checks.${system}`} --apply ${"c: builtins.attrNames c"} ${extraArgs}`;
+  const listed = await $({ nothrow: true, quiet: true })`nix eval ${FLAKES} --json ${`${flake}#checks.${system}`} --apply ${"c: builtins.attrNames c"} ${extraArgs} ${NO_PREFIX}`;
   if (listed.exitCode !== 0) {
     // A flake without checks for the system has none to build; any other error is the flake's.
     if (/does not provide attribute/.test(listed.stderr)) return [];
