@@ -23,11 +23,11 @@ const RECORDED = {
 
 test("the release notes give every time, the initrd size and the peak memory", () => {
   const notes = bootNumbersNotes(parseBootNumbers(JSON.stringify(RECORDED), "boot-numbers.json"));
-  expect(notes).toContain("### Boot numbers (netboot-x86_64, measured by the Forgejo boot test)");
+  expect(notes).toContain("### Boot numbers (netboot-x86_64, measured by the Forgejo boot test on its instrumented build)");
   expect(notes).toContain("| power-on to the runner online | 84.0 s |");
   expect(notes).toContain("| power-on to a job's first step | 90.5 s |");
   expect(notes).toContain("| power-on to the reboot after a host job | 101.3 s |");
-  expect(notes).toContain("| netboot initrd | 900 MiB |");
+  expect(notes).toContain("| initrd the test booted (instrumented) | 900 MiB |");
   expect(notes).toContain("| peak memory in use (of 3072 MiB) | 1536 MiB |");
 });
 
@@ -39,7 +39,11 @@ test("a number the test did not record (no sample before the reboot) is left out
 
 test("a file that is not a record of boot numbers is refused, naming the field", () => {
   expect(() => parseBootNumbers("{", "b.json")).toThrow("b.json is not JSON");
-  expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, initrdBytes: "900 MiB" }), "b.json")).toThrow("initrdBytes is not a number");
+  expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, initrdBytes: "900 MiB" }), "b.json")).toThrow("initrdBytes is not a whole number");
+  // numbers no machine has, which would print as 1e+21 s or Infinity MiB
+  expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, powerOnToShellSeconds: 1e21 }), "b.json")).toThrow("powerOnToShellSeconds is not a number of seconds under a day");
+  expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, peakMemoryKiB: 1e300 }), "b.json")).toThrow("peakMemoryKiB is not a whole number");
+  expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, memoryMiB: 1e-7 }), "b.json")).toThrow("memoryMiB is not a whole number");
   expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, powerOnToShellSeconds: -1 }), "b.json")).toThrow("powerOnToShellSeconds");
   // a value meant for Markdown (or worse) never passes as a target name
   expect(() => parseBootNumbers(JSON.stringify({ ...RECORDED, target: "x | <script>" }), "b.json")).toThrow("target is not a target name");

@@ -237,18 +237,23 @@ describe("title, notes and --debug", () => {
     await writeManifest(d.dir, { ...d.manifest, bootNumbers: [measured] });
     expect((await publish(s, d.dir, ["--tag", "boot-v1.0.3"])).code).toBe(0);
     const note = s.state().releases.find((x) => x.tagName === "boot-v1.0.3")!.note;
-    expect(note).toContain("### Boot numbers (netboot-x86_64, measured by the Forgejo boot test)");
+    expect(note).toContain("### Boot numbers (netboot-x86_64, measured by the Forgejo boot test on its instrumented build)");
     expect(note).toContain("| power-on to the runner online | 84.0 s |");
     expect(note).toContain("| peak memory in use (of 3072 MiB) | 1536 MiB |");
   });
 
-  test("boot numbers for a target the manifest did not build are bad input, before the server is touched", async () => {
+  test("boot numbers for a target the manifest did not build, or twice for one, are bad input, before the server is touched", async () => {
     const s = await server();
     const d = await dist();
     await writeManifest(d.dir, { ...d.manifest, bootNumbers: [{ target: "netboot-aarch64", memoryMiB: 3072, initrdBytes: 1 }] });
     const r = await publish(s, d.dir, ["--tag", "boot-v1.0.4"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("manifest.json: bootNumbers[0] is for netboot-aarch64, which this manifest did not build");
+    const measured = { target: "netboot-x86_64", memoryMiB: 3072, initrdBytes: 1 };
+    await writeManifest(d.dir, { ...d.manifest, bootNumbers: [measured, { ...measured, memoryMiB: 1024 }] });
+    const twice = await publish(s, d.dir, ["--tag", "boot-v1.0.4"]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain("manifest.json: bootNumbers lists netboot-x86_64 twice");
     expect(s.requests.length).toBe(0);
   });
 });

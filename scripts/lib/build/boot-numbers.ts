@@ -27,7 +27,9 @@ const TIMES = [
 ] as const;
 const KEYS = new Set(["target", "memoryMiB", "initrdBytes", "peakMemoryKiB", ...TIMES.map(([key]) => key)]);
 
-const isAmount = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value) && value >= 0;
+/** A count (bytes, MiB, KiB): a whole number a machine could have; a time: under a day. */
+const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) < 2 ** 50;
+const isSeconds = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value) && value >= 0 && value < 86400;
 
 /** Parses and checks boot-numbers.json; `file` names it in the error. */
 export function parseBootNumbers(text: string, file: string): BootNumbers {
@@ -47,9 +49,9 @@ export function checkBootNumbers(value: unknown, where: string): BootNumbers {
   const unknown = Object.keys(record).filter((key) => !KEYS.has(key));
   if (unknown.length) throw new BootNumbersError(`${where} has fields no boot test writes: ${unknown.join(", ")}`);
   if (typeof record.target !== "string" || !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(record.target)) throw new BootNumbersError(`${where}: target is not a target name`);
-  for (const key of ["memoryMiB", "initrdBytes"]) if (!isAmount(record[key])) throw new BootNumbersError(`${where}: ${key} is not a number`);
-  for (const [key] of TIMES) if (record[key] !== undefined && !isAmount(record[key])) throw new BootNumbersError(`${where}: ${key} is not a number of seconds`);
-  if (record.peakMemoryKiB !== undefined && record.peakMemoryKiB !== null && !isAmount(record.peakMemoryKiB)) throw new BootNumbersError(`${where}: peakMemoryKiB is not a number`);
+  for (const key of ["memoryMiB", "initrdBytes"]) if (!isCount(record[key])) throw new BootNumbersError(`${where}: ${key} is not a whole number`);
+  for (const [key] of TIMES) if (record[key] !== undefined && !isSeconds(record[key])) throw new BootNumbersError(`${where}: ${key} is not a number of seconds under a day`);
+  if (record.peakMemoryKiB !== undefined && record.peakMemoryKiB !== null && !isCount(record.peakMemoryKiB)) throw new BootNumbersError(`${where}: peakMemoryKiB is not a whole number`);
   return record as unknown as BootNumbers;
 }
 
@@ -62,10 +64,12 @@ export function bootNumbersNotes(numbers: BootNumbers): string {
     const seconds = numbers[key];
     if (seconds !== undefined) rows.push([what, `${seconds.toFixed(1)} s`]);
   }
-  rows.push(["netboot initrd", mib(numbers.initrdBytes)]);
+  // The test boots the instrumented sibling of the published image (test driver hooks and the
+  // test's CA added), so its initrd is not the published file: the table above has that one.
+  rows.push(["initrd the test booted (instrumented)", mib(numbers.initrdBytes)]);
   if (typeof numbers.peakMemoryKiB === "number") rows.push([`peak memory in use (of ${numbers.memoryMiB} MiB)`, mib(numbers.peakMemoryKiB * 1024)]);
   return [
-    `### Boot numbers (${numbers.target}, measured by the Forgejo boot test)`,
+    `### Boot numbers (${numbers.target}, measured by the Forgejo boot test on its instrumented build)`,
     "",
     "| | |",
     "|---|---|",

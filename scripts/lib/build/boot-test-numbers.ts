@@ -2,7 +2,9 @@
  * build-images --boot-numbers: the numbers the Forgejo boot test measured for each netboot
  * target of this build, read from the check's own output (`checks.<system>.forgejo-boot-<target>`,
  * nix/forgejo-boot-test.nix) of the same flake at the same commit, so the release notes can
- * only ever show numbers measured on these images. Building the check runs the test (a real
+ * only ever show numbers measured at this commit. The test boots the instrumented sibling of
+ * each image (the driver's hooks and its CA added), not the published file: the notes say so.
+ * Building the check runs the test (a real
  * Forgejo and a netbooted runner: a Nix runner with KVM); after `nix flake check` it is cached.
  */
 import { readFile } from "node:fs/promises";

@@ -144,6 +144,7 @@ export function validateManifest(value: unknown): Manifest {
         throw error;
       }
       check(m.artifacts.some((a) => a.target === numbers.target), `bootNumbers[${i}] is for ${numbers.target}, which this manifest did not build`);
+      check(m.bootNumbers.findIndex((other) => other.target === numbers.target) === i, `bootNumbers lists ${numbers.target} twice`);
     }
   }
   return m;
