@@ -1214,4 +1214,19 @@ describe("public URLs come from the server's answers, not the runner's registrat
     expect(note).not.toContain(s.url);
     expect(r.stderr).toContain(`published: https://forge.example.org/ops/runner-images/releases/tag/${tag}`);
   });
+
+  test("publicAddress: the html_url must be a plain web address of this repository (Forgejo names are case-insensitive); asPublished moves only this repository's run", async () => {
+    const { asPublished, publicAddress } = await import("../scripts/lib/forgejo/public-address.ts");
+    expect(publicAddress("https://forge.example.org/git/Ops/Runner-Images/", "ops", "runner-images")).toEqual({
+      repository: "https://forge.example.org/git/Ops/Runner-Images", base: "https://forge.example.org/git",
+    });
+    for (const wrong of [undefined, "", "ftp://forge.example.org/ops/runner-images", "https://forge.example.org/ops/other-images", "https://forge.example.org/evilops/runner-images", "https://u@forge.example.org/ops/runner-images", "https://forge.example.org/ops/runner-images#x"]) {
+      expect(() => publicAddress(wrong, "ops", "runner-images")).toThrow("which is not a plain http(s) address ending in /ops/runner-images");
+    }
+    const d = await dist({ ci: { server: "http://forgejo.internal:3000", repository: "Ops/Runner-Images", runId: "1", runNumber: "2", workflow: "w", ref: "refs/heads/main", event: "push" } });
+    const address = publicAddress("https://forge.example.org/ops/runner-images", "ops", "runner-images");
+    expect(asPublished(d.manifest, "ops", "runner-images", address).ci!.server).toBe("https://forge.example.org");
+    expect(asPublished(d.manifest, "ops", "other-images", address).ci!.server).toBe("http://forgejo.internal:3000");
+    expect(d.manifest.ci!.server).toBe("http://forgejo.internal:3000"); // a view: the manifest itself (signed by hash) is untouched
+  });
 });
