@@ -8,12 +8,16 @@
  * can show them; a key that cannot be used is refused at once, in a dry run too):
  *   1. inputs: check the dist against its manifest (sizes here, every byte in step 3); work out
  *      server, repository and tag (the one rule, lib/trust/tags.ts; a build with uncommitted
- *      changes goes out only under boot-dev-, or with --allow-dirty); sign the provenance
- *      statement for the tag (a boot-v release without a key is refused here, unless
- *      --unsigned) and plan writing both into the dist, done before the server is contacted;
+ *      changes goes out only under boot-dev-, or with --allow-dirty); check what the provenance
+ *      statement needs (lib/trust/publish-provenance.ts): a key for a boot-v release (unless
+ *      --unsigned), one that signs, and a dist it can be written into. Nothing has touched the
+ *      server yet;
  *   2. contact the server (a dead or wrong one is named within seconds, never retried); check the
- *      token can write the repository; check the git tag, if it exists, is at the dist's commit,
- *      and otherwise that the server has that commit (publishing creates the tag there);
+ *      token can write the repository, and take its public address from the answer (html_url:
+ *      --server and FORGEJO_SERVER_URL may be internal; lib/forgejo/public-address.ts); check
+ *      the git tag, if it exists, is at the dist's commit, and otherwise that the server has that
+ *      commit (publishing creates the tag there); sign the statement for that address and write
+ *      it into the dist (not in a dry run), before any write to the server;
  *   3. look (lib/forgejo/publish-look.ts): the release, if any. A published release is immutable:
  *      identical = done, nothing is even re-hashed; different = refused, unless
  *      --replace-published. Otherwise re-hash every file of the dist, and download back every
@@ -32,7 +36,6 @@
  * Run it as `bun --smol scripts/publish-release.ts`: with JSC's small heap the streamed chunks
  * of a 2 GB upload are collected sooner and the process stays under 64 MB (bench/).
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { UsageError } from "./lib/cli/errors.ts";
 import { onInterrupt, runMain } from "./lib/cli/run-main.ts";
@@ -45,20 +48,17 @@ import { readToken } from "./lib/cli/token.ts";
 import { ForgejoClient } from "./lib/forgejo/client.ts";
 import { TUNING_HELP, tuningFromEnv } from "./lib/forgejo/http.ts";
 import { lookUp } from "./lib/forgejo/publish-look.ts";
-import { planProvenance, planPublish, planReport, type Plan } from "./lib/forgejo/publish-plan.ts";
+import { planPublish, planReport, type Plan } from "./lib/forgejo/publish-plan.ts";
 import { Whereabouts, applyPlan, inRounds, printPlan, type Target } from "./lib/forgejo/publish-apply.ts";
-import { releaseFields, webAddress } from "./lib/forgejo/release-fields.ts";
+import { releaseFields } from "./lib/forgejo/release-fields.ts";
+import { asPublished, assumedAddress, publicAddress, type PublicAddress } from "./lib/forgejo/public-address.ts";
 import { checkAccess, checkTag } from "./lib/forgejo/preflight.ts";
 import type { LocalFile } from "./lib/forgejo/upload.ts";
-import { hashBytes } from "./lib/build/hash.ts";
 import { checkDistAsInput, rehashDist } from "./lib/build/dist-input.ts";
-import { MANIFEST_FILE, SUMS_FILE, type Manifest } from "./lib/build/manifest.ts";
-import { STATEMENT_FILE, formatStatement, makeStatement } from "./lib/trust/provenance.ts";
+import type { Manifest } from "./lib/build/manifest.ts";
+import { prepareProvenance } from "./lib/trust/publish-provenance.ts";
 import { bootSigner, signBootFilesFor } from "./lib/trust/boot-signing.ts";
-import {
-  NAMESPACE, REPOSITORY_ALLOWED_SIGNERS, SIGNING_HINT, SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, sign, signingKey, verifySignature, type SigningKey,
-} from "./lib/trust/signing.ts";
-import { isReleaseTag } from "./lib/trust/tags.ts";
+import { SIGNING_KEY_ENV, STATEMENT_SIGNATURE_FILE, signingKey } from "./lib/trust/signing.ts";
 
 const COMMAND: CommandSpec = {
   name: "publish-release.ts",
@@ -125,51 +125,13 @@ async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: 
   return { manifest, files };
 }
 
-/**
- * The signature as verify-release will see it by default: a key missing from the repository's
- * allowed_signers is worth a warning now, not a surprise for every downloader later. (Not an
- * error: auditors may pin the key instead.)
- */
-async function checkAgainstRepository(statement: Uint8Array, signature: Uint8Array): Promise<void> {
-  const names = { data: STATEMENT_FILE, signature: STATEMENT_SIGNATURE_FILE };
-  const check = await verifySignature(statement, signature, names, NAMESPACE.publisher, { allowedSigners: REPOSITORY_ALLOWED_SIGNERS });
-  if (check.ok) say(`signed by ${check.signer} (key ${check.fingerprint})`);
-  else say(`warning: ${check.problem}: verify-release rejects this release unless that key is added there (docs/RUNNER_IMAGES.md, "Signing releases") or pinned with --signer-fingerprint`);
-}
-
-/**
- * Step 1b: the provenance statement for this tag (provenance.ts), signed with the key if there
- * is one (in memory, in a dry run too: a key that cannot sign fails now, not in the real run);
- * returns the plan that writes them into the dist, and the small files to publish after the
- * artifacts, in order, manifest.json last: a release that has it is complete. A boot-v release
- * without a key is refused before any upload: verify-release rejects unsigned releases by
- * default, so it could not be verified, and nothing would bind its files to the tag.
- */
-async function provenance(dist: string, manifest: Manifest, tag: string, repository: string, key: SigningKey | null, unsigned: boolean, bootSigs: { name: string; bytes: Uint8Array }[]): Promise<{ plan: Plan; files: LocalFile[] }> {
-  if (!key && isReleaseTag(tag) && !unsigned) {
-    throw new UsageError(
-      `refusing to publish ${tag} unsigned: verify-release rejects a release without a signature, and nothing would bind its files to ${tag}; ` +
-        `set ${SIGNING_KEY_ENV} (the CI secret) or --signing-key, or give --unsigned to publish it anyway`,
-      SIGNING_HINT,
-    );
-  }
-  if (!key) say(`warning: ${tag} goes out unsigned: verify-release rejects it unless run with --allow-unsigned`);
-  const manifestBytes = await readFile(join(dist, MANIFEST_FILE));
-  const sums = await readFile(join(dist, SUMS_FILE));
-  const statement = Buffer.from(formatStatement(makeStatement(manifest, manifestBytes, sums, tag, bootSigs, repository)));
-  const signature = key ? await sign(statement, key, NAMESPACE.publisher) : null;
-  if (signature) await checkAgainstRepository(statement, signature);
-  const what = `${STATEMENT_FILE} for ${tag}${signature ? `, signed into ${STATEMENT_SIGNATURE_FILE}` : " (unsigned)"}`;
-  const write = [...bootSigs, { name: STATEMENT_FILE, bytes: statement }, ...(signature ? [{ name: STATEMENT_SIGNATURE_FILE, bytes: signature }] : [])];
-  const plan = planProvenance(dist, what, write, signature ? [] : [STATEMENT_SIGNATURE_FILE]);
-  const small = (name: string, bytes: Uint8Array): LocalFile => ({ name, path: join(dist, name), size: bytes.byteLength, sha256: hashBytes(bytes) });
-  return { plan, files: [small(SUMS_FILE, sums), ...write.map((f) => small(f.name, f.bytes)), small(MANIFEST_FILE, manifestBytes)] };
-}
-
-function parseKeepDev(raw: string | undefined): number {
-  if (raw === undefined) return 3;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
-  return Number(raw);
+/** How the run goes: --dry-run, --verify, --keep-dev, checked before anything else. */
+function runOptions(flags: Record<string, unknown>): { dryRun: boolean; verify: "full" | "sizes"; keepDev: number } {
+  const verify = flag(flags, "verify") ?? "full";
+  if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
+  const raw = flag(flags, "keep-dev");
+  if (raw !== undefined && !/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
+  return { dryRun: flags["dry-run"] === true, verify, keepDev: raw === undefined ? 3 : Number(raw) };
 }
 
 /** Step 6: one line for the operator; with --json, the result on stdout. */
@@ -192,10 +154,7 @@ await runMain(async () => {
   const args = parseCommandLine(COMMAND);
   if (!args) return;
   const flags = args.flags;
-  const dryRun = flags["dry-run"] === true;
-  const verify = flag(flags, "verify") ?? "full";
-  if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
-  const keepDev = parseKeepDev(flag(flags, "keep-dev"));
+  const { dryRun, verify, keepDev } = runOptions(flags);
   // What a Ctrl-C (or a failure once the plan is applied) leaves behind, read from the plan.
   const where = new Whereabouts();
   onInterrupt(() => say(`interrupted: ${where.left()}`));
@@ -212,28 +171,31 @@ await runMain(async () => {
   const { owner, repo } = await resolveRepo(flag(flags, "repo"), ci);
   const tag = resolveTag(flag(flags, "tag"), ci, manifest);
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
-  const signed = await provenance(dist, manifest, tag, `${server}/${owner}/${repo}`, key, flags.unsigned === true, await signBootFilesFor(dist, manifest, bootKey));
-  files.push(...signed.files);
+  // The statement names the server's public address: the key and the dist are checked now, it is made once the server answers.
+  const statementInputs = { dist, manifest, tag, owner, repo, key, unsigned: flags.unsigned === true, bootSigs: await signBootFilesFor(dist, manifest, bootKey) };
+  const provenance = await prepareProvenance(statementInputs, assumedAddress(server, owner, repo));
   const commit = manifest.source.commit;
   const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };
-  const fields = await releaseFields(given, manifest, tag, `${server}/${owner}/${repo}`); // checked now; the links follow the server's answer
+  const fieldsAt = (at: PublicAddress) => releaseFields(given, asPublished(manifest, owner, repo, at), tag, at.repository);
+  await fieldsAt(assumedAddress(server, owner, repo)); // checked now; the links follow the server's answer
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
-  const apply = { client, tag, commit, fields, files, target: null as Target | null, where };
-  printPlan(signed.plan);
-  if (!dryRun) await applyPlan(signed.plan, { ...apply, where: new Whereabouts() }); // the server is not touched yet
 
   // 2. The server, the token's access, the tag (if it exists, at the dist's commit).
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
   await client.probe(); // first contact
   const repository = await checkAccess(client);
+  // Public URLs (statement, notes): the repository's html_url, not this run's or the runner's address.
+  const address = publicAddress(repository.html_url, owner, repo);
   await checkTag(client, tag, commit);
-  // Notes' links: the repository as the server publishes it (html_url), not the runner's address.
-  const publicUrl = webAddress(repository.html_url);
-  if (publicUrl) apply.fields = await releaseFields(given, manifest, tag, publicUrl);
+  const signed = await provenance(address);
+  files.push(...signed.files);
+  const apply = { client, tag, commit, fields: await fieldsAt(address), files, target: null as Target | null, where };
+  printPlan(signed.plan);
+  if (!dryRun) await applyPlan(signed.plan, { ...apply, where: new Whereabouts() }); // nothing is written to the server before this
 
   // 3-5. Look (first: can this token download back?), plan, print; apply unless a dry run. A
   // concurrent run's changes: look again; only then may this run clean up its own duplicates.
-  const inputs = { tag, commit, files, manifest, repository, verify: verify as "full" | "sizes", replacePublished: flags["replace-published"] === true, keepDev };
+  const inputs = { tag, commit, files, manifest, repository, verify, replacePublished: flags["replace-published"] === true, keepDev };
   let rehash: (() => Promise<void>) | null = () => rehashDist(dist).then(() => void (rehash = null));
   let uploadedThisRun = false;
   const { plan, target } = await inRounds(where, async () => {
@@ -245,5 +207,5 @@ await runMain(async () => {
   });
 
   // 6. Report.
-  report({ plan, files, dryRun, url: target?.url ?? `${server}/${owner}/${repo}/releases/tag/${tag}`, tag, commit, stats: client.stats, json: flags.json === true });
+  report({ plan, files, dryRun, url: target?.url ?? `${address.repository}/releases/tag/${tag}`, tag, commit, stats: client.stats, json: flags.json === true });
 });

@@ -1242,4 +1242,98 @@ describe("public URLs come from the server's answers, not the runner's registrat
     expect(note).not.toContain(s.url);
     expect(r.stderr).toContain(`published: https://forge.example.org/ops/runner-images/releases/tag/${tag}`);
   });
+
+  // The runner registered with the server's listening address (an internal one, as far as the
+  // release is concerned); the server's ROOT_URL is the public one. The dist was built by that runner.
+  const PUBLIC = "https://forge.example.org";
+  const ciRunOf = (s: ForgejoServer, repository = "ops/runner-images"): NonNullable<Manifest["ci"]> => ({
+    server: s.url, repository, runId: "77", runNumber: "12", workflow: "Runner boot images", workflowFile: "boot-images.yml", ref: "refs/heads/main", event: "workflow_dispatch",
+  });
+  async function publishSigned(s: ForgejoServer, distDir: string): Promise<{ r: RunResult; tag: string; fingerprint: string; statementText: string }> {
+    const key = join(distDir, "..", `key-${Date.now()}-public`);
+    const made = await makeSshKey(key);
+    dirs.push(key, `${key}.pub`);
+    const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
+    const r = await runScript("publish-release.ts", ["--dist", distDir, "--signing-key", key], {
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+    });
+    const statementText = await Bun.file(join(distDir, "provenance.intoto.json")).text().catch(() => "");
+    return { r, tag: `boot-dev-12-${MAIN_SHA.slice(0, 7)}`, fingerprint: made.fingerprint, statementText };
+  }
+
+  test("the signed statement, its builder and the notes' 'Built by' name the public repository, never the runner's address; verify-release binds it to the public URL", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: `${PUBLIC}/` });
+    servers.push(s);
+    const d = await dist({ ci: ciRunOf(s) });
+    const { r, tag, fingerprint, statementText } = await publishSigned(s, d.dir);
+    expect(r.stderr).not.toContain("error:");
+    expect(r.code).toBe(0);
+    const statement = JSON.parse(statementText);
+    const params = statement.predicate.buildDefinition.externalParameters;
+    expect(params.release.repository).toBe(`${PUBLIC}/ops/runner-images`);
+    expect(params.source.repository).toBe(`${PUBLIC}/ops/runner-images`);
+    expect(statement.predicate.buildDefinition.resolvedDependencies[0].uri).toBe(`git+${PUBLIC}/ops/runner-images`);
+    expect(statement.predicate.runDetails.builder.id).toBe(`${PUBLIC}/ops/runner-images/actions?workflow=boot-images.yml`);
+    expect(statement.predicate.runDetails.metadata.invocationId).toBe(`${PUBLIC}/ops/runner-images/actions/runs/12`);
+    expect(statementText).not.toContain(s.url);
+    // What was published is what the dist holds.
+    const release = s.state().releases.find((x) => x.tagName === tag && !x.isTag)!;
+    const asset = release.assets.find((a) => a.name === "provenance.intoto.json")!;
+    expect(asset.sha256).toBe(sha256(new TextEncoder().encode(statementText)));
+    expect(release.note).toContain(`Built by ${PUBLIC}/ops/runner-images/actions/runs/12`);
+    expect(release.note).not.toContain(s.url);
+
+    // An auditor names the public repository (the fake public host cannot be reached, so the dist is checked).
+    const verify = (repository: string) =>
+      runScript("verify-release.ts", ["--dist", d.dir, "--tag", tag, "--statement-repo", repository, "--signer-fingerprint", fingerprint], { env: cleanEnv({}) });
+    const good = await verify(`${PUBLIC}/ops/runner-images`);
+    expect(good.stderr).not.toContain("FAIL");
+    expect(good.code).toBe(0);
+    // Forgejo's names are case-insensitive: so is the binding.
+    expect((await verify("https://Forge.Example.org/Ops/Runner-Images")).code).toBe(0);
+    const internal = await verify(`${s.url}/ops/runner-images`);
+    expect(internal.code).toBe(1);
+    expect(internal.stderr).toContain(`FAIL the signed statement is for repository ${PUBLIC}/ops/runner-images, not ${s.url}/ops/runner-images`);
+  }, 60_000);
+
+  test("a build by another repository's CI: the release is bound to the public repository, the builder keeps the run's own address (all that is known of it)", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: `${PUBLIC}/` });
+    servers.push(s);
+    const d = await dist({ ci: ciRunOf(s, "ops/other-images") });
+    const { r, tag, statementText } = await publishSigned(s, d.dir);
+    expect(r.code).toBe(0);
+    const statement = JSON.parse(statementText);
+    expect(statement.predicate.buildDefinition.externalParameters.release.repository).toBe(`${PUBLIC}/ops/runner-images`);
+    expect(statement.predicate.buildDefinition.externalParameters.source.repository).toBe(`${s.url}/ops/other-images`);
+    expect(statement.predicate.runDetails.builder.id).toBe(`${s.url}/ops/other-images/actions?workflow=boot-images.yml`);
+    expect(s.state().releases.find((x) => x.tagName === tag && !x.isTag)!.note).toContain(`Built by ${s.url}/ops/other-images/actions/runs/12`);
+  }, 60_000);
+
+  test("a repository whose html_url is no plain web address: refused in one line, exit 1, nothing written to the server or the dist", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: `${PUBLIC}/?via=` });
+    servers.push(s);
+    const d = await dist({ ci: ciRunOf(s) });
+    const { r, statementText } = await publishSigned(s, d.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n").filter((l) => l.startsWith("error:"))).toEqual([
+      `error: the server names ops/runner-images at ${JSON.stringify(`${PUBLIC}/?via=ops/runner-images`)}, which is not a plain http(s) address ending in /ops/runner-images: the signed statement and the notes cannot name where the release is; check the server's ROOT_URL`,
+    ]);
+    expect(s.requests.filter((q) => q.method !== "GET" && q.method !== "HEAD")).toEqual([]);
+    expect(statementText).toBe("");
+  }, 60_000);
+
+  test("publicAddress: the html_url must be a plain web address of this repository (Forgejo names are case-insensitive); asPublished moves only this repository's run", async () => {
+    const { asPublished, publicAddress } = await import("../scripts/lib/forgejo/public-address.ts");
+    expect(publicAddress("https://forge.example.org/git/Ops/Runner-Images/", "ops", "runner-images")).toEqual({
+      repository: "https://forge.example.org/git/Ops/Runner-Images", base: "https://forge.example.org/git",
+    });
+    for (const wrong of [undefined, "", "ftp://forge.example.org/ops/runner-images", "https://forge.example.org/ops/other-images", "https://forge.example.org/evilops/runner-images", "https://u@forge.example.org/ops/runner-images", "https://forge.example.org/ops/runner-images#x"]) {
+      expect(() => publicAddress(wrong, "ops", "runner-images")).toThrow("which is not a plain http(s) address ending in /ops/runner-images");
+    }
+    const d = await dist({ ci: { server: "http://forgejo.internal:3000", repository: "Ops/Runner-Images", runId: "1", runNumber: "2", workflow: "w", ref: "refs/heads/main", event: "push" } });
+    const address = publicAddress("https://forge.example.org/ops/runner-images", "ops", "runner-images");
+    expect(asPublished(d.manifest, "ops", "runner-images", address).ci!.server).toBe("https://forge.example.org");
+    expect(asPublished(d.manifest, "ops", "other-images", address).ci!.server).toBe("http://forgejo.internal:3000");
+    expect(d.manifest.ci!.server).toBe("http://forgejo.internal:3000"); // a view: the manifest itself (signed by hash) is untouched
+  });
 });

@@ -8,7 +8,8 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Failure, UsageError } from "../cli/errors.ts";
+import { Failure } from "../cli/errors.ts";
+import { cannotWrite } from "../build/dist-writable.ts";
 import { say } from "../cli/log.ts";
 import { HttpError, type ForgejoClient } from "./client.ts";
 import { NOTHING_CHANGED, planLines, type Action, type Plan } from "./publish-plan.ts";
@@ -135,9 +136,10 @@ async function apply(action: Action, c: Apply): Promise<Target | null> {
   };
   switch (action.kind) {
     case "write-provenance": {
-      // A dist on a read-only mount (or otherwise unwritable) is bad input: said before any upload.
+      // A dist on a read-only mount (or otherwise unwritable) is bad input: asked before first
+      // contact (dist-writable.ts); should it fail anyway, said the same way, before any upload.
       const writing = (name: string) => (error: NodeJS.ErrnoException) => {
-        throw new UsageError(`--dist ${action.dist}: cannot write ${name} into it (${error.code ?? "unknown error"})`, "publish a writable copy of the dist (cp -r)");
+        throw cannotWrite(action.dist, name, error.code);
       };
       for (const f of action.write) await writeFile(join(action.dist, f.name), f.bytes).catch(writing(f.name));
       for (const name of action.remove) await rm(join(action.dist, name), { force: true }).catch(writing(name));

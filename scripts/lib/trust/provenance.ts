@@ -18,8 +18,10 @@
  *   runDetails.builder.id (the CI workflow, or "by hand"), runDetails.metadata.invocationId and
  *     finishedOn, runDetails.byproducts (manifest.json and SHA256SUMS with their SHA-256).
  *
- * The statement is a pure function of the dist and the tag, so re-publishing the same dist
- * under the same tag writes the same bytes (and an Ed25519 signature over them is the same too).
+ * The statement is a pure function of the dist, the tag and the repository's public address
+ * (publish-release passes the manifest as forgejo/public-address.ts asPublished() describes it),
+ * so re-publishing the same dist under the same tag to the same repository writes the same bytes
+ * (and an Ed25519 signature over them is the same too).
  */
 import { hashBytes } from "../build/hash.ts";
 import { MANIFEST_FILE, SUMS_FILE, type LockedInput, type Manifest } from "../build/manifest.ts";
@@ -50,7 +52,7 @@ export interface Statement {
     buildDefinition: {
       buildType: string;
       externalParameters: {
-        /** repository: where the publisher put it (<server>/<owner>/<repo>); what verify-release binds to. */
+        /** repository: where the publisher put it, as the server publishes it (its html_url); what verify-release binds to. */
         release: { tag: string; kind: ReleaseKind; ref: string; repository?: string };
         version: string;
         source: { repository: string; commit: string; dirty: boolean };

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { MANIFEST_FILE, compareSumsWithManifest } from "../build/manifest.ts";
 import { formatBytes, progress, say } from "../cli/log.ts";
 import type { ForgejoClient } from "../forgejo/client.ts";
+import { sameRepository } from "../forgejo/public-address.ts";
 import type { ReleaseFiles } from "../forgejo/release-files.ts";
 import { passed, problemsFound, skipped, type Check } from "./checklist.ts";
 import { STATEMENT_FILE, compareStatement } from "./provenance.ts";
@@ -89,9 +90,10 @@ export const releaseIsTheOneAsked = (r: ReleaseUnderCheck): Check => ({
         problems.push(`latest resolved to ${servedTag}, but the newest published release is ${newestRelease}: a downgrade`);
       }
     }
-    // Where the publisher signed that it put the release; older statements: the CI source repository.
+    // Where the publisher signed that it put the release (the server's html_url, so in the
+    // server's spelling: Forgejo names are case-insensitive); older statements: the CI source repository.
     const boundTo = signed.release.repository ?? signed.source.repository;
-    if (repository !== null && boundTo !== repository) {
+    if (repository !== null && !sameRepository(boundTo, repository)) {
       problems.push(`the signed statement is for repository ${boundTo}, not ${repository} (to verify a copy held elsewhere, name the original: --statement-repo)`);
     }
     return problems.length > 0 ? problemsFound(problems) : passed([`${signed.release.tag} (${signed.release.kind}) in ${signed.release.repository ?? signed.source.repository}`]);
