@@ -41,7 +41,7 @@ beforeAll(async () => {
 }
 `,
   );
-  await $({ cwd: flake, quiet: true })`git init -q && git add flake.nix`;
+  await $({ cwd: flake, quiet: true })`git init -q && git add flake.nix && git -c user.name=test -c user.email=test@invalid commit -qm flake`;
 });
 
 afterAll(async () => {
