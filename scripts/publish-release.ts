@@ -51,7 +51,7 @@ import { lookUp } from "./lib/forgejo/publish-look.ts";
 import { planPublish, planReport, type Plan } from "./lib/forgejo/publish-plan.ts";
 import { Whereabouts, applyPlan, inRounds, printPlan, type Target } from "./lib/forgejo/publish-apply.ts";
 import { releaseFields } from "./lib/forgejo/release-fields.ts";
-import { asPublished, assumedAddress, publicAddress, type PublicAddress } from "./lib/forgejo/public-address.ts";
+import { asPublished, assumedAddress, publicAddress, publicUrlFlag, type PublicAddress } from "./lib/forgejo/public-address.ts";
 import { checkAccess, checkTag } from "./lib/forgejo/preflight.ts";
 import type { LocalFile } from "./lib/forgejo/upload.ts";
 import { checkDistAsInput, rehashDist } from "./lib/build/dist-input.ts";
@@ -67,6 +67,7 @@ const COMMAND: CommandSpec = {
     { name: "dist", value: "dir", description: "The build to publish (default: dist)" },
     // Publishing by hand needs the server named; CI supplies it.
     ...SERVER_FLAGS.map((f) => (f.name === "server" ? { ...f, requiredByHand: true } : f)),
+    { name: "public-url", value: "url", description: "Where people reach this Forgejo, when not at --server (a runner registered at an internal address): the server's html_url must name the repository under --server or this; it is the address the statement and the notes give (default: RUNNER_IMAGES_PUBLIC_URL)" },
     { name: "tag", value: "tag", requiredByHand: true, description: "boot-v<version> or boot-dev-<label>, as far as git accepts the name (scripts/lib/trust/tags.ts); with a - after the version, a prerelease (default in CI: the pushed tag, or boot-dev-<run>-<sha> on a dispatch)" },
     { name: "title", value: "text", description: "Release title (default: Runner images <tag>)" },
     { name: "notes-file", value: "file", description: "Release notes, Markdown (default: generated from the manifest)" },
@@ -92,6 +93,7 @@ const COMMAND: CommandSpec = {
         "  FORGEJO_TOKEN, GITHUB_TOKEN   the token (write:repository scope, or the Actions token); never a flag value",
         `  ${SIGNING_KEY_ENV}   an SSH private key (the text) to sign the provenance statement with; never a flag value`,
         `  RUNNER_IMAGES_BOOT_SIGNING_KEY   the --boot-signing-cert key (PEM text) to sign the netboot files with; never a flag value`,
+        "  RUNNER_IMAGES_PUBLIC_URL   --public-url, for CI (a repository variable)",
         "  FORGEJO_SERVER_URL, FORGEJO_REPOSITORY, FORGEJO_REF_NAME, FORGEJO_RUN_NUMBER, ...   set by Forgejo Actions",
         ...TUNING_HELP,
       ].join("\n"),
@@ -126,12 +128,13 @@ async function checkTheDist(dist: string): Promise<{ manifest: Manifest; files: 
 }
 
 /** How the run goes: --dry-run, --verify, --keep-dev, checked before anything else. */
-function runOptions(flags: Record<string, unknown>): { dryRun: boolean; verify: "full" | "sizes"; keepDev: number } {
+function runOptions(flags: Record<string, unknown>): { dryRun: boolean; verify: "full" | "sizes"; keepDev: number; publicUrl: string | null } {
   const verify = flag(flags, "verify") ?? "full";
   if (verify !== "full" && verify !== "sizes") throw new UsageError(`--verify ${verify}: choose full or sizes`);
   const raw = flag(flags, "keep-dev");
   if (raw !== undefined && !/^\d+$/.test(raw)) throw new UsageError(`--keep-dev ${raw} is not a whole number of 0 or more`);
-  return { dryRun: flags["dry-run"] === true, verify, keepDev: raw === undefined ? 3 : Number(raw) };
+  const publicUrl = publicUrlFlag(flag(flags, "public-url") ?? process.env.RUNNER_IMAGES_PUBLIC_URL);
+  return { dryRun: flags["dry-run"] === true, verify, keepDev: raw === undefined ? 3 : Number(raw), publicUrl };
 }
 
 /** Step 6: one line for the operator; with --json, the result on stdout. */
@@ -154,7 +157,7 @@ await runMain(async () => {
   const args = parseCommandLine(COMMAND);
   if (!args) return;
   const flags = args.flags;
-  const { dryRun, verify, keepDev } = runOptions(flags);
+  const { dryRun, verify, keepDev, publicUrl } = runOptions(flags);
   // What a Ctrl-C (or a failure once the plan is applied) leaves behind, read from the plan.
   const where = new Whereabouts();
   onInterrupt(() => say(`interrupted: ${where.left()}`));
@@ -173,19 +176,19 @@ await runMain(async () => {
   checkDirty(manifest, tag, flags["allow-dirty"] === true);
   // The statement names the server's public address: the key and the dist are checked now, it is made once the server answers.
   const statementInputs = { dist, manifest, tag, owner, repo, key, unsigned: flags.unsigned === true, bootSigs: await signBootFilesFor(dist, manifest, bootKey) };
-  const provenance = await prepareProvenance(statementInputs, assumedAddress(server, owner, repo));
+  const provenance = await prepareProvenance(statementInputs, assumedAddress(publicUrl ?? server, owner, repo));
   const commit = manifest.source.commit;
   const given = { title: flag(flags, "title"), notesFile: flag(flags, "notes-file"), prerelease: flags.prerelease === true };
   const fieldsAt = (at: PublicAddress) => releaseFields(given, asPublished(manifest, owner, repo, at), tag, at.repository);
-  await fieldsAt(assumedAddress(server, owner, repo)); // checked now; the links follow the server's answer
+  await fieldsAt(assumedAddress(publicUrl ?? server, owner, repo)); // checked now; the links follow the server's answer
   const client = new ForgejoClient({ server, owner, repo, token, tuning: tuningFromEnv() });
 
   // 2. The server, the token's access, the tag (if it exists, at the dist's commit).
   say(`${dryRun ? "planning" : "publishing"} ${tag} (${commit.slice(0, 12)}) to ${server}/${owner}/${repo}`);
   await client.probe(); // first contact
   const repository = await checkAccess(client);
-  // Public URLs (statement, notes): the repository's html_url, not this run's or the runner's address.
-  const address = publicAddress(repository.html_url, owner, repo);
+  // Public URLs (statement, notes): the repository's html_url, under --server or --public-url only.
+  const address = publicAddress(repository.html_url, owner, repo, { server, publicUrl });
   await checkTag(client, tag, commit);
   const signed = await provenance(address);
   files.push(...signed.files);

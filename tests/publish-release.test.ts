@@ -1076,7 +1076,7 @@ describe("the command line", () => {
     const r = await runScript("publish-release.ts", ["--help"]);
     expect(r.code).toBe(0);
     const FLAGS = [
-      "--dist", "--server", "--repo", "--insecure-http", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
+      "--dist", "--server", "--repo", "--insecure-http", "--public-url", "--tag", "--title", "--notes-file", "--prerelease", "--keep-dev",
       "--verify", "--token-file", "--signing-key", "--boot-signing-cert", "--boot-signing-chain", "--boot-signing-key", "--unsigned", "--allow-dirty", "--replace-published", "--dry-run", "--json", "--debug",
     ];
     const options = r.stdout.slice(r.stdout.indexOf("Options:"), r.stdout.indexOf("\n\n", r.stdout.indexOf("Options:")));
@@ -1225,15 +1225,15 @@ describe("the signed builder id names the workflow's file, not its name:", () =>
   });
 });
 
-describe("public URLs come from the server's answers, not the runner's registration address", () => {
-  test("a runner registered with an internal address publishes notes whose download and iPXE chain links name the public repository", async () => {
+describe("public URLs come from the server's answers, under an address the operator gave, never the runner's registration address", () => {
+  test("a runner registered with an internal address publishes notes whose download and iPXE chain links name the public repository (RUNNER_IMAGES_PUBLIC_URL)", async () => {
     const s = await startForgejo({ tokens: TOKENS, appUrl: "https://forge.example.org/" });
     servers.push(s);
     const d = await dist();
     const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
     // FORGEJO_SERVER_URL is the internal address the runner registered with (here: the test server's own).
     const r = await runScript("publish-release.ts", ["--dist", d.dir], {
-      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images", RUNNER_IMAGES_PUBLIC_URL: "https://forge.example.org" }),
     });
     expect(r.code).toBe(0);
     const tag = `boot-dev-12-${MAIN_SHA.slice(0, 7)}`;
@@ -1249,13 +1249,13 @@ describe("public URLs come from the server's answers, not the runner's registrat
   const ciRunOf = (s: ForgejoServer, repository = "ops/runner-images"): NonNullable<Manifest["ci"]> => ({
     server: s.url, repository, runId: "77", runNumber: "12", workflow: "Runner boot images", workflowFile: "boot-images.yml", ref: "refs/heads/main", event: "workflow_dispatch",
   });
-  async function publishSigned(s: ForgejoServer, distDir: string): Promise<{ r: RunResult; tag: string; fingerprint: string; statementText: string }> {
+  async function publishSigned(s: ForgejoServer, distDir: string, publicUrl: string | undefined = PUBLIC): Promise<{ r: RunResult; tag: string; fingerprint: string; statementText: string }> {
     const key = join(distDir, "..", `key-${Date.now()}-public`);
     const made = await makeSshKey(key);
     dirs.push(key, `${key}.pub`);
     const ci = { FORGEJO_RUN_ID: "77", FORGEJO_RUN_NUMBER: "12", FORGEJO_REF_TYPE: "branch", FORGEJO_REF_NAME: "main", FORGEJO_EVENT_NAME: "workflow_dispatch" };
     const r = await runScript("publish-release.ts", ["--dist", distDir, "--signing-key", key], {
-      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images" }),
+      env: cleanEnv({ ...FAST, ...ci, FORGEJO_TOKEN: WRITE, FORGEJO_SERVER_URL: s.url, FORGEJO_REPOSITORY: "ops/runner-images", RUNNER_IMAGES_PUBLIC_URL: publicUrl }),
     });
     const statementText = await Bun.file(join(distDir, "provenance.intoto.json")).text().catch(() => "");
     return { r, tag: `boot-dev-12-${MAIN_SHA.slice(0, 7)}`, fingerprint: made.fingerprint, statementText };
@@ -1322,17 +1322,56 @@ describe("public URLs come from the server's answers, not the runner's registrat
     expect(statementText).toBe("");
   }, 60_000);
 
-  test("publicAddress: the html_url must be a plain web address of this repository (Forgejo names are case-insensitive); asPublished moves only this repository's run", async () => {
-    const { asPublished, publicAddress } = await import("../scripts/lib/forgejo/public-address.ts");
-    expect(publicAddress("https://forge.example.org/git/Ops/Runner-Images/", "ops", "runner-images")).toEqual({
+  test("a server that names the repository at an address nobody gave (another host, a path prefix, a backslash trick) is refused before any write, whatever it claims", async () => {
+    for (const [appUrl, publicUrl] of [
+      [`${PUBLIC}/`, ""], // the right public address, but nobody said so: it could be anyone's
+      ["https://codeberg.org/", PUBLIC], // the mirror host
+      [`${PUBLIC}/evil/`, PUBLIC], // a path prefix on the right host
+      ["https://evil.example\\@forge.example.org/", PUBLIC], // read by URL as host evil.example
+    ] as const) {
+      const s = await startForgejo({ tokens: TOKENS, appUrl });
+      servers.push(s);
+      const d = await dist({ ci: ciRunOf(s) });
+      const { r, statementText } = await publishSigned(s, d.dir, publicUrl);
+      expect({ appUrl, code: r.code }).toEqual({ appUrl, code: 1 });
+      const errors = r.stderr.trim().split("\n").filter((l) => l.startsWith("error:"));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^error: the server says ops\/runner-images is public at \S+, which is neither --server \S+( nor --public-url \S+)?: the signed statement names only an address you gave; if \S+ is where people reach this Forgejo, pass --public-url /);
+      expect(s.requests.filter((q) => q.method !== "GET" && q.method !== "HEAD")).toEqual([]);
+      expect(statementText).toBe("");
+    }
+  }, 120_000);
+
+  test("a password in the server's html_url is refused, never signed, published or printed", async () => {
+    const s = await startForgejo({ tokens: TOKENS, appUrl: "https://:hunter2@forge.example.org/" });
+    servers.push(s);
+    const d = await dist({ ci: ciRunOf(s) });
+    const { r, statementText } = await publishSigned(s, d.dir, PUBLIC);
+    expect(r.code).toBe(1);
+    expect(statementText).toBe("");
+    expect(s.requests.filter((q) => q.method !== "GET" && q.method !== "HEAD")).toEqual([]);
+    expect(r.stderr).toContain("which is not a plain http(s) address ending in /ops/runner-images");
+  }, 60_000);
+
+  test("publicAddress: a plain web address of this repository under --server or --public-url; sameRepository: the address exactly, owner/name ignoring ASCII case; asPublished moves only this repository's run", async () => {
+    const { asPublished, publicAddress, sameRepository } = await import("../scripts/lib/forgejo/public-address.ts");
+    const allowed = { server: "http://forgejo.internal:3000", publicUrl: "https://forge.example.org/git" };
+    expect(publicAddress("https://forge.example.org/git/Ops/Runner-Images/", "ops", "runner-images", allowed)).toEqual({
       repository: "https://forge.example.org/git/Ops/Runner-Images", base: "https://forge.example.org/git",
     });
-    for (const wrong of [undefined, "", "ftp://forge.example.org/ops/runner-images", "https://forge.example.org/ops/other-images", "https://forge.example.org/evilops/runner-images", "https://u@forge.example.org/ops/runner-images", "https://forge.example.org/ops/runner-images#x"]) {
-      expect(() => publicAddress(wrong, "ops", "runner-images")).toThrow("which is not a plain http(s) address ending in /ops/runner-images");
+    expect(publicAddress("http://forgejo.internal:3000/ops/runner-images", "ops", "runner-images", allowed).base).toBe("http://forgejo.internal:3000");
+    for (const wrong of [undefined, "", "ftp://forge.example.org/git/ops/runner-images", "https://forge.example.org/git/ops/other-images", "https://forge.example.org/git/evilops/runner-images", "https://u@forge.example.org/git/ops/runner-images", "https://:pw@forge.example.org/git/ops/runner-images", "https://forge.example.org/git/ops/runner-images#x", "https://forge.example.org/git//ops/runner-images"]) {
+      expect(() => publicAddress(wrong, "ops", "runner-images", allowed)).toThrow("which is not a plain http(s) address ending in /ops/runner-images");
     }
+    for (const elsewhere of ["https://forge.example.org/ops/runner-images", "https://forge.example.org/Git/ops/runner-images", "https://forge.example.org/git/x/ops/runner-images", "https://forge.example.org:8443/git/ops/runner-images", "https://codeberg.org/ops/runner-images"]) {
+      expect(() => publicAddress(elsewhere, "ops", "runner-images", allowed)).toThrow("which is neither --server http://forgejo.internal:3000 nor --public-url https://forge.example.org/git");
+    }
+    expect(sameRepository("https://Forge.Example.org:443/Ops/Runner-Images", "https://forge.example.org/ops/runner-images")).toBe(true);
+    expect(sameRepository("https://forge.example.org/\u212Aops/r", "https://forge.example.org/kops/r")).toBe(false); // the Kelvin sign is not k
+    expect(sameRepository("https://forge.example.org/Git/ops/r", "https://forge.example.org/git/ops/r")).toBe(false); // a path prefix is not a name
     const d = await dist({ ci: { server: "http://forgejo.internal:3000", repository: "Ops/Runner-Images", runId: "1", runNumber: "2", workflow: "w", ref: "refs/heads/main", event: "push" } });
-    const address = publicAddress("https://forge.example.org/ops/runner-images", "ops", "runner-images");
-    expect(asPublished(d.manifest, "ops", "runner-images", address).ci!.server).toBe("https://forge.example.org");
+    const address = publicAddress("https://forge.example.org/git/ops/runner-images", "ops", "runner-images", allowed);
+    expect(asPublished(d.manifest, "ops", "runner-images", address).ci!.server).toBe("https://forge.example.org/git");
     expect(asPublished(d.manifest, "ops", "other-images", address).ci!.server).toBe("http://forgejo.internal:3000");
     expect(d.manifest.ci!.server).toBe("http://forgejo.internal:3000"); // a view: the manifest itself (signed by hash) is untouched
   });

@@ -402,6 +402,8 @@ describe("credentials: the job token, the runtime token, the release token and t
           GITHUB_TOKEN: "",
           FORGEJO_TOKEN: RELEASE_TOKEN,
           RUNNER_IMAGES_SIGNING_KEY: "${{ secrets.RUNNER_IMAGES_SIGNING_KEY }}",
+          // data, not a credential: where the public reaches Forgejo (publish-release --public-url)
+          RUNNER_IMAGES_PUBLIC_URL: "${{ vars.RUNNER_IMAGES_PUBLIC_URL }}",
         });
       } else {
         const { RUNNER_IMAGES_SIGNING_KEY_IS_SET: keyIsSet, ...env } = step.env ?? {};

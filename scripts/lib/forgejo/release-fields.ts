@@ -52,14 +52,3 @@ function defaultNotes(manifest: Manifest, tag: string, repoUrl: string): string 
   ];
   return lines.filter((l, i) => l !== "" || lines[i - 1] !== "").join("\n");
 }
-
-/** The server's html_url for the repository, if it is a plain http(s) URL (it goes into the notes). */
-export function webAddress(raw: string | undefined): string | null {
-  if (!raw) return null;
-  try {
-    const url = new URL(raw);
-    return (url.protocol === "https:" || url.protocol === "http:") && !url.search && !url.hash && !url.username ? url.href.replace(/\/+$/, "") : null;
-  } catch {
-    return null;
-  }
-}
