@@ -24,24 +24,11 @@ let
   port = 18080;
   bootUrl = "http://10.0.2.2:${toString port}/netboot.ipxe";
 
-  # The fleet's PKI in miniature, as docs/ipxe-and-https.md "Boot-signing certificates" makes it.
+  # The fleet's PKI in miniature, as docs/ipxe-and-https.md "Boot-signing certificates" makes it,
+  # from the same extensions file (./boot-pki.cnf; tests/docs.test.ts keeps the recipe's copy equal).
   pki = pkgs.runCommand "ipxe-test-pki" { nativeBuildInputs = [ pkgs.openssl ]; } ''
     mkdir -p "$out"; cd "$out"
-    cat > pki.cnf <<'CNF'
-    [req]
-    distinguished_name = dn
-    [dn]
-    [v3_root]
-    basicConstraints = critical,CA:TRUE,pathlen:0
-    keyUsage = critical,keyCertSign,cRLSign
-    subjectKeyIdentifier = hash
-    [v3_codesign]
-    basicConstraints = critical,CA:FALSE
-    keyUsage = critical,digitalSignature
-    extendedKeyUsage = codeSigning
-    subjectKeyIdentifier = hash
-    authorityKeyIdentifier = keyid
-    CNF
+    cp ${./boot-pki.cnf} pki.cnf
     openssl req -x509 -new -newkey rsa:2048 -nodes -keyout root.key -out root.crt -days 3650 \
       -subj "/CN=Test Fleet Boot Root" -config pki.cnf -extensions v3_root
     openssl req -new -newkey rsa:2048 -nodes -keyout signer.key -out signer.csr -subj "/CN=boot-signer" -config pki.cnf

@@ -130,6 +130,14 @@ function headingsOf(page: string): string[] {
   return [...body.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1]!.trim());
 }
 
+describe("recipes the code uses too", () => {
+  test("the boot-signing recipe's extensions (docs/ipxe-and-https.md) are nix/boot-pki.cnf, which the iPXE check and the signing tests make their PKI from", () => {
+    const recipe = /cat > boot-pki\.cnf <<'CNF'\n([\s\S]*?)\nCNF\n/.exec(text.get("docs/ipxe-and-https.md")!);
+    expect(recipe).not.toBeNull();
+    expect(`${recipe![1]}\n`).toBe(readFileSync(join(ROOT, "nix", "boot-pki.cnf"), "utf8"));
+  });
+});
+
 describe("links and cited sections", () => {
   test("every link between the pages lands on a file, and an anchor on a heading of that page", () => {
     let links = 0;

@@ -7,21 +7,11 @@ import { $ } from "zx/core";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { ROOT } from "./run.ts";
 
-const CONFIG = `[req]
-distinguished_name = dn
-[dn]
-[v3_root]
-basicConstraints = critical,CA:TRUE,pathlen:0
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[v3_codesign]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = codeSigning
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[v3_server]
+/** The recipe's extensions (nix/boot-pki.cnf, which the Nix check uses too), and a TLS leaf's: a certificate iPXE must refuse. */
+const CONFIG = `${readFileSync(join(ROOT, "nix", "boot-pki.cnf"), "utf8")}[v3_server]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
