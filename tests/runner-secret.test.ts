@@ -468,6 +468,29 @@ func main() {
     expect(await readFile(credential(o), "utf8")).toBe(go.stdout.toString());
   }, 120_000);
 
+  /**
+   * The stick image on a read-only loop device, linked as udev would (/dev/disk/by-label/RUNNER-CFG),
+   * and the script run against it: it must read runner.env from there and write the credential.
+   * `more` checks the run further while the device is still attached.
+   */
+  async function fromStick(image: string, more: (o: Awaited<ReturnType<typeof run>>, device: string) => Promise<void>) {
+    const loop = Bun.spawnSync(["losetup", "--find", "--show", "--read-only", image], { stdout: "pipe", stderr: "pipe" });
+    expect(loop.stderr.toString()).toBe("");
+    const device = loop.stdout.toString().trim();
+    expect(device).toStartWith("/dev/loop");
+    try {
+      const byLabel = await mkdtemp(join(scratch, "by-label-"));
+      await symlink(device, join(byLabel, "RUNNER-CFG"));
+      const o = await run("quiet", { LABEL_DEVICE_DIR: byLabel });
+      expect(o.log).toContain("reading the runner configuration from the filesystem labelled RUNNER-CFG");
+      expect(o.code).toBe(0);
+      expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
+      await more(o, device);
+    } finally {
+      Bun.spawnSync(["losetup", "--detach", device]);
+    }
+  }
+
   test.skipIf(!loopDevices)("reads runner.env from a filesystem labelled RUNNER-CFG (a loop device), mounted read-only and unmounted after", async () => {
     const dir = await mkdtemp(join(scratch, "label-"));
     const content = join(dir, "content");
@@ -475,23 +498,11 @@ func main() {
     await writeFile(join(content, "runner.env"), env(good));
     const image = join(dir, "stick.img");
     expect(Bun.spawnSync(["mke2fs", "-q", "-t", "ext2", "-L", "RUNNER-CFG", "-d", content, image, "1M"]).exitCode).toBe(0);
-    const loop = Bun.spawnSync(["losetup", "--find", "--show", "--read-only", image], { stdout: "pipe", stderr: "pipe" });
-    expect(loop.stderr.toString()).toBe("");
-    const device = loop.stdout.toString().trim();
-    try {
-      // What udev makes of the stick: /dev/disk/by-label/RUNNER-CFG -> the device.
-      const byLabel = await mkdtemp(join(scratch, "by-label-"));
-      await symlink(device, join(byLabel, "RUNNER-CFG"));
-      const o = await run("quiet", { LABEL_DEVICE_DIR: byLabel });
-      expect(o.log).toContain("reading the runner configuration from the filesystem labelled RUNNER-CFG");
-      expect(o.code).toBe(0);
-      expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
+    await fromStick(image, async (o, device) => {
       expect(o.argv.find((a) => a[0] === "mount")).toEqual(expect.arrayContaining(["-o", "ro,nosuid,nodev,noexec"]));
       expect(o.argv.some((a) => a[0] === "umount")).toBe(true);
       expect(Bun.spawnSync(["findmnt", "--source", device]).exitCode).not.toBe(0);
-    } finally {
-      Bun.spawnSync(["losetup", "--detach", device]);
-    }
+    });
   });
 
   // issue 22, audit item 4: ext4 keeps owners, so a stick written by the operator holds a 0600
@@ -507,19 +518,7 @@ func main() {
     const image = join(dir, "stick.img");
     const made = Bun.spawnSync(["mke2fs", "-q", "-t", "ext4", "-L", "RUNNER-CFG", "-E", "root_owner=1000:1000", "-d", content, image, "4M"], { stderr: "pipe" });
     expect(made.stderr.toString()).toBe("");
-    const loop = Bun.spawnSync(["losetup", "--find", "--show", "--read-only", image], { stdout: "pipe", stderr: "pipe" });
-    const device = loop.stdout.toString().trim();
-    expect(device).toStartWith("/dev/loop");
-    try {
-      const byLabel = await mkdtemp(join(scratch, "by-label-"));
-      await symlink(device, join(byLabel, "RUNNER-CFG"));
-      const o = await run("quiet", { LABEL_DEVICE_DIR: byLabel });
-      expect(o.log).toContain("reading the runner configuration from the filesystem labelled RUNNER-CFG");
-      expect(o.code).toBe(0);
-      expect(await readFile(credential(o), "utf8")).toBe(expectedRunnerFile("rack1-node3", "https://forgejo.example.org"));
-    } finally {
-      Bun.spawnSync(["losetup", "--detach", device]);
-    }
+    await fromStick(image, async () => {});
   });
 });
 
