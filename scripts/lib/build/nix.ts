@@ -100,6 +100,9 @@ export interface BuiltTarget {
   drvPath: string;
 }
 
+/** A target or system name as targets.json spells them: a first lock before any name reaches nix. */
+const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
+
 /** The flake outputs built here: the images (packages), and the boot tests' numbers (checks). */
 export type FlakeOutput = "packages" | "checks";
 
@@ -167,7 +170,7 @@ export async function evalTargets(
   extraArgs: string[],
   output: FlakeOutput = "packages",
 ): Promise<{ drv: string; out: string }[]> {
-  const bad = targets.flatMap((t) => [t.system, t.attr]).find((name) => !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(name));
+  const bad = targets.flatMap((t) => [t.system, t.attr]).find((name) => !PLAIN_NAME.test(name));
   if (bad !== undefined) throw new Failure(`refused to evaluate ${JSON.stringify(bad)}: a target or system name holds more than letters, digits, - and _`);
   return Promise.all(targets.map((target) => evalTarget(flake, target, extraArgs, output)));
 }
@@ -212,7 +215,7 @@ export async function evalTarget(
 
 /** The names of the flake's checks for `system` (attrNames forces none of them). */
 export async function checkNames(flake: string, system: string, extraArgs: string[]): Promise<string[]> {
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(system)) throw new Failure(`refused to evaluate ${JSON.stringify(system)}: not a system name`);
+  if (!PLAIN_NAME.test(system)) throw new Failure(`refused to evaluate ${JSON.stringify(system)}: not a system name`);
   const listed = await $({ nothrow: true, quiet: true })`nix eval ${FLAKES} --json ${`${flake}#checks.${system}`} --apply ${"c: builtins.attrNames c"} ${extraArgs} ${NO_PREFIX}`;
   if (listed.exitCode !== 0) {
     // A flake without checks for the system has none to build; any other error is the flake's.
